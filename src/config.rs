@@ -1,0 +1,944 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! JobCompLoc (a file of librdkafka properties) and JobCompParams parsing.
+//!
+//! Pure logic plus one plain file read: nothing here logs, touches Slurm or
+//! Kafka. Problems come back as values ([`ConfigError`], [`Problem`]) whose text
+//! is a complete sentence the caller can log as it is.
+//!
+//! # The properties file (JobCompLoc)
+//!
+//! One `key=value` per line, split at the first `=`; whitespace around key and
+//! value is trimmed; blank lines are skipped; CRLF line ends and a UTF-8 byte
+//! order mark are accepted.
+//!
+//! Comments: a line whose first non-blank character is `#` is a comment. A `#`
+//! later in a line starts a comment only when it is preceded by a blank (space
+//! or tab), as in `bootstrap.servers=k1:9092  # primary site`. SchedMD's C
+//! plugin cuts the value at *any* `#`, which silently truncates a password such
+//! as `sasl.password=ab#cd`; we keep such values whole, while the usual
+//! "value, blanks, `# remark`" style of existing C-plugin files still works.
+//! A value that really contains ` #` cannot be written in this file.
+//!
+//! A line with no `=`, or with an empty key, is an error naming the file and
+//! line (the C plugin skips such lines silently, which hides typos). The text
+//! of a bad line is never repeated in the error: it might hold a secret.
+//!
+//! A key given more than once: the last value wins. Only the last occurrence is
+//! kept, in file order, so what is logged is what librdkafka gets.
+//!
+//! # JobCompParams
+//!
+//! See [`parse_params`].
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::release::Release;
+
+// ---------------------------------------------------------------------------
+// librdkafka properties
+// ---------------------------------------------------------------------------
+
+/// One librdkafka property from the JobCompLoc file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Property {
+    pub key: String,
+    pub value: String,
+    /// 1-based line number in the file.
+    pub line: usize,
+}
+
+/// A JobCompLoc problem that stops the plugin from configuring librdkafka. The
+/// text is a complete sentence naming the file (and line, where there is one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The property that must be present (or its librdkafka alias).
+const BROKER_KEYS: [&str; 2] = ["bootstrap.servers", "metadata.broker.list"];
+
+/// Parses the text of a JobCompLoc file. `path` is only used in messages.
+pub fn parse_properties(text: &str, path: &str) -> Result<Vec<Property>, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut props: Vec<Property> = Vec::new();
+    for (index, raw) in text.split('\n').enumerate() {
+        let line_no = index + 1;
+        let line = strip_comment(raw.strip_suffix('\r').unwrap_or(raw)).trim();
+        if line.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(ConfigError(format!(
+                "{path}:{line_no}: this line is not a librdkafka property: \
+                 expected key=value (or a comment starting with '#')."
+            )));
+        };
+        let key = key.trim();
+        let value = value.trim();
+        if key.is_empty() {
+            return Err(ConfigError(format!(
+                "{path}:{line_no}: this line has an empty property name before '='."
+            )));
+        }
+        if key.chars().any(char::is_whitespace) {
+            return Err(ConfigError(format!(
+                "{path}:{line_no}: a property name cannot contain blanks; \
+                 expected key=value."
+            )));
+        }
+        // The last occurrence wins; keep file order of what survives.
+        props.retain(|p| p.key != key);
+        props.push(Property {
+            key: key.to_string(),
+            value: value.to_string(),
+            line: line_no,
+        });
+    }
+    if !props.iter().any(|p| BROKER_KEYS.contains(&p.key.as_str())) {
+        return Err(ConfigError(format!(
+            "{path} sets no bootstrap.servers (nor metadata.broker.list): \
+             librdkafka needs at least one broker address."
+        )));
+    }
+    Ok(props)
+}
+
+/// Removes a comment: the whole line when its first non-blank character is '#',
+/// else from the first '#' that follows a space or tab.
+fn strip_comment(line: &str) -> &str {
+    if line.trim_start().starts_with('#') {
+        return "";
+    }
+    let bytes = line.as_bytes();
+    for i in 1..bytes.len() {
+        if bytes[i] == b'#' && (bytes[i - 1] == b' ' || bytes[i - 1] == b'\t') {
+            return &line[..i];
+        }
+    }
+    line
+}
+
+/// Reads and parses a JobCompLoc file. The path must be absolute (slurmctld's
+/// working directory is not something to rely on).
+pub fn read_properties_file(path: &str) -> Result<Vec<Property>, ConfigError> {
+    if path.trim().is_empty() {
+        return Err(ConfigError(
+            "JobCompLoc is not set: it must be the absolute path of a file of \
+             librdkafka properties (key=value lines)."
+                .to_string(),
+        ));
+    }
+    if !std::path::Path::new(path).is_absolute() {
+        return Err(ConfigError(format!(
+            "JobCompLoc \"{path}\" is not an absolute path: it must be the absolute \
+             path of a file of librdkafka properties."
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigError(format!(
+            "Cannot read the librdkafka properties file {path} (JobCompLoc): {e}."
+        ))
+    })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|b| **b == b'\n').count() + 1;
+        ConfigError(format!(
+            "{path}:{line}: the librdkafka properties file is not valid UTF-8 text."
+        ))
+    })?;
+    parse_properties(&text, path)
+}
+
+/// True for properties whose value must never be logged: passwords, secrets,
+/// tokens, private-key material and configs that may embed any of those.
+/// Deliberately generous: a false positive only hides a value from a log line.
+pub fn is_secret_property(key: &str) -> bool {
+    let k = key.trim().to_ascii_lowercase();
+    const WORDS: [&str; 9] = [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "credential",
+        "private",
+        "jaas",
+        "passphrase",
+        "apikey",
+    ];
+    const KEYS: [&str; 6] = [
+        "ssl.key.pem",
+        "ssl_key",
+        "ssl.keystore.password",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.extensions",
+        "sasl.oauthbearer.assertion.claim.template.file",
+    ];
+    WORDS.iter().any(|w| k.contains(w))
+        || KEYS.contains(&k.as_str())
+        || k.ends_with("key.pem")
+        || k.ends_with(".key")
+        || k.ends_with("_key")
+        || k.contains("api.key")
+        || k.contains("api_key")
+}
+
+/// The value as it may be logged: "(redacted)" for secrets.
+pub fn display_value(p: &Property) -> &str {
+    if is_secret_property(&p.key) {
+        "(redacted)"
+    } else {
+        &p.value
+    }
+}
+
+// ---------------------------------------------------------------------------
+// JobCompParams
+// ---------------------------------------------------------------------------
+
+pub const DEFAULT_FLUSH_TIMEOUT_MS: i32 = 500;
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The plugin's settings from JobCompParams.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Milliseconds `fini` waits for outstanding messages; -1 = wait forever.
+    pub flush_timeout_ms: i32,
+    /// How often the delivery thread serves librdkafka's callbacks; never zero.
+    pub poll_interval: Duration,
+    /// `None`: ClusterName (resolved by [`resolve_topics`]).
+    pub topic: Option<String>,
+    pub requeue_on_msg_timeout: bool,
+    pub purge_in_flight: bool,
+    pub purge_non_blocking: bool,
+    pub requeue_purge_in_flight: bool,
+    /// 25.05+.
+    pub enable_job_start: bool,
+    /// 25.05+. `None`: "<ClusterName>-job-start".
+    pub topic_job_start: Option<String>,
+    /// 25.05+.
+    pub send_script: bool,
+    /// 26.05+.
+    pub send_comment: bool,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            flush_timeout_ms: DEFAULT_FLUSH_TIMEOUT_MS,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            topic: None,
+            requeue_on_msg_timeout: false,
+            purge_in_flight: false,
+            purge_non_blocking: false,
+            requeue_purge_in_flight: false,
+            enable_job_start: false,
+            topic_job_start: None,
+            send_script: false,
+            send_comment: false,
+        }
+    }
+}
+
+/// Something wrong in the configuration. The text is a complete sentence that
+/// names the offending token and says what is done instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Understood or ignored; the plugin works, maybe not as intended.
+    Warning(String),
+    /// A value was rejected and a default is used instead.
+    Error(String),
+}
+
+impl Problem {
+    pub fn text(&self) -> &str {
+        match self {
+            Problem::Warning(t) | Problem::Error(t) => t,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        matches!(self, Problem::Error(_))
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flag {
+    RequeueOnMsgTimeout,
+    PurgeInFlight,
+    PurgeNonBlocking,
+    RequeuePurgeInFlight,
+    EnableJobStart,
+    SendScript,
+    SendComment,
+}
+
+const FLAGS: [(&str, Flag, (u8, u8)); 7] = [
+    ("requeue_on_msg_timeout", Flag::RequeueOnMsgTimeout, (0, 0)),
+    ("purge_in_flight", Flag::PurgeInFlight, (0, 0)),
+    ("purge_non_blocking", Flag::PurgeNonBlocking, (0, 0)),
+    (
+        "requeue_purge_in_flight",
+        Flag::RequeuePurgeInFlight,
+        (0, 0),
+    ),
+    ("enable_job_start", Flag::EnableJobStart, (25, 5)),
+    ("send_script", Flag::SendScript, (25, 5)),
+    ("send_comment", Flag::SendComment, (26, 5)),
+];
+
+/// Value tokens and the series they need.
+const VALUE_KEYS: [(&str, (u8, u8)); 4] = [
+    ("flush_timeout", (0, 0)),
+    ("poll_interval", (0, 0)),
+    ("topic", (0, 0)),
+    ("topic_job_start", (25, 5)),
+];
+
+fn flag_mut(params: &mut Params, flag: Flag) -> &mut bool {
+    match flag {
+        Flag::RequeueOnMsgTimeout => &mut params.requeue_on_msg_timeout,
+        Flag::PurgeInFlight => &mut params.purge_in_flight,
+        Flag::PurgeNonBlocking => &mut params.purge_non_blocking,
+        Flag::RequeuePurgeInFlight => &mut params.requeue_purge_in_flight,
+        Flag::EnableJobStart => &mut params.enable_job_start,
+        Flag::SendScript => &mut params.send_script,
+        Flag::SendComment => &mut params.send_comment,
+    }
+}
+
+fn supported(release: Release, needs: (u8, u8)) -> bool {
+    release.series() >= needs
+}
+
+fn needs_text(needs: (u8, u8)) -> String {
+    format!("{}.{:02}", needs.0, needs.1)
+}
+
+/// Parses JobCompParams (`None` or empty: all defaults).
+///
+/// Comma-separated tokens; blanks around tokens, keys and values are trimmed,
+/// empty tokens are ignored. A token is matched as a whole, its key
+/// case-insensitively (`Poll_Interval=5` is fine); a flag name appearing
+/// inside another token (a topic named `x_send_script`) means nothing.
+///
+/// - `flush_timeout=<ms>`: integer >= -1 (-1 waits forever), default 500.
+/// - `poll_interval=<s>`: whole seconds >= 1, default 2. 0 is refused (the C
+///   plugin turns bad values into 0 and spins a core).
+/// - `topic=<name>`, `topic_job_start=<name>`: a valid Kafka topic name
+///   ([`topic_name_problem`]).
+/// - flags: `requeue_on_msg_timeout`, `purge_in_flight`, `purge_non_blocking`,
+///   `requeue_purge_in_flight`, `enable_job_start`, `send_script`,
+///   `send_comment`.
+///
+/// A bad value is an [`Problem::Error`] and the default stays. A flag given a
+/// value gets a [`Problem::Warning`]: `yes`/`true`/`on`/`1` turn it on,
+/// `no`/`false`/`off`/`0` leave it off (the C plugin, matching substrings,
+/// would have turned it on even for `=no`), anything else ignores the token
+/// (flag off). Tokens of a newer Slurm series than `release`, unknown tokens,
+/// and a value token given twice (the last one wins) are warnings.
+pub fn parse_params(text: Option<&str>, release: Release) -> (Params, Vec<Problem>) {
+    let mut params = Params::default();
+    let mut problems = Vec::new();
+    let mut seen: Vec<String> = Vec::new();
+    let Some(text) = text else {
+        return (params, problems);
+    };
+    for token in text.split(',') {
+        let token = token.trim();
+        if token.is_empty() {
+            continue;
+        }
+        let (key_raw, value) = match token.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim())),
+            None => (token, None),
+        };
+        let key = key_raw.to_ascii_lowercase();
+
+        if let Some(&(name, flag, needs)) = FLAGS.iter().find(|f| f.0 == key) {
+            if !supported(release, needs) {
+                problems.push(Problem::Warning(format!(
+                    "JobCompParams \"{token}\" ignored: needs Slurm {} or newer \
+                     (this is {release}).",
+                    needs_text(needs)
+                )));
+                continue;
+            }
+            let on = match value {
+                None => true,
+                Some(v) => match v.to_ascii_lowercase().as_str() {
+                    "yes" | "true" | "on" | "1" | "y" => {
+                        problems.push(Problem::Warning(format!(
+                            "JobCompParams \"{token}\": {name} is a flag and takes \
+                             no value; understood as {name} (enabled)."
+                        )));
+                        true
+                    }
+                    "no" | "false" | "off" | "0" | "n" => {
+                        problems.push(Problem::Warning(format!(
+                            "JobCompParams \"{token}\": {name} is a flag and takes \
+                             no value; understood as disabled (leave the flag out \
+                             instead)."
+                        )));
+                        false
+                    }
+                    _ => {
+                        problems.push(Problem::Warning(format!(
+                            "JobCompParams \"{token}\" ignored: {name} is a flag and \
+                             takes no value; write just \"{name}\" to enable it."
+                        )));
+                        continue;
+                    }
+                },
+            };
+            *flag_mut(&mut params, flag) = on;
+            continue;
+        }
+
+        let Some(&(name, needs)) = VALUE_KEYS.iter().find(|v| v.0 == key) else {
+            problems.push(Problem::Warning(format!(
+                "JobCompParams \"{token}\" ignored: unknown setting."
+            )));
+            continue;
+        };
+        if !supported(release, needs) {
+            problems.push(Problem::Warning(format!(
+                "JobCompParams \"{token}\" ignored: needs Slurm {} or newer \
+                 (this is {release}).",
+                needs_text(needs)
+            )));
+            continue;
+        }
+        if seen.iter().any(|s| s == name) {
+            problems.push(Problem::Warning(format!(
+                "JobCompParams sets {name} more than once; the last one, \"{token}\", \
+                 is used."
+            )));
+        } else {
+            seen.push(name.to_string());
+        }
+        let value = value.unwrap_or("");
+        match name {
+            "flush_timeout" => match value.parse::<i32>() {
+                Ok(ms) if ms >= -1 => params.flush_timeout_ms = ms,
+                _ => {
+                    params.flush_timeout_ms = DEFAULT_FLUSH_TIMEOUT_MS;
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: flush_timeout must be \
+                         a whole number of milliseconds, -1 (wait forever) or more; \
+                         using the default of {DEFAULT_FLUSH_TIMEOUT_MS} ms."
+                    )));
+                }
+            },
+            "poll_interval" => match value.parse::<u32>() {
+                Ok(s) if s >= 1 => params.poll_interval = Duration::from_secs(u64::from(s)),
+                _ => {
+                    params.poll_interval = DEFAULT_POLL_INTERVAL;
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: poll_interval must be \
+                         a whole number of seconds, 1 or more; using the default of \
+                         {} s.",
+                        DEFAULT_POLL_INTERVAL.as_secs()
+                    )));
+                }
+            },
+            _ => {
+                // topic / topic_job_start
+                let slot = if name == "topic" {
+                    &mut params.topic
+                } else {
+                    &mut params.topic_job_start
+                };
+                match topic_name_problem(value) {
+                    None => *slot = Some(value.to_string()),
+                    Some(why) => {
+                        *slot = None;
+                        let default = if name == "topic" {
+                            "ClusterName"
+                        } else {
+                            "<ClusterName>-job-start"
+                        };
+                        problems.push(Problem::Error(format!(
+                            "JobCompParams \"{token}\" is invalid: {why}; using the \
+                             default topic ({default})."
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    (params, problems)
+}
+
+/// Why `name` is not a valid Kafka topic name, or `None` when it is: 1 to 249
+/// characters of `[a-zA-Z0-9._-]`, not "." or "..".
+pub fn topic_name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("a Kafka topic name cannot be empty")
+    } else if name == "." || name == ".." {
+        Some("a Kafka topic name cannot be \".\" or \"..\"")
+    } else if name.len() > 249 {
+        Some("a Kafka topic name is at most 249 characters long")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        Some("a Kafka topic name may only contain ASCII letters, digits, '.', '_' and '-'")
+    } else {
+        None
+    }
+}
+
+/// The topics records go to: (finish topic, job-start topic, problems).
+///
+/// Defaults: ClusterName and "<ClusterName>-job-start". A default built from
+/// an unusable ClusterName is an [`Problem::Error`] (the names are still
+/// returned). When `enable_job_start` is set and both topics are the same, a
+/// [`Problem::Warning`] says so (start and end records would be mixed). The
+/// job-start topic is only checked when `enable_job_start` is set.
+pub fn resolve_topics(params: &Params, cluster_name: &str) -> (String, String, Vec<Problem>) {
+    let mut problems = Vec::new();
+    let topic = match &params.topic {
+        Some(t) => t.clone(),
+        None => {
+            let t = cluster_name.to_string();
+            if let Some(why) = topic_name_problem(&t) {
+                problems.push(Problem::Error(format!(
+                    "ClusterName \"{cluster_name}\" cannot be used as the default Kafka \
+                     topic: {why}; set topic=<name> in JobCompParams."
+                )));
+            }
+            t
+        }
+    };
+    let start = match &params.topic_job_start {
+        Some(t) => t.clone(),
+        None => {
+            let t = format!("{cluster_name}-job-start");
+            if params.enable_job_start {
+                if let Some(why) = topic_name_problem(&t) {
+                    problems.push(Problem::Error(format!(
+                        "\"{t}\" (from ClusterName) cannot be used as the default \
+                         job-start topic: {why}; set topic_job_start=<name> in \
+                         JobCompParams."
+                    )));
+                }
+            }
+            t
+        }
+    };
+    if params.enable_job_start && start == topic {
+        problems.push(Problem::Warning(format!(
+            "The job-start topic and the job-end topic are both \"{topic}\": start and \
+             end records will be mixed in one topic."
+        )));
+    }
+    (topic, start, problems)
+}
+
+/// One line with every effective setting, for a verbose log line.
+pub fn describe(params: &Params) -> String {
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    let flush = if params.flush_timeout_ms == -1 {
+        "-1 (wait forever)".to_string()
+    } else {
+        format!("{} ms", params.flush_timeout_ms)
+    };
+    let poll = {
+        let d = params.poll_interval;
+        if d.subsec_nanos() == 0 {
+            format!("{} s", d.as_secs())
+        } else {
+            format!("{} ms", d.as_millis())
+        }
+    };
+    format!(
+        "flush_timeout={flush}, poll_interval={poll}, topic={}, \
+         requeue_on_msg_timeout={}, purge_in_flight={}, purge_non_blocking={}, \
+         requeue_purge_in_flight={}, enable_job_start={}, topic_job_start={}, \
+         send_script={}, send_comment={}",
+        params.topic.as_deref().unwrap_or("(ClusterName)"),
+        yn(params.requeue_on_msg_timeout),
+        yn(params.purge_in_flight),
+        yn(params.purge_non_blocking),
+        yn(params.requeue_purge_in_flight),
+        yn(params.enable_job_start),
+        params
+            .topic_job_start
+            .as_deref()
+            .unwrap_or("(ClusterName-job-start)"),
+        yn(params.send_script),
+        yn(params.send_comment),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "/etc/slurm/kafka.conf";
+
+    fn r(s: &str) -> Release {
+        Release::parse(s).unwrap()
+    }
+
+    fn kv(props: &[Property]) -> Vec<(&str, &str)> {
+        props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn properties_basic() {
+        let text = "# brokers\n\
+                    \n\
+                    bootstrap.servers = k1:9092,k2:9092 \r\n\
+                    \t  # indented comment\n\
+                    compression.type=lz4\r\n\
+                    sasl.password=ab#cd\n\
+                    client.id=slurm  # trailing remark\n\
+                    message.timeout.ms=\t300000\t#x\n\
+                    linger.ms=";
+        let props = parse_properties(text, P).unwrap();
+        assert_eq!(
+            kv(&props),
+            vec![
+                ("bootstrap.servers", "k1:9092,k2:9092"),
+                ("compression.type", "lz4"),
+                ("sasl.password", "ab#cd"),
+                ("client.id", "slurm"),
+                ("message.timeout.ms", "300000"),
+                ("linger.ms", ""),
+            ]
+        );
+        assert_eq!(props[0].line, 3);
+        assert_eq!(props[1].line, 5);
+        assert_eq!(props[5].line, 9);
+    }
+
+    #[test]
+    fn properties_value_may_contain_equals_and_bom() {
+        let text = "\u{feff}bootstrap.servers=b:9092\nsasl.oauthbearer.config=a=b c=d\n";
+        let props = parse_properties(text, P).unwrap();
+        assert_eq!(props[1].value, "a=b c=d");
+        assert_eq!(props[0].key, "bootstrap.servers");
+    }
+
+    #[test]
+    fn properties_duplicates_last_wins_in_order() {
+        let text = "acks=1\nbootstrap.servers=a\nlinger.ms=5\nacks=all\n";
+        let props = parse_properties(text, P).unwrap();
+        assert_eq!(
+            kv(&props),
+            vec![
+                ("bootstrap.servers", "a"),
+                ("linger.ms", "5"),
+                ("acks", "all")
+            ]
+        );
+        assert_eq!(props[2].line, 4);
+    }
+
+    #[test]
+    fn properties_errors() {
+        let e = parse_properties("bootstrap.servers=a\nsecretword\n", P).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/etc/slurm/kafka.conf:2: "),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("secretword"), "{e}");
+        let e = parse_properties("bootstrap.servers=a\r\n  = x\n", P).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/etc/slurm/kafka.conf:2: "),
+            "{e}"
+        );
+        let e = parse_properties("sasl password=x\nbootstrap.servers=a\n", P).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/etc/slurm/kafka.conf:1: "),
+            "{e}"
+        );
+        let e = parse_properties("# nothing\nacks=all\n", P).unwrap_err();
+        assert!(e.to_string().contains(P) && e.to_string().contains("bootstrap.servers"));
+        assert!(parse_properties("", P).is_err());
+        assert!(parse_properties("metadata.broker.list=x:1\n", P).is_ok());
+        // A commented-out broker line does not count.
+        assert!(parse_properties("#bootstrap.servers=a\n", P).is_err());
+    }
+
+    #[test]
+    fn read_file_errors_name_the_path() {
+        let e = read_properties_file("relative/kafka.conf").unwrap_err();
+        assert!(e.to_string().contains("relative/kafka.conf"), "{e}");
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = read_properties_file("").unwrap_err();
+        assert!(e.to_string().contains("JobCompLoc"), "{e}");
+
+        let dir = std::env::temp_dir().join(format!("jck-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.conf");
+        let e = read_properties_file(missing.to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains(missing.to_str().unwrap()), "{e}");
+        assert!(e.to_string().contains("No such file"), "{e}");
+
+        let bad = dir.join("bad.conf");
+        std::fs::write(&bad, b"bootstrap.servers=a\nclient.id=\xff\xfe\n").unwrap();
+        let e = read_properties_file(bad.to_str().unwrap()).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("{}:2:", bad.display())),
+            "{e}"
+        );
+        assert!(e.to_string().contains("UTF-8"), "{e}");
+
+        let good = dir.join("good.conf");
+        std::fs::write(&good, "bootstrap.servers=a:9092\n").unwrap();
+        let props = read_properties_file(good.to_str().unwrap()).unwrap();
+        assert_eq!(props.len(), 1);
+
+        let e = read_properties_file(dir.to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains(dir.to_str().unwrap()), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        for k in [
+            "sasl.password",
+            "ssl.key.password",
+            "ssl.keystore.password",
+            "ssl.key.pem",
+            "ssl_key",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.assertion.private.key.pem",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "SASL.PASSWORD",
+            "some.future.token",
+        ] {
+            assert!(is_secret_property(k), "{k}");
+        }
+        for k in [
+            "bootstrap.servers",
+            "sasl.username",
+            "ssl.ca.location",
+            "ssl.key.location",
+            "security.protocol",
+            "client.id",
+        ] {
+            assert!(!is_secret_property(k), "{k}");
+        }
+        let p = Property {
+            key: "sasl.password".into(),
+            value: "hunter2".into(),
+            line: 1,
+        };
+        assert_eq!(display_value(&p), "(redacted)");
+        let p = Property {
+            key: "acks".into(),
+            value: "all".into(),
+            line: 1,
+        };
+        assert_eq!(display_value(&p), "all");
+    }
+
+    #[test]
+    fn params_defaults() {
+        let (p, probs) = parse_params(None, r("24.11.5"));
+        assert_eq!(p, Params::default());
+        assert!(probs.is_empty());
+        let (p, probs) = parse_params(Some(" , ,"), r("24.11.5"));
+        assert_eq!(p, Params::default());
+        assert!(probs.is_empty());
+        assert_eq!(p.flush_timeout_ms, 500);
+        assert_eq!(p.poll_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn params_values_and_flags() {
+        let text = "flush_timeout=-1, Poll_Interval = 5 ,TOPIC=jobs.done,\
+                    requeue_on_msg_timeout,Purge_In_Flight,purge_non_blocking,\
+                    requeue_purge_in_flight,enable_job_start,topic_job_start=jobs-start,\
+                    send_script,send_comment";
+        let (p, probs) = parse_params(Some(text), r("26.05.5"));
+        assert!(probs.is_empty(), "{probs:?}");
+        assert_eq!(
+            p,
+            Params {
+                flush_timeout_ms: -1,
+                poll_interval: Duration::from_secs(5),
+                topic: Some("jobs.done".into()),
+                requeue_on_msg_timeout: true,
+                purge_in_flight: true,
+                purge_non_blocking: true,
+                requeue_purge_in_flight: true,
+                enable_job_start: true,
+                topic_job_start: Some("jobs-start".into()),
+                send_script: true,
+                send_comment: true,
+            }
+        );
+    }
+
+    #[test]
+    fn params_no_substring_matching() {
+        let (p, probs) = parse_params(
+            Some("topic=x_send_script,requeue_purge_in_flight"),
+            r("25.05.0"),
+        );
+        assert!(probs.is_empty(), "{probs:?}");
+        assert!(!p.send_script);
+        assert!(p.requeue_purge_in_flight);
+        assert!(!p.purge_in_flight);
+        assert_eq!(p.topic.as_deref(), Some("x_send_script"));
+        let (p, probs) = parse_params(Some("xsend_script,send_scripts"), r("25.05.0"));
+        assert!(!p.send_script);
+        assert_eq!(probs.len(), 2);
+        assert!(probs.iter().all(|p| !p.is_error()));
+        assert!(probs[0].text().contains("xsend_script"));
+        assert!(probs[0].text().contains("unknown"));
+    }
+
+    #[test]
+    fn params_bad_values() {
+        for bad in ["0", "-3", "abc", "", "1.5", "99999999999"] {
+            let (p, probs) = parse_params(Some(&format!("poll_interval={bad}")), r("24.11.5"));
+            assert_eq!(p.poll_interval, Duration::from_secs(2));
+            assert_eq!(probs.len(), 1, "{bad}");
+            assert!(probs[0].is_error());
+            assert!(probs[0].text().contains(&format!("poll_interval={bad}")));
+            assert!(probs[0].text().contains("default"));
+        }
+        let (p, _) = parse_params(Some("poll_interval"), r("24.11.5"));
+        assert_eq!(p.poll_interval, Duration::from_secs(2));
+        for bad in ["-2", "x", "", "3000000000"] {
+            let (p, probs) = parse_params(Some(&format!("flush_timeout={bad}")), r("24.11.5"));
+            assert_eq!(p.flush_timeout_ms, 500);
+            assert!(probs[0].is_error() && probs[0].text().contains("flush_timeout"));
+        }
+        let (p, _) = parse_params(Some("flush_timeout=0"), r("24.11.5"));
+        assert_eq!(p.flush_timeout_ms, 0);
+        for bad in ["", ".", "..", "a b", "jobs/x", "ü", &"x".repeat(250)] {
+            let (p, probs) = parse_params(Some(&format!("topic={bad}")), r("24.11.5"));
+            assert_eq!(p.topic, None, "{bad}");
+            assert!(probs[0].is_error(), "{bad}");
+        }
+        let (p, _) = parse_params(Some(&format!("topic={}", "x".repeat(249))), r("24.11.5"));
+        assert_eq!(p.topic.unwrap().len(), 249);
+        // A bad later value resets to the default, with a duplicate warning.
+        let (p, probs) = parse_params(Some("topic=a,topic=b c"), r("24.11.5"));
+        assert_eq!(p.topic, None);
+        assert_eq!(probs.len(), 2);
+        let (p, probs) = parse_params(Some("topic=a,topic=b"), r("24.11.5"));
+        assert_eq!(p.topic.as_deref(), Some("b"));
+        assert!(matches!(&probs[..], [Problem::Warning(_)]));
+    }
+
+    #[test]
+    fn params_flag_with_value() {
+        let (p, probs) = parse_params(
+            Some("send_script=yes,requeue_on_msg_timeout=1"),
+            r("25.05.1"),
+        );
+        assert!(p.send_script && p.requeue_on_msg_timeout);
+        assert_eq!(probs.len(), 2);
+        assert!(probs.iter().all(|p| !p.is_error()));
+        assert!(probs[0].text().contains("send_script=yes"));
+        let (p, probs) = parse_params(Some("send_script=no"), r("25.05.1"));
+        assert!(!p.send_script);
+        assert_eq!(probs.len(), 1);
+        let (p, probs) = parse_params(Some("purge_in_flight=maybe"), r("25.05.1"));
+        assert!(!p.purge_in_flight);
+        assert!(probs[0].text().contains("purge_in_flight=maybe"));
+    }
+
+    #[test]
+    fn params_version_gating() {
+        let text = "enable_job_start,topic_job_start=s,send_script,send_comment";
+        let (p, probs) = parse_params(Some(text), r("24.11.5"));
+        assert_eq!(p, Params::default());
+        assert_eq!(probs.len(), 4);
+        assert!(probs[..3]
+            .iter()
+            .all(|p| p.text().contains("needs Slurm 25.05 or newer")));
+        assert!(probs[3].text().contains("needs Slurm 26.05 or newer"));
+        assert!(probs.iter().all(|p| !p.is_error()));
+
+        let (p, probs) = parse_params(Some(text), r("25.11.2"));
+        assert!(p.enable_job_start && p.send_script && !p.send_comment);
+        assert_eq!(p.topic_job_start.as_deref(), Some("s"));
+        assert_eq!(probs.len(), 1);
+        assert!(probs[0].text().contains("send_comment"));
+    }
+
+    #[test]
+    fn topics_resolve() {
+        let p = Params::default();
+        let (t, s, probs) = resolve_topics(&p, "cluster1");
+        assert_eq!((t.as_str(), s.as_str()), ("cluster1", "cluster1-job-start"));
+        assert!(probs.is_empty());
+
+        let p = Params {
+            enable_job_start: true,
+            topic: Some("x".into()),
+            topic_job_start: Some("x".into()),
+            ..Params::default()
+        };
+        let (_, _, probs) = resolve_topics(&p, "c");
+        assert!(matches!(&probs[..], [Problem::Warning(t)] if t.contains("\"x\"")));
+
+        let p = Params {
+            topic_job_start: Some("x".into()),
+            topic: Some("x".into()),
+            ..Params::default()
+        };
+        assert!(resolve_topics(&p, "c").2.is_empty());
+
+        let p = Params {
+            enable_job_start: true,
+            ..Params::default()
+        };
+        let (_, _, probs) = resolve_topics(&p, "");
+        assert_eq!(probs.len(), 1);
+        assert!(probs[0].is_error());
+    }
+
+    #[test]
+    fn describe_lists_everything() {
+        let d = describe(&Params::default());
+        assert!(!d.contains('\n'));
+        for word in [
+            "flush_timeout=500 ms",
+            "poll_interval=2 s",
+            "topic=(ClusterName)",
+            "requeue_on_msg_timeout=no",
+            "purge_in_flight=no",
+            "purge_non_blocking=no",
+            "requeue_purge_in_flight=no",
+            "enable_job_start=no",
+            "topic_job_start=",
+            "send_script=no",
+            "send_comment=no",
+        ] {
+            assert!(d.contains(word), "{word} in {d}");
+        }
+        let p = Params {
+            flush_timeout_ms: -1,
+            topic: Some("t".into()),
+            ..Params::default()
+        };
+        let d = describe(&p);
+        assert!(d.contains("wait forever") && d.contains("topic=t,"), "{d}");
+    }
+}
