@@ -1,0 +1,179 @@
+//! Picks the Slurm release the plugin is built for and generates the struct
+//! bindings for it.
+//!
+//! - The release comes from `SLURM_VERSION` (e.g. 24.11.5), else from the installed
+//!   slurm/slurm_version.h. The loader demands an exact match, micro included.
+//! - slurm-headers/layout_<tag>.h holds the project's own declarations of the parts
+//!   of Slurm's internal structs the plugin reads, one header per distinct layout.
+//!   Bindgen runs over every one of them (the unit tests read synthetic records of
+//!   each layout); the target release's layout is the one used at run time.
+//! - With `SLURM_SRC_DIR=<configured Slurm source tree>` the target layout is taken
+//!   from that tree's real headers instead (any release, site patches included).
+
+#[path = "src/release.rs"]
+#[allow(dead_code)]
+mod release;
+
+use release::{JobcompApi, Layout, Release};
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+const STRUCTS: [&str; 8] = [
+    "job_record",
+    "job_details",
+    "part_record",
+    "slurmdb_assoc_rec",
+    "slurmdb_assoc_usage",
+    "slurmdb_qos_rec",
+    "identity",
+    "slurm_step_id",
+];
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=SLURM_VERSION");
+    println!("cargo:rerun-if-env-changed=SLURM_SRC_DIR");
+    println!("cargo:rerun-if-env-changed=SLURM_INCLUDE_DIR");
+    println!("cargo:rerun-if-changed=slurm-headers");
+    println!("cargo:rerun-if-changed=src/release.rs");
+    println!("cargo::rustc-check-cfg=cfg(jk_api, values(\"v22_05\", \"v23_02\", \"v25_05\"))");
+    println!("cargo::rustc-check-cfg=cfg(jk_layout_from_source)");
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let release = target_release();
+    let layout = release.layout().unwrap_or_else(|| {
+        fail(&format!(
+            "Slurm {release} is outside the releases this plugin knows (22.05.0 to 26.05.x). \
+             Build against a configured source tree of that release with \
+             SLURM_SRC_DIR=/path/to/slurm-{release} (after ./configure), or add its layout \
+             to slurm-headers/ and src/release.rs."
+        ))
+    });
+
+    for each in Layout::ALL {
+        let header = Path::new("slurm-headers").join(format!("layout_{}.h", each.tag()));
+        generate(&header, &[], &out_dir.join(format!("layout_{}.rs", each.tag())));
+    }
+
+    let source_tree = env::var_os("SLURM_SRC_DIR").map(PathBuf::from);
+    if let Some(tree) = &source_tree {
+        generate_from_source_tree(tree, &out_dir.join("layout_source.rs"));
+        println!("cargo:rustc-cfg=jk_layout_from_source");
+    }
+
+    let api = match release.api() {
+        JobcompApi::LogRecordWithLocation => "v22_05",
+        JobcompApi::LogRecord => "v23_02",
+        JobcompApi::StartAndEnd => "v25_05",
+    };
+    println!("cargo:rustc-cfg=jk_api=\"{api}\"");
+
+    let layout_module = if source_tree.is_some() {
+        "crate::slurm::layouts::source".to_string()
+    } else {
+        format!("crate::slurm::layouts::l{}", layout.tag())
+    };
+    let target = format!(
+        "/// The Slurm release this plugin is built for.\n\
+         pub const RELEASE: crate::release::Release = crate::release::Release::new({}, {}, {});\n\
+         /// Its struct layout (abi-offsets.md column).\n\
+         pub const LAYOUT: crate::release::Layout = crate::release::Layout::{:?};\n\
+         /// True when the layout comes from a real Slurm source tree (SLURM_SRC_DIR).\n\
+         pub const LAYOUT_FROM_SOURCE: bool = {};\n\
+         /// The bindgen module of the layout used at run time.\n\
+         pub use {} as layout;\n",
+        release.major,
+        release.minor,
+        release.micro,
+        layout,
+        source_tree.is_some(),
+        layout_module
+    );
+    fs::write(out_dir.join("target.rs"), target).expect("write target.rs");
+}
+
+/// The target release: SLURM_VERSION, else the installed slurm_version.h.
+fn target_release() -> Release {
+    if let Some(text) = env::var("SLURM_VERSION").ok().filter(|t| !t.trim().is_empty()) {
+        return Release::parse(&text).unwrap_or_else(|| {
+            fail(&format!("SLURM_VERSION={text:?} is not a release number like 24.11.5"))
+        });
+    }
+    let include = env::var("SLURM_INCLUDE_DIR").unwrap_or_else(|_| "/usr/include".into());
+    let header = Path::new(&include).join("slurm/slurm_version.h");
+    println!("cargo:rerun-if-changed={}", header.display());
+    let text = fs::read_to_string(&header).unwrap_or_else(|e| {
+        fail(&format!(
+            "no Slurm release given and {} is unreadable ({e}). Set SLURM_VERSION=X.Y.Z \
+             (e.g. `make build SLURM_VERSION=24.11.5`) or install libslurm-dev.",
+            header.display()
+        ))
+    });
+    version_from_header(&text).unwrap_or_else(|| {
+        fail(&format!("{} has no SLURM_VERSION_NUMBER; set SLURM_VERSION=X.Y.Z", header.display()))
+    })
+}
+
+fn version_from_header(text: &str) -> Option<Release> {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("#define SLURM_VERSION_NUMBER"))?;
+    let hex = line.split_whitespace().nth(2)?.trim_start_matches("0x");
+    let number = u32::from_str_radix(hex, 16).ok()?;
+    Some(Release::new((number >> 16) as u8, (number >> 8) as u8, number as u8))
+}
+
+fn bindgen_builder() -> bindgen::Builder {
+    let mut builder = bindgen::Builder::default()
+        .allowlist_type("slurm_conf_t")
+        .derive_default(true)
+        .layout_tests(false)
+        .generate_comments(false)
+        .prepend_enum_name(false);
+    for name in STRUCTS {
+        builder = builder.allowlist_type(name);
+    }
+    builder
+}
+
+fn generate(header: &Path, clang_args: &[String], out: &Path) {
+    if !header.exists() {
+        fail(&format!("missing {}: every layout needs its header", header.display()));
+    }
+    let bindings = bindgen_builder()
+        .header(header.to_string_lossy())
+        .clang_args(clang_args)
+        .generate()
+        .unwrap_or_else(|e| fail(&format!("bindgen failed on {}: {e}", header.display())));
+    bindings.write_to_file(out).expect("write bindings");
+}
+
+/// Bindings from a configured Slurm source tree: slurmctld.h brings job_record,
+/// job_details, part_record; slurmdb_defs.h and assoc_mgr.h the association types.
+fn generate_from_source_tree(tree: &Path, out: &Path) {
+    if !tree.join("config.h").exists() {
+        fail(&format!(
+            "SLURM_SRC_DIR={} has no config.h: run ./configure in that tree first",
+            tree.display()
+        ));
+    }
+    let wrapper = PathBuf::from(env::var("OUT_DIR").unwrap()).join("source_tree.h");
+    fs::write(
+        &wrapper,
+        "#include \"config.h\"\n\
+         #include \"src/slurmctld/slurmctld.h\"\n\
+         #include \"src/common/assoc_mgr.h\"\n",
+    )
+    .expect("write wrapper");
+    let args = vec![
+        format!("-I{}", tree.display()),
+        format!("-I{}/src", tree.display()),
+        format!("-I{}/slurm", tree.display()),
+    ];
+    generate(&wrapper, &args, out);
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    panic!("{message}");
+}

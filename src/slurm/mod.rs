@@ -1,0 +1,2 @@
+//! The Slurm boundary: the only module that reads Slurm memory.
+pub mod layouts;
