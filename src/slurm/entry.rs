@@ -1,0 +1,159 @@
+//! The symbols slurmctld looks up: plugin_name / plugin_type / plugin_version,
+//! init, fini, and the jobcomp operations of the target release's API.
+//!
+//! Every function catches panics: unwinding into slurmctld's C frames would be
+//! undefined behaviour, so a panic becomes an error line and SLURM_ERROR.
+
+use super::{host, job, log};
+use crate::plugin;
+use crate::snapshot::Event;
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+const SLURM_SUCCESS: c_int = 0;
+const SLURM_ERROR: c_int = -1;
+
+/// A NUL-terminated char array (the loader uses the symbol's address as the string).
+#[no_mangle]
+pub static plugin_name: [u8; 32] = *b"Job completion logging to Kafka\0";
+#[no_mangle]
+pub static plugin_type: [u8; 14] = *b"jobcomp/kafka\0";
+/// Must equal the running Slurm's SLURM_VERSION_NUMBER, micro included.
+#[no_mangle]
+pub static plugin_version: u32 = crate::target::RELEASE.version_number();
+
+/// Runs `body`, turning a panic into an error line and `fallback`.
+fn guarded<R>(entry: &str, fallback: R, body: impl FnOnce() -> R) -> R {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(value) => value,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            log::error(&format!("internal error in {entry}: {what}"));
+            fallback
+        }
+    }
+}
+
+fn status(ok: bool) -> c_int {
+    if ok {
+        SLURM_SUCCESS
+    } else {
+        SLURM_ERROR
+    }
+}
+
+/// Panic messages go to the slurmctld log, not to its stderr.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| log::error(&format!("panic: {info}"))));
+}
+
+#[no_mangle]
+pub extern "C" fn init() -> c_int {
+    guarded("init", SLURM_ERROR, || {
+        install_panic_hook();
+        if !host::host_is_slurmctld() {
+            // sacct --completion and other tools load the plugin too: no producer,
+            // no state file changes there.
+            return SLURM_SUCCESS;
+        }
+        let Some(settings) = host::read_settings(None) else {
+            log::error("slurm_conf is not available in this process; plugin not started");
+            return SLURM_ERROR;
+        };
+        match plugin::init(settings, crate::target::RELEASE) {
+            Ok(()) => SLURM_SUCCESS,
+            Err(reason) => {
+                log::error(&reason);
+                SLURM_ERROR
+            }
+        }
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn fini() -> c_int {
+    guarded("fini", SLURM_ERROR, || {
+        plugin::shutdown(crate::target::RELEASE);
+        SLURM_SUCCESS
+    })
+}
+
+fn set_location(location: Option<String>) -> c_int {
+    guarded("set_location", SLURM_ERROR, || {
+        if let Some(settings) = host::read_settings(location) {
+            plugin::reconfigure(settings);
+        }
+        SLURM_SUCCESS
+    })
+}
+
+/// 22.05: slurmctld passes JobCompLoc.
+#[cfg(jk_api = "v22_05")]
+#[no_mangle]
+pub extern "C" fn jobcomp_p_set_location(location: *const c_char) -> c_int {
+    let location = (!location.is_null())
+        .then(|| unsafe { std::ffi::CStr::from_ptr(location) }.to_string_lossy().into_owned());
+    set_location(location)
+}
+
+/// 23.02+: JobCompLoc is read from slurm_conf.
+#[cfg(not(jk_api = "v22_05"))]
+#[no_mangle]
+pub extern "C" fn jobcomp_p_set_location() -> c_int {
+    set_location(None)
+}
+
+/// The hot path: copy the record and hand it over. Runs under the job write lock.
+fn record(job: *const c_void, event: Event) -> c_int {
+    guarded("log_record", SLURM_ERROR, || {
+        if !plugin::is_running() {
+            return status(!host_is_slurmctld_cached());
+        }
+        match unsafe { job::read_target(job, plugin::unix_now()) } {
+            Some(snapshot) => status(plugin::submit(snapshot, event)),
+            None => {
+                log::error("log_record called with a NULL or unrecognised job record (wrong Slurm release?)");
+                SLURM_ERROR
+            }
+        }
+    })
+}
+
+/// Outside slurmctld the plugin is inert and every call succeeds.
+fn host_is_slurmctld_cached() -> bool {
+    static IS_CTLD: once_cell::sync::OnceCell<bool> = once_cell::sync::OnceCell::new();
+    *IS_CTLD.get_or_init(host::host_is_slurmctld)
+}
+
+#[cfg(not(jk_api = "v25_05"))]
+#[no_mangle]
+pub extern "C" fn jobcomp_p_log_record(job: *const c_void) -> c_int {
+    record(job, Event::Finish)
+}
+
+#[cfg(jk_api = "v25_05")]
+#[no_mangle]
+pub extern "C" fn jobcomp_p_record_job_end(job: *const c_void, _event: u32) -> c_int {
+    record(job, Event::Finish)
+}
+
+#[cfg(jk_api = "v25_05")]
+#[no_mangle]
+pub extern "C" fn jobcomp_p_record_job_start(job: *const c_void, _event: u32) -> c_int {
+    if !plugin::start_events_enabled() {
+        // Without enable_job_start a start event costs nothing: no record, no log line.
+        return SLURM_SUCCESS;
+    }
+    record(job, Event::Start)
+}
+
+/// Reading records back (sacct --completion) is not supported by a Kafka
+/// plugin: NULL, as SchedMD's plugin returns.
+#[no_mangle]
+pub extern "C" fn jobcomp_p_get_jobs(_condition: *mut c_void) -> *mut c_void {
+    std::ptr::null_mut()
+}
