@@ -1,0 +1,76 @@
+# jobcomp/kafka in Rust. `make help` lists the targets.
+#
+# The plugin is built for ONE exact Slurm release (slurmctld compares the
+# plugin's version with its own, micro included):
+#   make build                         # the release whose headers are installed (libslurm-dev)
+#   make build SLURM_VERSION=24.11.5   # any release from 22.05.0 to 26.05.x
+#   make build SLURM_SRC_DIR=/src/slurm-24.11.5   # a configured (maybe patched) source tree
+
+SHELL := /bin/bash
+# Empty or unset: the installed release (evaluated again in each sub-make, so
+# `make test` on a fresh machine sees the headers `deps` just installed).
+ifeq ($(strip $(SLURM_VERSION)),)
+SLURM_VERSION := $(shell ci/slurm-version.sh)
+endif
+PLUGINDIR ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
+CARGO ?= cargo
+PROFILE_DIR := target/release
+OUT := build/slurm-$(SLURM_VERSION)
+
+export SLURM_VERSION
+ifdef SLURM_SRC_DIR
+export SLURM_SRC_DIR
+endif
+
+.PHONY: help build install deps test unit e2e check-headers demo bench clean
+
+help:
+	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
+	@echo "make install [PLUGINDIR=...]     copy it into slurmctld's PluginDir ($(PLUGINDIR))"
+	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
+	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
+	@echo "make bench                       benchmarks (results in bench/results/)"
+
+build:
+	@if [ -z "$(SLURM_VERSION)" ]; then \
+	  echo "error: no Slurm headers installed; give the release: make build SLURM_VERSION=24.11.5" >&2; exit 2; fi
+	$(CARGO) build --release --lib
+	@mkdir -p $(OUT)
+	install -m 0755 $(PROFILE_DIR)/libjobcomp_kafka.so $(OUT)/jobcomp_kafka.so
+	@echo "built $(OUT)/jobcomp_kafka.so for Slurm $(SLURM_VERSION)"
+
+install: build
+	install -d $(PLUGINDIR)
+	install -m 0755 $(OUT)/jobcomp_kafka.so $(PLUGINDIR)/jobcomp_kafka.so
+	@echo "installed $(PLUGINDIR)/jobcomp_kafka.so (Slurm $(SLURM_VERSION))"
+
+# Build and test prerequisites (Debian packages); idempotent.
+deps:
+	ci/install-deps.sh
+
+# The whole suite, as CI runs it.
+test: deps
+	$(MAKE) unit
+	$(MAKE) check-headers
+	$(MAKE) e2e
+
+# Unit tests and the plugin loaded by a C host against librdkafka's mock cluster.
+unit:
+	$(CARGO) test --release
+
+check-headers:
+	ci/check-headers.sh 22.05.8 24.11.5
+
+# Real slurmctld + real broker.
+e2e: build
+	ci/e2e.sh
+
+demo: deps build
+	ci/demo.sh
+
+bench: deps build
+	ci/bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf build
