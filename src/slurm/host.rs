@@ -29,12 +29,38 @@ unsafe fn owned(text: *const c_char) -> Option<String> {
 
 /// True when the host process is slurmctld. Other programs load the configured
 /// jobcomp plugin too (`sacct --completion`); there the plugin stays inert.
+///
+/// Debian installs the binary as /usr/sbin/slurmctld-wlm behind an alternatives
+/// link named slurmctld, so both argv[0] and the executable's name are checked.
 pub fn host_is_slurmctld() -> bool {
-    let name = std::fs::read_link("/proc/self/exe")
+    let argv0 = std::fs::read("/proc/self/cmdline")
         .ok()
-        .and_then(|path| path.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .or_else(|| std::fs::read_to_string("/proc/self/comm").ok().map(|n| n.trim().to_string()));
-    name.as_deref() == Some("slurmctld")
+        .and_then(|cmdline| cmdline.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()));
+    let exe = std::fs::read_link("/proc/self/exe").ok().map(|p| p.to_string_lossy().into_owned());
+    [argv0, exe].iter().flatten().any(|path| is_slurmctld_name(path))
+}
+
+/// "slurmctld" or a packaged variant of it ("slurmctld-wlm"), by base name.
+fn is_slurmctld_name(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name == "slurmctld" || name.starts_with("slurmctld-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurmctld_names() {
+        assert!(is_slurmctld_name("/usr/sbin/slurmctld"));
+        assert!(is_slurmctld_name("/usr/sbin/slurmctld-wlm"));
+        assert!(is_slurmctld_name("slurmctld"));
+        assert!(!is_slurmctld_name("/usr/bin/sacct"));
+        assert!(!is_slurmctld_name("/usr/sbin/slurmctld.sh/sacct"));
+        assert!(!is_slurmctld_name("/usr/sbin/slurmctldx"));
+        // The unit-test binary is not slurmctld.
+        assert!(!host_is_slurmctld());
+    }
 }
 
 /// The settings the plugin needs from slurm_conf (`None` when the host has no
