@@ -290,16 +290,13 @@ unsafe extern "C" fn on_log(_rk: *const rd::rd_kafka_t, level: c_int, facility: 
 unsafe extern "C" fn on_error(_rk: *mut rd::rd_kafka_t, code: c_int, reason: *const c_char, _opaque: *mut c_void) {
     let _ = catch_unwind(|| {
         let Some(sink) = *LOG_SINK.lock() else { return };
+        // Connection-level errors (a broker down, all brokers down) are already
+        // logged by librdkafka itself (facility FAIL) and retried on its own.
+        if code == Err::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN as c_int || code == Err::RD_KAFKA_RESP_ERR__TRANSPORT as c_int {
+            return;
+        }
         let reason = if reason.is_null() { "".into() } else { CStr::from_ptr(reason).to_string_lossy() };
-        // Connection-level errors (all brokers down, transport) are retried by
-        // librdkafka on its own; they are worth a line, not an alarm per retry.
-        let level = if code == Err::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN as c_int
-            || code == Err::RD_KAFKA_RESP_ERR__TRANSPORT as c_int
-        {
-            4
-        } else {
-            3
-        };
+        let level = 3;
         sink(level, "ERROR", &reason);
     });
 }

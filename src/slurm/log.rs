@@ -111,6 +111,9 @@ pub fn debug(message: &str) {
 /// Maps librdkafka's syslog levels onto Slurm's.
 pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
     let level = match level {
+        // A broker connection failure: librdkafka reconnects by itself, and any
+        // record it costs is reported by us at error level.
+        3 if facility == "FAIL" => Level::Warning,
         0..=3 => Level::Error,
         4 => Level::Warning,
         5 | 6 => Level::Verbose,
