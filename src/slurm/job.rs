@@ -207,3 +207,194 @@ pub mod readers {
     job_reader!(l25_11_7, l25_11_7, failed_node: yes, identity: yes, step_sluid: yes);
     job_reader!(l26_05_3, l26_05_3, failed_node: yes, identity: yes, step_sluid: yes);
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each layout's reader against a synthetic record built with that layout's
+    //! own bindgen structs: every field lands where the reader looks for it.
+    use super::*;
+    use crate::snapshot::JobSnapshot;
+    use std::ffi::CString;
+
+    /// Owns the C strings a synthetic record points to.
+    struct Strings(Vec<CString>);
+
+    impl Strings {
+        fn ptr(&mut self, text: &[u8]) -> *mut c_char {
+            self.0.push(CString::new(text).unwrap());
+            self.0.last().unwrap().as_ptr() as *mut c_char
+        }
+    }
+
+    macro_rules! layout_test {
+        ($test:ident, $layout:ident, $variant:ident, failed_node: $failed:tt, identity: $identity:tt, step_sluid: $sluid:tt) => {
+            #[test]
+            fn $test() {
+                use crate::slurm::layouts::$layout as l;
+                let mut s = Strings(Vec::new());
+                let mut details = l::job_details::default();
+                details.submit_time = 1_700_000_000;
+                details.begin_time = 1_700_000_010;
+                details.work_dir = s.ptr(b"/home/a \"q\"");
+                details.std_out = s.ptr(b"/home/a/out");
+                details.num_tasks = 4;
+                details.ntasks_per_node = 2;
+                details.cpus_per_task = 3;
+                details.features = s.ptr(b"fast");
+                let mut part = l::part_record::default();
+                part.name = s.ptr(b"debug");
+                part.max_time = 120;
+                let mut qos = l::slurmdb_qos_rec::default();
+                qos.name = s.ptr(b"normal");
+                // user association -> account association -> root
+                let mut root = l::slurmdb_assoc_rec::default();
+                root.acct = s.ptr(b"root");
+                let mut account_usage = l::slurmdb_assoc_usage::default();
+                account_usage.parent_assoc_ptr = &mut root;
+                let mut account = l::slurmdb_assoc_rec::default();
+                account.acct = s.ptr(b"physics");
+                account.usage = &mut account_usage;
+                let mut user_usage = l::slurmdb_assoc_usage::default();
+                user_usage.parent_assoc_ptr = &mut account;
+                let mut user = l::slurmdb_assoc_rec::default();
+                user.acct = s.ptr(b"physics");
+                user.cluster = s.ptr(b"c1");
+                user.usage = &mut user_usage;
+
+                let mut job = l::job_record::default();
+                job.magic = JOB_MAGIC;
+                job.job_id = 4242;
+                job.db_index = 77;
+                job.user_id = 1000;
+                job.group_id = 100;
+                job.name = s.ptr(b"name\xff\t");
+                job.partition = s.ptr(b"debug,long");
+                job.nodes = s.ptr(b"n[1-2]");
+                job.alloc_node = s.ptr(b"login1");
+                job.account = s.ptr(b"physics");
+                job.comment = s.ptr(b"a comment");
+                job.admin_comment = s.ptr(b"admin");
+                job.tres_fmt_alloc_str = s.ptr(b"cpu=4");
+                job.job_state = 3;
+                job.exit_code = 3 << 8;
+                job.derived_ec = 0xfffffffe;
+                job.start_time = 1_700_000_100;
+                job.end_time = 1_700_003_700;
+                job.total_cpus = 4;
+                job.total_nodes = 2;
+                job.array_job_id = 4240;
+                job.array_task_id = 2;
+                job.time_limit = 60;
+                job.priority = 12;
+                job.batch_flag = 1;
+                job.details = &mut details;
+                job.part_ptr = &mut part;
+                job.qos_ptr = &mut qos;
+                job.assoc_ptr = &mut user;
+                layout_test!(@failed_node $failed, job, s);
+                let mut gids: [libc::gid_t; 2] = [5, 100];
+                let mut group_names = [s.ptr(b"other"), s.ptr(b"users")];
+                let mut identity_holder = None;
+                layout_test!(@identity $identity, job, s, gids, group_names, identity_holder);
+                layout_test!(@step_sluid $sluid, job);
+
+                let snap = unsafe { read(Layout::$variant, &job as *const l::job_record as *const c_void, 9) }
+                    .expect("a record with the right magic is read");
+                let b = |t: &[u8]| Some(t.to_vec());
+                assert_eq!(snap.job_id, 4242);
+                assert_eq!(snap.db_index, 77);
+                assert_eq!((snap.user_id, snap.group_id), (1000, 100));
+                assert_eq!(snap.name, b(b"name\xff\t"));
+                assert_eq!(snap.partition, b(b"debug,long"));
+                assert_eq!(snap.part_ptr_name, b(b"debug"));
+                assert_eq!(snap.part_max_time, Some(120));
+                assert_eq!(snap.nodes, b(b"n[1-2]"));
+                assert_eq!(snap.alloc_node, b(b"login1"));
+                assert_eq!(snap.account, b(b"physics"));
+                assert_eq!(snap.comment, b(b"a comment"));
+                assert_eq!(snap.admin_comment, b(b"admin"));
+                assert_eq!(snap.tres_fmt_alloc_str, b(b"cpu=4"));
+                assert_eq!(snap.tres_req_str, None);
+                assert_eq!((snap.job_state, snap.exit_code, snap.derived_ec), (3, 3 << 8, 0xfffffffe));
+                assert_eq!((snap.start_time, snap.end_time), (1_700_000_100, 1_700_003_700));
+                assert_eq!((snap.total_cpus, snap.total_nodes), (4, 2));
+                assert_eq!((snap.array_job_id, snap.array_task_id), (4240, 2));
+                assert_eq!((snap.time_limit, snap.priority, snap.batch_flag), (60, 12, 1));
+                assert_eq!(snap.qos, b(b"normal"));
+                assert_eq!(snap.cluster, b(b"c1"));
+                assert_eq!(
+                    snap.assoc_chain,
+                    Some(vec![b"physics".to_vec(), b"physics".to_vec(), b"root".to_vec()])
+                );
+                assert_eq!(snap.taken_at, 9);
+                let d = snap.details.as_ref().expect("details");
+                assert_eq!((d.submit_time, d.begin_time), (1_700_000_000, 1_700_000_010));
+                assert_eq!(d.work_dir, b(b"/home/a \"q\""));
+                assert_eq!(d.std_out, b(b"/home/a/out"));
+                assert_eq!(d.std_err, None);
+                assert_eq!((d.num_tasks, d.ntasks_per_node, d.cpus_per_task), (4, 2, 3));
+                assert_eq!(d.features, b(b"fast"));
+                layout_test!(@check_failed_node $failed, snap);
+                layout_test!(@check_identity $identity, snap);
+                layout_test!(@check_step_sluid $sluid, snap);
+                assert_eq!(snap.script_owner_id(), 4240);
+
+                // A wrong magic (another release's layout) is refused, not misread.
+                job.magic = 0;
+                assert!(unsafe { read(Layout::$variant, &job as *const l::job_record as *const c_void, 9) }.is_none());
+                let _ = &identity_holder;
+            }
+        };
+        (@failed_node yes, $job:ident, $s:ident) => { $job.failed_node = $s.ptr(b"n2"); };
+        (@failed_node no, $job:ident, $s:ident) => {};
+        (@identity yes, $job:ident, $s:ident, $gids:ident, $names:ident, $holder:ident) => {
+            let mut identity = l::identity::default();
+            identity.pw_name = $s.ptr(b"alice");
+            identity.ngids = 2;
+            identity.gids = $gids.as_mut_ptr();
+            identity.gr_names = $names.as_mut_ptr();
+            $holder = Some(Box::new(identity));
+            $job.id = &mut **$holder.as_mut().unwrap();
+        };
+        (@identity no, $job:ident, $s:ident, $gids:ident, $names:ident, $holder:ident) => {
+            let _ = (&mut $gids, &mut $names);
+            $holder = Some(());
+        };
+        (@step_sluid yes, $job:ident) => { $job.step_id.sluid = 0xbc064b4483ea1000; };
+        (@step_sluid no, $job:ident) => {};
+        (@check_failed_node yes, $snap:ident) => { assert_eq!($snap.failed_node, Some(b"n2".to_vec())); };
+        (@check_failed_node no, $snap:ident) => { assert_eq!($snap.failed_node, None); };
+        (@check_identity yes, $snap:ident) => {
+            assert_eq!($snap.user_name, Some(b"alice".to_vec()));
+            assert_eq!($snap.group_name, Some(b"users".to_vec()));
+        };
+        (@check_identity no, $snap:ident) => {
+            assert_eq!(($snap.user_name.clone(), $snap.group_name.clone()), (None, None));
+        };
+        (@check_step_sluid yes, $snap:ident) => { assert_eq!($snap.step_sluid, 0xbc064b4483ea1000); };
+        (@check_step_sluid no, $snap:ident) => { assert_eq!($snap.step_sluid, 0); };
+    }
+
+    layout_test!(reads_22_05_8, l22_05_8, L22_05_8, failed_node: no, identity: no, step_sluid: no);
+    layout_test!(reads_23_02_2, l23_02_2, L23_02_2, failed_node: yes, identity: no, step_sluid: no);
+    layout_test!(reads_23_02_7, l23_02_7, L23_02_7, failed_node: yes, identity: no, step_sluid: no);
+    layout_test!(reads_23_11_10, l23_11_10, L23_11_10, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_05_8, l24_05_8, L24_05_8, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_11_0, l24_11_0, L24_11_0, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_11_3, l24_11_3, L24_11_3, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_11_7, l24_11_7, L24_11_7, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_25_05_8, l25_05_8, L25_05_8, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_25_11_7, l25_11_7, L25_11_7, failed_node: yes, identity: yes, step_sluid: yes);
+    layout_test!(reads_26_05_3, l26_05_3, L26_05_3, failed_node: yes, identity: yes, step_sluid: yes);
+
+    #[test]
+    fn null_pointers_are_absent_values() {
+        use crate::slurm::layouts::l24_11_7 as l;
+        let mut job = l::job_record::default();
+        job.magic = JOB_MAGIC;
+        job.job_id = 1;
+        let snap = unsafe { read(Layout::L24_11_7, &job as *const l::job_record as *const c_void, 0) }.unwrap();
+        assert_eq!(snap, JobSnapshot { job_id: 1, ..JobSnapshot::default() });
+        assert!(unsafe { read(Layout::L24_11_7, std::ptr::null(), 0) }.is_none());
+    }
+}
