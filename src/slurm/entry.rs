@@ -7,7 +7,7 @@
 use super::{host, job, log};
 use crate::plugin;
 use crate::snapshot::Event;
-use std::ffi::{c_char, c_int, c_void};
+use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 const SLURM_SUCCESS: c_int = 0;
@@ -94,7 +94,7 @@ fn set_location(location: Option<String>) -> c_int {
 /// 22.05: slurmctld passes JobCompLoc.
 #[cfg(jk_api = "v22_05")]
 #[no_mangle]
-pub extern "C" fn jobcomp_p_set_location(location: *const c_char) -> c_int {
+pub extern "C" fn jobcomp_p_set_location(location: *const std::ffi::c_char) -> c_int {
     let location = (!location.is_null())
         .then(|| unsafe { std::ffi::CStr::from_ptr(location) }.to_string_lossy().into_owned());
     set_location(location)
