@@ -22,7 +22,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test unit e2e check-headers demo bench clean
+.PHONY: help build install deps test unit e2e check-headers matrix demo bench clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -52,6 +52,7 @@ deps:
 test: deps
 	$(MAKE) unit
 	$(MAKE) check-headers
+	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 	$(MAKE) e2e
 
 # Unit tests and the plugin loaded by a C host against librdkafka's mock cluster.
@@ -60,6 +61,10 @@ unit:
 
 check-headers:
 	ci/check-headers.sh 22.05.8 24.11.5
+
+# One build per struct layout (22.05 to 26.05): exports and plugin_version checked.
+matrix:
+	ci/build-matrix.sh
 
 # Real slurmctld + real broker.
 e2e: build

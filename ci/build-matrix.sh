@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the plugin for a representative release of every struct layout and
+# checks what each .so exports: exactly the symbols of its Slurm API, and a
+# plugin_version equal to that release's SLURM_VERSION_NUMBER.
+# Usage: ci/build-matrix.sh [release ...]     (default: one release per layout)
+# Uses its own target directory so that it never disturbs other builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+releases=("$@")
+[ ${#releases[@]} -gt 0 ] || releases=(22.05.8 23.02.2 23.02.7 23.11.10 24.05.8 24.11.0 24.11.3 24.11.7 25.05.8 25.11.7 26.05.5)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_MATRIX:-target/matrix}
+out=build/matrix
+mkdir -p "$out"
+failures=0
+
+expected_symbols() {   # the exports of the API of release $1
+  local major=${1%%.*} rest=${1#*.}; local minor=${rest%%.*}
+  local n=$((10#$major * 100 + 10#$minor))
+  local ops
+  if [ $n -ge 2505 ]; then ops="jobcomp_p_record_job_end jobcomp_p_record_job_start"
+  else ops="jobcomp_p_log_record"; fi
+  printf '%s\n' fini init jobcomp_p_get_jobs jobcomp_p_set_location plugin_name plugin_type plugin_version $ops | sort
+}
+
+for release in "${releases[@]}"; do
+  SLURM_VERSION=$release cargo build --release --lib --quiet
+  so="$out/jobcomp_kafka-$release.so"
+  cp "$CARGO_TARGET_DIR/release/libjobcomp_kafka.so" "$so"
+  exported=$(nm -D --defined-only "$so" | awk '{print $3}' | sort)
+  if [ "$exported" != "$(expected_symbols "$release")" ]; then
+    echo "FAIL $release: exports differ from its API:"; diff <(expected_symbols "$release") <(echo "$exported") || true
+    failures=$((failures + 1)); continue
+  fi
+  IFS=. read -r a b c <<<"$release"
+  want=$(( (10#$a << 16) | (10#$b << 8) | 10#$c ))
+  got=$(python3 -c 'import ctypes,sys; print(ctypes.c_uint32.in_dll(ctypes.CDLL(sys.argv[1]), "plugin_version").value)' "$so")
+  type=$(python3 -c 'import ctypes,sys; print(ctypes.c_char_p(ctypes.addressof(ctypes.c_char.in_dll(ctypes.CDLL(sys.argv[1]), "plugin_type"))).value.decode())' "$so")
+  if [ "$got" != "$want" ] || [ "$type" != "jobcomp/kafka" ]; then
+    printf 'FAIL %s: plugin_version 0x%x (want 0x%x), plugin_type %s\n' "$release" "$got" "$want" "$type"
+    failures=$((failures + 1)); continue
+  fi
+  printf 'ok   %-9s plugin_version 0x%06x, %d exports\n' "$release" "$got" "$(echo "$exported" | wc -l)"
+done
+echo "build matrix: $(( ${#releases[@]} - failures )) passed, $failures failed"
+[ $failures -eq 0 ]
