@@ -24,9 +24,14 @@
 #      same upstream version (hash-verified against the signed Sources index),
 #      patches applied in debian/patches/series order (what dpkg-source does);
 #   3. only the public headers of that suite's libslurm-dev binary package:
-#      slurm_conf_t, slurm_step_id, slurmdb_assoc_rec, slurmdb_qos_rec are
-#      checked; the internal structs are reported UNVERIFIED (exit 0, or 1
-#      with --strict).
+#      slurm_conf_t, slurm_step_id, slurmdb_assoc_rec(+usage), slurmdb_qos_rec
+#      are checked that way. The internal structs are then checked against
+#      binary evidence: the member loads in SchedMD's compiled jobcomp/kafka
+#      plugin of that suite (slurm-wlm-kafka-plugin-dev, jobcomp_common.o; see
+#      ci/headers/binary-offsets.py). A member that differs there fails; members
+#      nothing shows are listed as UNVERIFIED (exit 0, or 1 with --strict).
+# Where the real headers are available the binary evidence is still read, as a
+# self-test of that heuristic (a disagreement with the real headers warns).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,7 +57,7 @@ for arg in "$@"; do
 	--refresh) REFRESH=1 ;;
 	--strict) STRICT=1 ;;
 	all) RELEASES+=("${ALL[@]}") ;;
-	-h|--help) sed -n '3,31p' "$0"; exit 0 ;;
+	-h|--help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	*)
 		if [[ -z "${SUITE[$arg]:-}" ]]; then
 			echo "check-headers: unknown release '$arg' (known: ${ALL[*]} all)" >&2
@@ -70,7 +75,8 @@ die() { log "check-headers: $*"; exit 1; }
 ensure_tools() {
 	local missing=() t pkg
 	for t in gcc:gcc make:make dpkg-source:dpkg-dev patch:patch xz:xz-utils \
-		flock:util-linux /usr/lib/apt/apt-helper:apt; do
+		flock:util-linux /usr/lib/apt/apt-helper:apt python3:python3-minimal \
+		objdump:binutils readelf:binutils ar:binutils; do
 		pkg=${t##*:}
 		command -v "${t%%:*}" >/dev/null 2>&1 || [[ -x "${t%%:*}" ]] || missing+=("$pkg")
 	done
@@ -234,23 +240,37 @@ configure_tree() {
 	die "$rel: ./configure failed (log: $base/configure.log)"
 }
 
-# prepare_public RELEASE: the suite's libslurm-dev binary package (public headers).
-prepare_public() {
-	local rel=$1 base=$CACHE/src/$1 suite=${SUITE[$1]} sec=${SECURITY[$1]}
-	log "check-headers: $rel: no source on the mirror; falling back to libslurm-dev's public headers"
-	apt_setup "bin-$suite" deb "$suite" "$sec"
+# fetch_deb RELEASE PACKAGE: download that suite's binary PACKAGE of upstream
+# version RELEASE (newest Debian revision the mirror really has) into
+# $CACHE/src/RELEASE/downloads; prints the file name, or nothing.
+fetch_deb() {
+	local rel=$1 pkg=$2 base=$CACHE/src/$1 suite=${SUITE[$1]} sec=${SECURITY[$1]}
+	local d=$CACHE/apt/bin-$suite
+	# One index update per run and suite is enough.
+	if [[ ! -f "$d/updated.$$" ]]; then
+		apt_setup "bin-$suite" deb "$suite" "$sec" || return 0
+		rm -f "$d"/updated.*
+		touch "$d/updated.$$"
+	fi
 	local -a opts
 	mapfile -t opts < <(apt_opts "bin-$suite")
-	local v uri file size sum got=""
+	local v uri file size sum
 	while read -r v; do
 		[[ "${v%-*}" == "$rel" ]] || continue
-		read -r uri file size sum < <(apt-get -qq "${opts[@]}" download --print-uris "libslurm-dev=$v" 2>/dev/null | grep "^'") || continue
+		read -r uri file size sum < <(apt-get -qq "${opts[@]}" download --print-uris "$pkg=$v" 2>/dev/null | grep "^'") || continue
 		uri=${uri//\'/}
 		if fetch "$uri" "$file" "${sum#SHA256:}" "$base/downloads"; then
-			got=$file
-			break
+			echo "$file"
+			return 0
 		fi
-	done < <(apt-cache "${opts[@]}" madison libslurm-dev 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' | sort -u | sort -r -V)
+	done < <(apt-cache "${opts[@]}" madison "$pkg" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}' | sort -u | sort -r -V)
+}
+
+# prepare_public RELEASE: the suite's libslurm-dev binary package (public headers).
+prepare_public() {
+	local rel=$1 base=$CACHE/src/$1 got
+	log "check-headers: $rel: no source on the mirror; falling back to libslurm-dev's public headers"
+	got=$(fetch_deb "$rel" libslurm-dev)
 	[[ -n "$got" ]] || die "$rel: neither the source package nor libslurm-dev $rel is available from $MIRROR"
 	local tmp=$base/tree.tmp
 	rm -rf "$tmp"
@@ -259,6 +279,28 @@ prepare_public() {
 	echo "public headers of ${got%.deb} only: the slurm-wlm $rel source package is not on the mirror" >"$base/PROVENANCE"
 	mv "$tmp" "$base/tree"
 	echo public >"$base/MODE"
+}
+
+# prepare_binary RELEASE: SchedMD's compiled jobcomp/kafka plugin of that suite
+# (slurm-wlm-kafka-plugin-dev, 23.02+), for ci/headers/binary-offsets.py. Leaves
+# $CACHE/src/RELEASE/binary/{jobcomp_common.o,PROVENANCE} or binary/NONE.
+prepare_binary() {
+	local rel=$1 base=$CACHE/src/$1/binary got
+	if [[ $REFRESH = 0 && ( -f "$base/PROVENANCE" || -f "$base/NONE" ) ]]; then
+		return 0
+	fi
+	rm -rf "$base"
+	mkdir -p "$base"
+	got=$(fetch_deb "$rel" slurm-wlm-kafka-plugin-dev)
+	if [[ -z "$got" ]]; then
+		echo "no slurm-wlm-kafka-plugin-dev $rel in ${SUITE[$rel]}" >"$base/NONE"
+		return 0
+	fi
+	dpkg-deb --fsys-tarfile "$CACHE/src/$rel/downloads/$got" |
+		tar -xO --wildcards '*/jobcomp_kafka.a' >"$base/jobcomp_kafka.a"
+	(cd "$base" && ar x jobcomp_kafka.a jobcomp_common.o) ||
+		{ echo "${got%.deb} has no jobcomp_common.o" >"$base/NONE"; return 0; }
+	echo "${got%.deb}" >"$base/PROVENANCE"
 }
 
 # ---- the probes --------------------------------------------------------------------
@@ -309,6 +351,7 @@ check_release() {
 	exec 9>"$CACHE/src/.lock-$rel"
 	flock 9
 	prepare_source "$rel"
+	prepare_binary "$rel"
 	local mode tree=$base/tree
 	mode=$(cat "$base/MODE")
 	local work
@@ -365,32 +408,83 @@ check_release() {
 	"$work/real" >"$work/real.out"
 	"$work/ours" >"$work/ours.out"
 
-	local offsets sizes
+	local offsets sizes provenance
 	offsets=$(grep -c ' offset ' "$work/ours.out" || true)
 	sizes=$(grep -c ' sizeof ' "$work/ours.out" || true)
-	local provenance
 	provenance=$(cat "$base/PROVENANCE")
+	local failed=0
 	if ! diff -u --label "ours: slurm-headers/layout_$tag.h" --label "Debian $rel: real headers" \
 		"$work/ours.out" "$work/real.out" >"$work/diff"; then
-		echo "headers $rel (layout_$tag): MISMATCH ($provenance)"
+		echo "headers $rel (layout_$tag): MISMATCH with the real headers ($provenance)"
 		cat "$work/diff"
 		echo "differing members:"
 		comm -3 <(sort "$work/ours.out") <(sort "$work/real.out") |
 			awk '{print "  " $1 ($2 == "sizeof" ? " (sizeof)" : "")}' | sort -u
-		return 1
+		failed=1
+	else
+		echo "headers $rel (layout_$tag): $offsets offsets match, $sizes sizeofs match [$provenance]"
 	fi
-	echo "headers $rel (layout_$tag): $offsets offsets match, $sizes sizeofs match [$provenance]"
-	if [[ $mode == public ]]; then
-		local missing="" 
-		for s in $all_structs; do
-			case " $structs " in *" $s "*) ;; *) missing+="$s " ;; esac
-		done
-		local unchecked
-		unchecked=$(awk -v m=" $missing" 'index(m, " " $2 " ") > 0' "$work/members" | grep -c . || true)
-		echo "headers $rel (layout_$tag): PARTIAL: $unchecked members/sizes of ${missing% } UNVERIFIED (not in public headers)"
-		[[ $STRICT = 0 ]] || return 3
+
+	# Binary evidence: where the real internal headers are missing it is the only
+	# check of job_record & co (a mismatch fails); elsewhere it is a self-test of
+	# the heuristic against the real headers (a disagreement only warns).
+	local unverified="" missing=""
+	for s in $all_structs; do
+		case " $structs " in *" $s "*) ;; *) missing+="$s " ;; esac
+	done
+	if [[ -f "$base/binary/jobcomp_common.o" ]]; then
+		local bprov against
+		bprov=$(cat "$base/binary/PROVENANCE")
+		python3 "$HERE/headers/binary-offsets.py" "$base/binary/jobcomp_common.o" >"$work/binary.out" ||
+			die "$rel: binary-offsets.py failed on $bprov"
+		against=$work/real.out
+		if [[ $mode == public ]]; then
+			# Our offsets of every declared struct, not only the public ones.
+			write_probe "$work/all.c" "$HERE/headers/ours.h" "$all_structs" "$work/members"
+			"$CC" -std=c11 -DLAYOUT_HEADER="\"$header\"" "$work/all.c" -o "$work/all" &&
+				"$work/all" >"$work/all.out" || die "$rel: probe of $header failed"
+			against=$work/all.out
+		fi
+		# "struct.member offset N" lines of the binary that the probe disagrees with.
+		awk 'NR == FNR { if ($2 == "offset") off[$1] = $3; next }
+			!($1 in off) { print $1 " offset " $3 " (binary) not declared here"; next }
+			off[$1] != $3 { printf "%s offset %d (binary), %d (%s)\n", $1, $3, off[$1], which }' \
+			which="$([[ $mode == source ]] && echo 'real headers' || echo "layout_$tag")" \
+			"$against" "$work/binary.out" >"$work/binary.diff"
+		local nbin nbad
+		nbin=$(grep -c . "$work/binary.out" || true)
+		nbad=$(grep -c . "$work/binary.diff" || true)
+		if [[ $mode == source ]]; then
+			if [[ $nbad == 0 ]]; then
+				echo "headers $rel (layout_$tag): binary cross-check: the $nbin member offsets used by $bprov agree with the real headers"
+			else
+				echo "headers $rel (layout_$tag): WARNING: binary-offsets.py misreads $bprov ($nbad of $nbin disagree with the real headers; the heuristic needs fixing):"
+				sed 's/^/  /' "$work/binary.diff"
+			fi
+		elif [[ $nbad == 0 ]]; then
+			echo "headers $rel (layout_$tag): binary cross-check: $nbin member offsets used by $bprov match layout_$tag"
+		else
+			echo "headers $rel (layout_$tag): MISMATCH with the compiled plugin $bprov: $nbad of $nbin member offsets differ:"
+			sed 's/^/  /' "$work/binary.diff"
+			failed=1
+		fi
+		# Members of the missing structs that the binary did not show either.
+		if [[ $mode == public ]]; then
+			unverified=$(awk -v m=" $missing" 'NR == FNR { seen[$1] = 1; next }
+				$1 == "OFF" && index(m, " " $2 " ") && !(($2 "." $3) in seen) { print $2 "." $3 }
+				$1 == "SIZE" && index(m, " " $2 " ") { print "sizeof(" $2 ")" }' \
+				"$work/binary.out" "$work/members")
+		fi
+	elif [[ $mode == public ]]; then
+		unverified=$(awk -v m=" $missing" '$1 == "OFF" && index(m, " " $2 " ") { print $2 "." $3 }
+			$1 == "SIZE" && index(m, " " $2 " ") { print "sizeof(" $2 ")" }' "$work/members")
 	fi
-	return 0
+	if [[ -n "$unverified" ]]; then
+		echo "headers $rel (layout_$tag): PARTIAL: $(grep -c . <<<"$unverified") members/sizes UNVERIFIED (no source, not in public headers, not used by the compiled plugin):"
+		{ tr '\n' ' ' <<<"$unverified"; echo; } | fold -s -w 100 | sed 's/^/  /; s/ *$//'
+		[[ $STRICT = 0 ]] || failed=1
+	fi
+	return $failed
 }
 
 ensure_tools
