@@ -1,0 +1,884 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! Shared helpers for the integration tests: the C stand-in for slurmctld
+//! (tests/host/slurmctld.c), librdkafka's mock cluster and a consumer, the state
+//! file format, temporary directories, and waiting for conditions with a deadline.
+//!
+//! Nothing here sleeps for a fixed time to "let things settle": every wait polls
+//! a condition and gives up at a deadline with a message saying what was awaited.
+#![allow(dead_code)]
+
+use jobcomp_kafka::release::JobcompApi;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------
+// Where things are
+// ---------------------------------------------------------------------------
+
+/// target/<profile>: the test binary is target/<profile>/deps/<name>-<hash>.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| panic!("cannot find the target directory from {}", exe.display()))
+}
+
+/// The plugin cargo built for this test run.
+///
+/// `cargo test` builds the cdylib into target/<profile>/deps/ next to the test
+/// binary, but copies it up to target/<profile>/ only on `cargo build`: the copy
+/// up there may be stale, so deps/ comes first.
+pub fn plugin_so() -> PathBuf {
+    static SO: OnceLock<PathBuf> = OnceLock::new();
+    SO.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        let fresh = exe.parent().map(|deps| deps.join("libjobcomp_kafka.so"));
+        let uplifted = target_dir().join("libjobcomp_kafka.so");
+        let so = fresh.filter(|p| p.is_file()).unwrap_or(uplifted);
+        assert!(
+            so.is_file(),
+            "the plugin libjobcomp_kafka.so is missing next to {}: cargo builds it (crate-type \
+             cdylib) for integration tests; run `cargo test --test plugin_host` from the crate root",
+            exe.display()
+        );
+        so
+    })
+    .clone()
+}
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+// ---------------------------------------------------------------------------
+// The release this crate was built for
+// ---------------------------------------------------------------------------
+
+/// What the tests need to know about the target release.
+#[derive(Clone, Copy, Debug)]
+pub struct Target {
+    pub version_number: u32,
+    pub api: JobcompApi,
+    pub layout_tag: &'static str,
+    pub major: u8,
+    pub minor: u8,
+}
+
+pub fn target() -> Target {
+    let release = jobcomp_kafka::target::RELEASE;
+    Target {
+        version_number: release.version_number(),
+        api: release.api(),
+        layout_tag: jobcomp_kafka::target::LAYOUT.tag(),
+        major: release.major,
+        minor: release.minor,
+    }
+}
+
+impl Target {
+    fn at_least(&self, major: u8, minor: u8) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+
+    /// The -D flag that selects the operation set in the C host.
+    pub fn api_define(&self) -> &'static str {
+        match self.api {
+            JobcompApi::LogRecordWithLocation => "-DJK_API_22_05",
+            JobcompApi::LogRecord => "-DJK_API_23_02",
+            JobcompApi::StartAndEnd => "-DJK_API_25_05",
+        }
+    }
+
+    /// The exported symbols a plugin of this API must have, and nothing else.
+    pub fn plugin_symbols(&self) -> BTreeSet<&'static str> {
+        let mut set: BTreeSet<&str> =
+            ["plugin_name", "plugin_type", "plugin_version", "init", "fini", "jobcomp_p_set_location", "jobcomp_p_get_jobs"]
+                .into_iter()
+                .collect();
+        match self.api {
+            JobcompApi::StartAndEnd => {
+                set.insert("jobcomp_p_record_job_end");
+                set.insert("jobcomp_p_record_job_start");
+            }
+            _ => {
+                set.insert("jobcomp_p_log_record");
+            }
+        }
+        set
+    }
+
+    /// Slurm's protocol version of the series, as the state file starts with it
+    /// (anchor-behaviour.md; 22.05 is SLURM_22_05_PROTOCOL_VERSION = 38 << 8).
+    pub fn protocol_version(&self) -> u16 {
+        match (self.major, self.minor) {
+            (22, 5) => 0x2600,
+            (23, 2) => 0x2700,
+            (23, 11) => 0x2800,
+            (24, 5) => 0x2900,
+            (24, 11) => 0x2a00,
+            (25, 5) => 0x2b00,
+            (25, 11) => 0x2c00,
+            (26, 5) => 0x2d00,
+            other => panic!("no protocol version known for series {other:?}"),
+        }
+    }
+
+    /// 25.05+ state files carry a u32 event per message.
+    pub fn state_has_event(&self) -> bool {
+        self.at_least(25, 5)
+    }
+
+    /// 23.11+ job records carry an identity with the user and group names.
+    pub fn has_identity(&self) -> bool {
+        self.at_least(23, 11)
+    }
+
+    /// Up to 24.11 the batch script goes into every batch job's record; from
+    /// 25.05 only with JobCompParams send_script.
+    pub fn script_by_default(&self) -> bool {
+        !self.at_least(25, 5)
+    }
+
+    /// "partition" is part_ptr->name from 25.05 (the job's requested list before).
+    pub fn partition_from_part_ptr(&self) -> bool {
+        self.at_least(25, 5)
+    }
+
+    /// failed_node exists in the job record from 23.02.
+    pub fn has_failed_node(&self) -> bool {
+        self.at_least(23, 2)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Temporary directories
+// ---------------------------------------------------------------------------
+
+/// A directory removed on drop (kept when JK_KEEP_TMP is set, for debugging).
+pub struct TempDir(PathBuf);
+
+static TEMP_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("jk-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("JK_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("kept {}", self.0.display());
+        }
+    }
+}
+
+/// File names in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+// ---------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------
+
+/// Polls `condition` every 20 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The C host
+// ---------------------------------------------------------------------------
+
+/// Compiles tests/host/slurmctld.c for the target release into `dir/slurmctld`.
+pub fn compile_host(dir: &Path, expected_version: u32) -> PathBuf {
+    let t = target();
+    std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+    // Built under a temporary name and renamed: concurrent test runs never see a
+    // half-written binary, and a running host keeps its own inode.
+    let tmp = dir.join(format!("slurmctld.build-{}", std::process::id()));
+    let out = dir.join("slurmctld");
+    let header = format!("slurm-headers/layout_{}.h", t.layout_tag);
+    let output = Command::new("cc")
+        .current_dir(manifest_dir())
+        .args(["-O1", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-include", &header, t.api_define()])
+        .arg(format!("-DEXPECTED_VERSION={expected_version:#x}"))
+        .arg("tests/host/slurmctld.c")
+        .arg("-o")
+        .arg(&tmp)
+        .args(["-rdynamic", "-ldl", "-lpthread"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `cc` ({e}); install gcc (build-essential)"));
+    assert!(
+        output.status.success(),
+        "compiling tests/host/slurmctld.c with {header} {} failed:\n{}",
+        t.api_define(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::rename(&tmp, &out).expect("rename the host binary into place");
+    out
+}
+
+/// The host for the target release, compiled once per test run, named slurmctld.
+pub fn host_binary() -> &'static Path {
+    static HOST: OnceLock<PathBuf> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let dir = target_dir().join("jk-host").join(target().layout_tag);
+        compile_host(&dir, target().version_number)
+    })
+}
+
+/// Percent-encodes bytes for a host command value (everything but [A-Za-z0-9._/:-]).
+pub fn pct(bytes: impl AsRef<[u8]>) -> String {
+    let mut out = String::new();
+    for &b in bytes.as_ref() {
+        if b.is_ascii_alphanumeric() || b"._/:-".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One result line of the host.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub line: String,
+    pub rc: i32,
+}
+
+impl Reply {
+    /// The value of ` key=value` in the reply's extra fields.
+    pub fn field(&self, key: &str) -> Option<&str> {
+        self.line.split(' ').find_map(|part| part.strip_prefix(key)?.strip_prefix('='))
+    }
+
+    pub fn number(&self, key: &str) -> i64 {
+        self.field(key)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no numeric {key}= in {:?}", self.line))
+    }
+}
+
+/// A running C host (a slurmctld stand-in with the plugin loaded).
+pub struct Host {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    replies: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+    log_reader: Option<std::thread::JoinHandle<()>>,
+    pub load_line: String,
+}
+
+/// Generous: fini may wait for flush_timeout and librdkafka's shutdown.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Host {
+    /// Starts `exe PLUGIN` and waits for its "ok load" line.
+    pub fn start(exe: &Path) -> Host {
+        let mut child = Command::new(exe)
+            .arg(plugin_so())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (send, replies) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let log_reader = std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim_end_matches('\n').to_string();
+                        if std::env::var_os("JK_HOST_LOG").is_some() {
+                            eprintln!("host| {line}");
+                        }
+                        sink.lock().unwrap().push(line);
+                    }
+                }
+            }
+        });
+        let mut host = Host { child, stdin, replies, log, log_reader: Some(log_reader), load_line: String::new() };
+        host.load_line = host.next_line("load");
+        assert!(host.load_line.starts_with("ok load rc=0"), "host failed to load the plugin: {}", host.load_line);
+        host
+    }
+
+    /// Starts the target host (named slurmctld).
+    pub fn slurmctld() -> Host {
+        Host::start(host_binary())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn next_line(&mut self, what: &str) -> String {
+        match self.replies.recv_timeout(REPLY_TIMEOUT) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("host gave no reply to {what:?} within {REPLY_TIMEOUT:?}; log:\n{}", self.log_text())
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.wait().ok();
+                panic!("host exited ({status:?}) instead of answering {what:?}; log:\n{}", self.log_text())
+            }
+        }
+    }
+
+    /// Sends one command and returns its "ok" reply (panics on "err").
+    pub fn cmd(&mut self, line: &str) -> Reply {
+        let stdin = self.stdin.as_mut().expect("host stdin closed");
+        writeln!(stdin, "{line}").and_then(|()| stdin.flush()).unwrap_or_else(|e| {
+            panic!("cannot write {line:?} to the host: {e}; log:\n{}", self.log_text())
+        });
+        let name = line.split_whitespace().next().unwrap_or("").to_string();
+        let reply = self.next_line(line);
+        let prefix = format!("ok {name} rc=");
+        let Some(rest) = reply.strip_prefix(&prefix) else {
+            panic!("host refused {line:?}: {reply}")
+        };
+        let rc = rest.split(' ').next().and_then(|v| v.parse().ok()).expect("rc");
+        Reply { line: reply, rc }
+    }
+
+    /// Sends a command that must return rc 0.
+    pub fn ok(&mut self, line: &str) -> Reply {
+        let reply = self.cmd(line);
+        assert_eq!(reply.rc, 0, "{line:?} returned {}; log:\n{}", reply.line, self.log_text());
+        reply
+    }
+
+    /// Sets slurm_conf fields (values percent-encoded here).
+    pub fn conf(&mut self, pairs: &[(&str, &str)]) {
+        let mut line = String::from("conf");
+        for (key, value) in pairs {
+            line.push_str(&format!(" {key}={}", pct(value)));
+        }
+        self.ok(&line);
+    }
+
+    /// Sends a command without waiting for a reply (abort).
+    pub fn send_only(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("host stdin closed");
+        let _ = writeln!(stdin, "{line}").and_then(|()| stdin.flush());
+    }
+
+    /// Waits for the host to exit; its log is complete afterwards.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        self.stdin = None;
+        let status = wait_for(timeout, || self.child.try_wait().ok().flatten())
+            .unwrap_or_else(|| panic!("host did not exit within {timeout:?}"));
+        if let Some(reader) = self.log_reader.take() {
+            let _ = reader.join();
+        }
+        status
+    }
+
+    /// `quit` (exit without fini) and wait for the process; returns its whole log.
+    pub fn quit(mut self) -> Vec<String> {
+        self.cmd("quit");
+        let status = self.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "host exited with {status}");
+        self.log()
+    }
+
+    /// The plugin's log lines so far (stderr is read by a thread: a line written
+    /// before a reply may arrive after it; use `wait_log`, or `quit` first).
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log().join("\n")
+    }
+
+    /// Lines containing all of `needles`.
+    pub fn log_count(&self, needles: &[&str]) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| needles.iter().all(|n| l.contains(n))).count()
+    }
+
+    /// Waits until at least `n` log lines contain all of `needles`.
+    pub fn wait_log(&self, needles: &[&str], n: usize, timeout: Duration) -> bool {
+        wait_for(timeout, || (self.log_count(needles) >= n).then_some(())).is_some()
+    }
+
+    /// User + system CPU time of the host process so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc/pid/stat");
+        // Fields after the parenthesised command name; utime and stime are 14 and 15.
+        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / hz)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Our own child only, by its handle.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Kafka: librdkafka's mock cluster and a consumer
+// ---------------------------------------------------------------------------
+
+/// One message read back from the mock cluster.
+#[derive(Clone, Debug)]
+pub struct Msg {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+}
+
+impl Msg {
+    pub fn key_text(&self) -> String {
+        self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default()
+    }
+
+    /// The record as JSON (None when the payload is not valid JSON).
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.payload).ok()
+    }
+}
+
+/// A mock cluster in this test process.
+pub struct Kafka {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+    pub bootstrap: String,
+    /// For metadata and watermarks; replaced when the brokers come back up (a
+    /// client that lived through the outage can stay stuck on a dead connection).
+    consumer: std::cell::RefCell<BaseConsumer>,
+}
+
+impl Kafka {
+    pub fn new(brokers: i32) -> Kafka {
+        let cluster = MockCluster::new(brokers).expect("rd_kafka_mock_cluster_new");
+        let bootstrap = cluster.bootstrap_servers();
+        let consumer = std::cell::RefCell::new(consumer(&bootstrap));
+        Kafka { cluster, bootstrap, consumer }
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        self.cluster.create_topic(topic, partitions, 1).expect("rd_kafka_mock_topic_create");
+    }
+
+    /// All brokers refuse connections (and drop the open ones).
+    pub fn down(&self) {
+        self.cluster.broker_down(-1).expect("rd_kafka_mock_broker_set_down");
+    }
+
+    pub fn up(&self) {
+        self.cluster.broker_up(-1).expect("rd_kafka_mock_broker_set_up");
+        *self.consumer.borrow_mut() = consumer(&self.bootstrap);
+    }
+
+    pub fn rtt(&self, delay: Duration) {
+        self.cluster.broker_round_trip_time(-1, delay).expect("rd_kafka_mock_broker_set_rtt");
+    }
+
+    /// The partitions of `topic` (retried: the cluster may just be coming back up).
+    fn partitions(&self, topic: &str) -> Vec<i32> {
+        let mut last_error = String::new();
+        let found = wait_for(Duration::from_secs(20), || {
+            match self.consumer.borrow().fetch_metadata(Some(topic), Duration::from_secs(2)) {
+                Ok(metadata) => {
+                    let t = metadata.topics().iter().find(|t| t.name() == topic)?;
+                    let ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                    (!ids.is_empty()).then_some(ids)
+                }
+                Err(e) => {
+                    last_error = e.to_string();
+                    None
+                }
+            }
+        });
+        found.unwrap_or_else(|| panic!("no metadata for topic {topic} within 20 s: {last_error}"))
+    }
+
+    /// Messages stored in `topic` (sum of high watermarks; None while unreachable).
+    pub fn count(&self, topic: &str) -> Option<i64> {
+        let mut total = 0;
+        for p in self.partitions(topic) {
+            let (low, high) = self.consumer.borrow().fetch_watermarks(topic, p, Duration::from_secs(2)).ok()?;
+            total += high - low;
+        }
+        Some(total)
+    }
+
+    /// Waits until `topic` holds at least `n` messages; returns the count seen last.
+    pub fn wait_count(&self, topic: &str, n: i64, timeout: Duration) -> i64 {
+        let mut last = 0;
+        wait_for(timeout, || {
+            last = self.count(topic).unwrap_or(last);
+            (last >= n).then_some(())
+        });
+        last
+    }
+
+    /// Reads `topic` again and again until every id of `ids` is in it (or
+    /// `timeout` passes); returns the last read.
+    pub fn wait_ids(&self, topic: &str, ids: &BTreeSet<u32>, timeout: Duration) -> Vec<Msg> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let messages = self.read_all(topic);
+            let tally = Tally::of(&messages, ids.iter().copied());
+            if tally.lost.is_empty() || Instant::now() >= deadline {
+                return messages;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Every message in `topic`, read up to the high watermark of each partition.
+    pub fn read_all(&self, topic: &str) -> Vec<Msg> {
+        let consumer = consumer(&self.bootstrap);
+        let mut ends = BTreeMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for p in self.partitions(topic) {
+            let (low, high) = wait_for(Duration::from_secs(20), || {
+                consumer.fetch_watermarks(topic, p, Duration::from_secs(2)).ok()
+            })
+            .unwrap_or_else(|| panic!("no watermarks for {topic}/{p} within 20 s"));
+            if high > low {
+                ends.insert(p, high);
+                assignment.add_partition_offset(topic, p, Offset::Beginning).expect("assignment");
+            }
+        }
+        let mut messages = Vec::new();
+        if ends.is_empty() {
+            return messages;
+        }
+        consumer.assign(&assignment).expect("assign");
+        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ends.iter().any(|(p, end)| next.get(p).copied().unwrap_or(0) < *end) {
+            assert!(Instant::now() < deadline, "reading {topic} did not reach the end within 20 s");
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    next.insert(m.partition(), m.offset() + 1);
+                    messages.push(Msg {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: m.key().map(|k| k.to_vec()),
+                        payload: m.payload().unwrap_or_default().to_vec(),
+                    });
+                }
+                Some(Err(e)) => panic!("consuming {topic}: {e}"),
+                None => {}
+            }
+        }
+        messages
+    }
+}
+
+fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "jk-tests")
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("reconnect.backoff.max.ms", "500")
+        .set("socket.connection.setup.timeout.ms", "1000")
+        .set("log_level", "3")
+        .create()
+        .expect("consumer")
+}
+
+// ---------------------------------------------------------------------------
+// Counting what arrived
+// ---------------------------------------------------------------------------
+
+/// What a topic holds compared with the job ids that were produced.
+#[derive(Clone, Debug, Default)]
+pub struct Tally {
+    pub produced: usize,
+    /// Messages in the topic.
+    pub messages: usize,
+    /// Distinct produced job ids found.
+    pub delivered: usize,
+    /// Messages beyond the first for a job id.
+    pub duplicated: usize,
+    /// Messages that are not valid JSON or whose key does not match their jobid.
+    pub corrupt: usize,
+    /// Produced job ids never found.
+    pub lost: Vec<u32>,
+    /// Job ids found that were never produced.
+    pub unexpected: Vec<u32>,
+}
+
+impl Tally {
+    pub fn of(messages: &[Msg], produced: impl IntoIterator<Item = u32>) -> Tally {
+        let produced: BTreeSet<u32> = produced.into_iter().collect();
+        let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut corrupt = 0;
+        for m in messages {
+            let id = m
+                .json()
+                .and_then(|j| j.get("jobid").and_then(|v| v.as_u64()))
+                .filter(|id| m.key_text() == id.to_string());
+            match id {
+                Some(id) => *seen.entry(id as u32).or_default() += 1,
+                None => corrupt += 1,
+            }
+        }
+        Tally {
+            produced: produced.len(),
+            messages: messages.len(),
+            delivered: produced.iter().filter(|id| seen.contains_key(id)).count(),
+            duplicated: seen.values().map(|n| n - 1).sum(),
+            corrupt,
+            lost: produced.iter().copied().filter(|id| !seen.contains_key(id)).collect(),
+            unexpected: seen.keys().copied().filter(|id| !produced.contains(id)).collect(),
+        }
+    }
+}
+
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "produced={} delivered={} duplicated={} corrupt={} lost={} (messages in topic: {})",
+            self.produced,
+            self.delivered,
+            self.duplicated,
+            self.corrupt,
+            self.lost.len(),
+            self.messages
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The state file (anchor-behaviour.md), written and read independently of src/
+// ---------------------------------------------------------------------------
+
+pub const STATE_FILE: &str = "jobcomp_kafka_state";
+
+/// One saved message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Saved {
+    pub event: u32,
+    pub job_id: u32,
+    pub payload: Vec<u8>,
+}
+
+/// The C plugin's format: big-endian u16 version, u32 count, then per message
+/// [u32 event (25.05+)], u32 job id, u32 length including the NUL, bytes, NUL.
+pub fn encode_state(version: u16, with_event: bool, messages: &[Saved]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&(messages.len() as u32).to_be_bytes());
+    for m in messages {
+        if with_event {
+            out.extend_from_slice(&m.event.to_be_bytes());
+        }
+        out.extend_from_slice(&m.job_id.to_be_bytes());
+        out.extend_from_slice(&(m.payload.len() as u32 + 1).to_be_bytes());
+        out.extend_from_slice(&m.payload);
+        out.push(0);
+    }
+    out
+}
+
+/// Parses a state file strictly: (version, messages), or what is wrong.
+pub fn decode_state(bytes: &[u8], with_event: bool) -> Result<(u16, Vec<Saved>), String> {
+    struct Reader<'a> {
+        bytes: &'a [u8],
+        pos: usize,
+    }
+    impl<'a> Reader<'a> {
+        fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+            let slice = self.bytes.get(self.pos..self.pos + n).ok_or_else(|| format!("truncated at byte {}", self.pos))?;
+            self.pos += n;
+            Ok(slice)
+        }
+        fn u32(&mut self) -> Result<u32, String> {
+            Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()))
+        }
+    }
+    let mut r = Reader { bytes, pos: 0 };
+    let version = u16::from_be_bytes(r.take(2)?.try_into().unwrap());
+    let count = r.u32()?;
+    let mut messages = Vec::new();
+    for _ in 0..count {
+        let event = if with_event { r.u32()? } else { 1 };
+        let job_id = r.u32()?;
+        let len = r.u32()? as usize;
+        if len == 0 {
+            return Err(format!("job {job_id}: length 0"));
+        }
+        let data = r.take(len)?;
+        if data[len - 1] != 0 {
+            return Err(format!("job {job_id}: no trailing NUL"));
+        }
+        messages.push(Saved { event, job_id, payload: data[..len - 1].to_vec() });
+    }
+    if r.pos != bytes.len() {
+        return Err(format!("{} bytes after the last message", bytes.len() - r.pos));
+    }
+    Ok((version, messages))
+}
+
+// ---------------------------------------------------------------------------
+// A complete set-up: mock cluster, state directory, JobCompLoc file
+// ---------------------------------------------------------------------------
+
+/// A mock cluster with a topic named after the cluster, a StateSaveLocation and
+/// a JobCompLoc file pointing at the cluster.
+pub struct Rig {
+    pub kafka: Kafka,
+    pub tmp: TempDir,
+    pub state: PathBuf,
+    pub loc: PathBuf,
+    pub cluster: String,
+}
+
+impl Rig {
+    /// `cluster` is also the default topic. `properties` are added to (and may
+    /// override) bootstrap.servers, message.timeout.ms=5000, reconnect.backoff.max.ms=500,
+    /// socket.connection.setup.timeout.ms=1000.
+    pub fn new(cluster: &str, properties: &[(&str, &str)]) -> Rig {
+        let kafka = Kafka::new(1);
+        kafka.create_topic(cluster, 1);
+        let tmp = TempDir::new(cluster);
+        let state = tmp.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let loc = tmp.path().join("kafka.conf");
+        let mut props: Vec<(String, String)> = vec![
+            ("bootstrap.servers".into(), kafka.bootstrap.clone()),
+            ("message.timeout.ms".into(), "5000".into()),
+            ("reconnect.backoff.max.ms".into(), "500".into()),
+            // A mock broker that is down keeps its port bound but not listening;
+            // here (gVisor) a connect to it can hang instead of being refused, and
+            // librdkafka's default 30 s setup timeout would outlast the test.
+            ("socket.connection.setup.timeout.ms".into(), "1000".into()),
+        ];
+        for (k, v) in properties {
+            props.retain(|(key, _)| key != k);
+            props.push((k.to_string(), v.to_string()));
+        }
+        let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(&loc, format!("# written by tests/plugin_host.rs\n{text}")).unwrap();
+        Rig { kafka, tmp, state, loc, cluster: cluster.to_string() }
+    }
+
+    /// A host (named slurmctld) with slurm_conf set; not initialised yet.
+    pub fn host(&self, params: &str) -> Host {
+        let mut host = Host::slurmctld();
+        self.configure(&mut host, params);
+        host
+    }
+
+    pub fn configure(&self, host: &mut Host, params: &str) {
+        host.conf(&[
+            ("cluster", &self.cluster),
+            ("loc", &self.loc.to_string_lossy()),
+            ("state", &self.state.to_string_lossy()),
+            ("params", params),
+        ]);
+    }
+
+    /// A started host: conf, init (rc 0) and set_location as slurmctld does.
+    pub fn started(&self, params: &str) -> Host {
+        let mut host = self.host(params);
+        host.ok("init");
+        host.ok("set_location");
+        host
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.state.join(STATE_FILE)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Name service
+// ---------------------------------------------------------------------------
+
+/// The user name of `uid` from the name service (getpwuid_r), as the plugin
+/// resolves it for releases whose job record carries no identity.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    Some(unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned())
+}
+
+pub fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    Some(unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
+}

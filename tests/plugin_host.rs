@@ -1,0 +1,743 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! The plugin loaded the way slurmctld loads it, against librdkafka's mock cluster.
+//!
+//! Each test compiles (once) tests/host/slurmctld.c for the release this crate
+//! targets, starts it as a child process named `slurmctld` with
+//! target/<profile>/libjobcomp_kafka.so, drives it through stdin, and checks what
+//! reaches a mock Kafka cluster hosted in this test process, what the plugin logs
+//! and what it leaves in StateSaveLocation.
+//!
+//! Every test prints a line with its numbers (produced / delivered / duplicated /
+//! corrupt / lost); run with `--nocapture` to see them.
+
+mod common;
+
+use common::*;
+use jobcomp_kafka::release::JobcompApi;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn ids(range: std::ops::RangeInclusive<u32>) -> BTreeSet<u32> {
+    range.collect()
+}
+
+/// Job ids of the messages, in topic order.
+fn job_ids(messages: &[Msg]) -> Vec<u32> {
+    messages
+        .iter()
+        .map(|m| m.json().and_then(|j| j["jobid"].as_u64()).expect("jobid") as u32)
+        .collect()
+}
+
+fn str_field<'a>(record: &'a Value, key: &str) -> Option<&'a str> {
+    record.get(key).and_then(Value::as_str)
+}
+
+// ---------------------------------------------------------------------------
+
+/// dlopen + symbols + version as slurmctld checks them; init/set_location/
+/// get_jobs/fini; the .so exports the plugin symbols and nothing else.
+#[test]
+fn loads_like_slurmctld() {
+    let t = target();
+    let rig = Rig::new("jk_load", &[]);
+    let mut host = rig.host("");
+    let expected = format!("type=jobcomp/kafka version={:#08x}", t.version_number);
+    assert!(host.load_line.contains(&expected), "{} lacks {expected}", host.load_line);
+    assert_eq!(host.cmd("init").rc, 0, "init; log:\n{}", host.log_text());
+    assert_eq!(host.cmd("set_location").rc, 0);
+    let jobs = host.cmd("get_jobs");
+    assert_eq!(jobs.field("list"), Some("null"), "get_jobs returns NULL");
+    assert_eq!(host.cmd("fini").rc, 0);
+    // A second init after fini (slurmctld regaining control) works as well.
+    assert_eq!(host.cmd("init").rc, 0, "init after fini; log:\n{}", host.log_text());
+    host.ok("fini");
+    let log = host.quit();
+    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    assert!(errors.is_empty(), "an idle start/stop logs no error: {errors:?}");
+
+    // Exported dynamic symbols: exactly the plugin's, nothing from librdkafka.
+    let nm = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(plugin_so())
+        .output()
+        .expect("run nm (binutils)");
+    assert!(nm.status.success(), "nm failed: {}", String::from_utf8_lossy(&nm.stderr));
+    let text = String::from_utf8_lossy(&nm.stdout);
+    let exported: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .map(|name| name.split('@').next().unwrap_or(name))
+        .collect();
+    let rd: Vec<&&str> = exported.iter().filter(|s| s.starts_with("rd_kafka")).collect();
+    assert!(rd.is_empty(), "librdkafka symbols exported: {rd:?}");
+    assert_eq!(exported, t.plugin_symbols(), "exported symbols of {}", plugin_so().display());
+    println!("exports: {exported:?}");
+
+    // A host of another release refuses the plugin (plugin_version is checked).
+    let tmp = TempDir::new("jk_badversion");
+    let other = compile_host(tmp.path(), t.version_number + 1);
+    let out = Command::new(&other).arg(plugin_so()).output().expect("run host");
+    assert_eq!(out.status.code(), Some(2), "version mismatch must exit 2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plugin_version"));
+}
+
+// ---------------------------------------------------------------------------
+
+struct JobSpec {
+    id: u32,
+    uid: u32,
+    gid: u32,
+    user: String,
+    group: String,
+    name: Vec<u8>,
+    partition: String,
+    nodes: String,
+    state: u32,
+    state_name: &'static str,
+    exit_code: u32,
+    exit_text: &'static str,
+    cpus: u32,
+    work_dir: Vec<u8>,
+    script: Option<String>,
+}
+
+impl JobSpec {
+    fn command(&self) -> String {
+        let mut line = format!(
+            "job id={} user_id={} group_id={} user_name={} group_name={} raw={} partition={} nodes={} \
+             state={} exit_code={} cpus={} work_dir={}",
+            self.id,
+            self.uid,
+            self.gid,
+            pct(&self.user),
+            pct(&self.group),
+            self.name.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            pct(&self.partition),
+            pct(&self.nodes),
+            self.state,
+            self.exit_code,
+            self.cpus,
+            pct(&self.work_dir),
+        );
+        if let Some(script) = &self.script {
+            line.push_str(&format!(" batch=1 script={}", pct(script)));
+        }
+        line
+    }
+}
+
+fn fifty_jobs() -> Vec<JobSpec> {
+    const STATES: [(u32, &str); 9] = [
+        (3, "COMPLETED"),
+        (5, "FAILED"),
+        (4, "CANCELLED"),
+        (6, "TIMEOUT"),
+        (7, "NODE_FAIL"),
+        (8, "PREEMPTED"),
+        (9, "BOOT_FAIL"),
+        (10, "DEADLINE"),
+        (11, "OUT_OF_MEMORY"),
+    ];
+    // (wait status, "exit:signal")
+    const EXITS: [(u32, &str); 4] = [(0, "0:0"), (3 << 8, "3:0"), (9, "0:9"), (255 << 8, "255:0")];
+    let work_dirs: [&[u8]; 7] = [
+        b"/home/alice",
+        b"/home/a \"quoted\" dir/x",
+        b"C:\\back\\slash",
+        b"tab\there\nnew line",
+        "/data/ünïcødé ✓ 日本".as_bytes(),
+        b"/bad\xffutf8\xfe",
+        b"/ctl\x01\x1f",
+    ];
+    (0..50u32)
+        .map(|i| {
+            let (state, state_name) = STATES[i as usize % STATES.len()];
+            let (exit_code, exit_text) = EXITS[i as usize % EXITS.len()];
+            let uid = i % 3; // root, daemon, bin exist on Debian
+            let name = if i == 7 { b"n\xc3(x bad utf8".to_vec() } else { format!("job-{i} \"x\"").into_bytes() };
+            JobSpec {
+                id: 1000 + i,
+                uid,
+                gid: i % 2,
+                user: format!("idu{uid}"),
+                group: format!("idg{}", i % 2),
+                name,
+                partition: if i % 2 == 0 { "debug".into() } else { "long,debug".into() },
+                nodes: format!("node[{:02}-{:02}]", i, i + 1),
+                state,
+                state_name,
+                exit_code,
+                exit_text,
+                cpus: 1 + i % 4,
+                work_dir: work_dirs[i as usize % work_dirs.len()].to_vec(),
+                script: (i == 11).then(|| "#!/bin/sh\necho \"hi\" \\ done\n".to_string()),
+            }
+        })
+        .collect()
+}
+
+/// 50 records: one message each, valid JSON, key = job id, fields as set.
+#[test]
+fn delivers_50_jobs_with_their_fields() {
+    let t = target();
+    let rig = Rig::new("jk_deliver", &[]);
+    let mut host = rig.started("");
+    let jobs = fifty_jobs();
+    for job in &jobs {
+        assert_eq!(host.cmd(&job.command()).rc, 0, "job {}", job.id);
+    }
+    let stats = host.ok("stats");
+    let (locks, unlocks) = (stats.number("assoc_lock"), stats.number("assoc_unlock"));
+    println!("assoc_mgr lock/unlock calls: {locks}/{unlocks}");
+    assert_eq!(locks, unlocks, "assoc_mgr_lock and assoc_mgr_unlock in pairs");
+    assert!(locks >= 1, "the association walk holds assoc_mgr's lock");
+    assert_eq!(stats.number("assoc_held"), 0);
+    assert_eq!(stats.number("assoc_misuse"), 0);
+    assert_eq!(stats.number("assoc_not_read"), 0, "the association lock is a read lock");
+
+    let seen = rig.kafka.wait_count(&rig.cluster, 50, 20 * SEC);
+    assert!(seen >= 50, "only {seen} of 50 records reached Kafka; log:\n{}", host.log_text());
+    host.ok("fini");
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, jobs.iter().map(|j| j.id));
+    println!("delivery: {tally}");
+    assert_eq!(messages.len(), 50, "{tally}");
+    assert_eq!((tally.delivered, tally.duplicated, tally.corrupt), (50, 0, 0), "{tally}");
+    assert!(!rig.state_file().exists(), "nothing to save when everything was delivered");
+
+    for m in &messages {
+        let record = m.json().unwrap_or_else(|| panic!("invalid JSON: {}", String::from_utf8_lossy(&m.payload)));
+        let id = record["jobid"].as_u64().unwrap() as u32;
+        assert_eq!(m.key_text(), id.to_string(), "message key = job id");
+        let job = jobs.iter().find(|j| j.id == id).unwrap();
+        let ctx = format!("job {id}: {record}");
+        assert_eq!(record["user_id"], job.uid, "{ctx}");
+        assert_eq!(record["group_id"], job.gid, "{ctx}");
+        let (user, group) = if t.has_identity() {
+            (Some(job.user.clone()), Some(job.group.clone()))
+        } else {
+            (user_name(job.uid), group_name(job.gid))
+        };
+        assert_eq!(str_field(&record, "username").map(str::to_string), user, "{ctx}");
+        assert_eq!(str_field(&record, "groupname").map(str::to_string), group, "{ctx}");
+        assert_eq!(str_field(&record, "job_name"), Some(&*String::from_utf8_lossy(&job.name)), "{ctx}");
+        assert_eq!(str_field(&record, "work_dir"), Some(&*String::from_utf8_lossy(&job.work_dir)), "{ctx}");
+        // The host's part_ptr is partition "debug"; job.partition the requested list.
+        let partition = if t.partition_from_part_ptr() { "debug" } else { job.partition.as_str() };
+        assert_eq!(str_field(&record, "partition"), Some(partition), "{ctx}");
+        assert_eq!(str_field(&record, "nodes"), Some(job.nodes.as_str()), "{ctx}");
+        assert_eq!(str_field(&record, "state"), Some(job.state_name), "{ctx}");
+        assert_eq!(str_field(&record, "exit_code"), Some(job.exit_text), "{ctx}");
+        assert_eq!(str_field(&record, "derived_ec"), Some("0:0"), "{ctx}");
+        assert_eq!(record["total_cpus"], job.cpus, "{ctx}");
+        assert_eq!(record["total_nodes"], 1, "{ctx}");
+        assert_eq!(str_field(&record, "@start"), Some("2024-05-01T10:00:00"), "{ctx}");
+        assert_eq!(str_field(&record, "@end"), Some("2024-05-01T11:01:01"), "{ctx}");
+        assert_eq!(record["elapsed"], 3661, "{ctx}");
+        assert_eq!(str_field(&record, "@submit"), Some("2024-05-01T09:58:00"), "{ctx}");
+        assert_eq!(str_field(&record, "alloc_node"), Some("login1"), "{ctx}");
+        assert_eq!(str_field(&record, "std_in"), Some("/dev/null"), "{ctx}");
+        assert_eq!(str_field(&record, "cluster"), Some("jk_deliver"), "{ctx}");
+        assert_eq!(str_field(&record, "qos"), Some("normal"), "{ctx}");
+        assert_eq!(str_field(&record, "account"), Some("physics"), "{ctx}");
+        assert_eq!(str_field(&record, "parent_accounts"), Some("/root/physics/physics"), "{ctx}");
+        assert_eq!(record["time_limit"], 3600, "{ctx}");
+        assert!(record.get("array_job_id").is_none(), "no array fields for a plain job: {ctx}");
+        if t.has_failed_node() {
+            assert!(record["failed_node"].is_null(), "{ctx}");
+        }
+        let script = str_field(&record, "script");
+        match (&job.script, t.script_by_default()) {
+            (Some(text), true) => assert_eq!(script, Some(text.as_str()), "batch script sent: {ctx}"),
+            _ => assert_eq!(script, None, "{ctx}"),
+        }
+    }
+    // The raw text escapes what json-c escapes; invalid UTF-8 became U+FFFD.
+    let raw: Vec<String> = messages.iter().map(|m| String::from_utf8(m.payload.clone()).expect("UTF-8 payload")).collect();
+    assert!(raw.iter().any(|r| r.contains(r#""work_dir":"\/home\/a \"quoted\" dir\/x""#)), "escaped quotes and slashes");
+    assert!(raw.iter().any(|r| r.contains(r#""work_dir":"tab\there\nnew line""#)), "escaped tab and newline");
+    assert!(raw.iter().any(|r| r.contains("\u{FFFD}")), "invalid UTF-8 replaced");
+    host.quit();
+}
+
+// ---------------------------------------------------------------------------
+
+/// topic= and poll_interval= are honoured; a reconfigure (set_location) that
+/// changes the topic sends later records to the new topic.
+#[test]
+fn topic_poll_interval_and_reconfigure() {
+    let rig = Rig::new("jk_topics", &[]);
+    rig.kafka.create_topic("jk_first", 1);
+    rig.kafka.create_topic("jk_second", 1);
+    let mut host = rig.host("topic=jk_first,poll_interval=1");
+    host.conf(&[("debug", "1")]);
+    host.ok("init");
+    host.ok("set_location");
+
+    host.ok("jobs 5 1");
+    assert_eq!(rig.kafka.wait_count("jk_first", 5, 20 * SEC), 5);
+    // Delivery reports are served at least every poll_interval (1 s); with
+    // DebugFlags=JobComp each one is logged.
+    let arrived = Instant::now();
+    let reported = host.wait_log(&["delivered", "jk_first"], 5, 5 * SEC);
+    println!("delivery reports for topic jk_first logged {:?} after the records reached Kafka", arrived.elapsed());
+    assert!(reported, "5 delivery reports logged; log:\n{}", host.log_text());
+    assert!(arrived.elapsed() < Duration::from_millis(2500), "reports served within ~poll_interval");
+
+    // Reconfigure: JobCompParams re-read through set_location.
+    host.conf(&[("params", "topic=jk_second,poll_interval=1")]);
+    host.ok("set_location");
+    host.ok("jobs 5 6");
+    assert_eq!(rig.kafka.wait_count("jk_second", 5, 20 * SEC), 5, "log:\n{}", host.log_text());
+    host.ok("fini");
+    let first = rig.kafka.read_all("jk_first");
+    let second = rig.kafka.read_all("jk_second");
+    let default = rig.kafka.read_all(&rig.cluster);
+    println!(
+        "topics: jk_first={:?} jk_second={:?} {}={}",
+        job_ids(&first),
+        job_ids(&second),
+        rig.cluster,
+        default.len()
+    );
+    assert_eq!(job_ids(&first), vec![1, 2, 3, 4, 5]);
+    assert_eq!(job_ids(&second), vec![6, 7, 8, 9, 10]);
+    assert!(default.is_empty(), "nothing goes to the ClusterName topic when topic= is set");
+    let log = host.quit();
+    let problems: Vec<&String> =
+        log.iter().filter(|l| l.contains("poll_interval") && (l.starts_with("error:") || l.contains("warning"))).collect();
+    assert!(problems.is_empty(), "a valid poll_interval is accepted: {problems:?}");
+}
+
+/// An invalid poll_interval is an error line and falls back to the default:
+/// no busy loop (SchedMD's plugin spins a core at 100% with it).
+#[test]
+fn invalid_poll_interval_is_reported_and_does_not_spin() {
+    let rig = Rig::new("jk_badpoll", &[]);
+    let mut host = rig.started("poll_interval=0");
+    assert!(
+        host.wait_log(&["error:", "poll_interval=0"], 1, 5 * SEC),
+        "error line naming poll_interval=0; log:\n{}",
+        host.log_text()
+    );
+    host.ok("job id=1");
+    assert_eq!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC), 1);
+    let before = host.cpu_time();
+    host.ok("sleep 2000");
+    let used = host.cpu_time() - before;
+    println!("CPU used by the idle host in 2 s: {used:?}");
+    assert!(used < Duration::from_millis(500), "idle plugin used {used:?} of CPU in 2 s");
+    host.ok("fini");
+    host.quit();
+}
+
+// ---------------------------------------------------------------------------
+
+/// Broker down, no requeue: records time out, fini saves them; the next start
+/// delivers every one exactly once, byte for byte, and clears the state file.
+#[test]
+fn broker_down_saves_state_and_next_start_replays_once() {
+    let t = target();
+    let rig = Rig::new("jk_down", &[("message.timeout.ms", "1000")]);
+    let mut host = rig.started("");
+    rig.kafka.down();
+    host.ok("jobs 20 1");
+    let timed_out = host.wait_log(&["error:", "timed out"], 20, 15 * SEC);
+    assert!(timed_out, "20 timeouts reported as errors; log:\n{}", host.log_text());
+    host.ok("fini");
+    host.quit();
+
+    let bytes = std::fs::read(rig.state_file()).expect("the state file exists after fini");
+    assert!(bytes.len() >= 6);
+    let version = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let count = u32::from_be_bytes([bytes[2], bytes[3], bytes[4], bytes[5]]);
+    assert_eq!(version, t.protocol_version(), "protocol version of the release");
+    assert_eq!(count, 20, "message count");
+    let (_, saved) = decode_state(&bytes, t.state_has_event()).expect("well-formed state file");
+    assert_eq!(saved.iter().map(|m| m.job_id).collect::<BTreeSet<_>>(), ids(1..=20));
+    for m in &saved {
+        let json: Value = serde_json::from_slice(&m.payload).expect("saved payload is valid JSON");
+        assert_eq!(json["jobid"], m.job_id);
+        assert_eq!(m.event, 1);
+    }
+
+    rig.kafka.up();
+    let mut host = rig.started("");
+    rig.kafka.wait_ids(&rig.cluster, &ids(1..=20), 30 * SEC);
+    host.ok("fini");
+    host.quit();
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, 1..=20);
+    println!("broker down, replayed at next start: saved={} {tally}", saved.len());
+    assert!(tally.lost.is_empty() && tally.corrupt == 0, "{tally}");
+    assert_eq!(tally.duplicated, 0, "replayed exactly once: {tally}");
+    for m in &messages {
+        let original = saved.iter().find(|s| s.job_id.to_string() == m.key_text()).expect("saved message");
+        assert_eq!(m.payload, original.payload, "replayed byte for byte (job {})", original.job_id);
+    }
+    let left: Vec<String> =
+        names_in(&rig.state).into_iter().filter(|n| n == STATE_FILE || n.ends_with(".replaying")).collect();
+    assert!(left.is_empty(), "state file and claim gone after the replay: {left:?}");
+}
+
+/// Broker down with requeue_on_msg_timeout: everything arrives once the broker
+/// is back (duplicates counted).
+#[test]
+fn broker_down_with_requeue_delivers_everything() {
+    let t = target();
+    let rig = Rig::new("jk_requeue", &[("message.timeout.ms", "1000")]);
+    let mut host = rig.started("requeue_on_msg_timeout");
+    rig.kafka.down();
+    host.ok("jobs 20 1");
+    // Each record times out at least once while the broker is down.
+    let requeued = host.wait_log(&["timed out"], 20, 15 * SEC);
+    let lines = host.log_count(&["timed out"]);
+    assert!(requeued, "20 timeouts seen (got {lines}); log:\n{}", host.log_text());
+    rig.kafka.up();
+    rig.kafka.wait_ids(&rig.cluster, &ids(1..=20), 30 * SEC);
+    host.ok("fini");
+    host.quit();
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, 1..=20);
+    let saved = match std::fs::read(rig.state_file()) {
+        Ok(bytes) => decode_state(&bytes, t.state_has_event()).expect("well-formed").1,
+        Err(_) => Vec::new(),
+    };
+    println!("requeue: timeout lines={lines} saved at fini={} {tally}", saved.len());
+    assert!(tally.lost.is_empty(), "0 lost with requeue_on_msg_timeout: {tally}");
+    assert_eq!(tally.corrupt, 0, "{tally}");
+}
+
+/// A slow broker (2 s round trip) and flush_timeout=100: fini purges what is
+/// not acknowledged and saves it; the next start delivers it. Every job arrives
+/// at least once; duplicates (records that reached the broker before the purge)
+/// are counted.
+#[test]
+fn purge_on_fini_with_slow_broker_saves_and_replays() {
+    let t = target();
+    let rig = Rig::new("jk_purge", &[("message.timeout.ms", "30000")]);
+    let mut host = rig.started("flush_timeout=100");
+    // Connection and metadata first, so that the records below are in flight.
+    host.ok("job id=1000");
+    assert_eq!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC), 1);
+    rig.kafka.rtt(Duration::from_millis(2000));
+    host.ok("jobs 20 1");
+    host.ok("sleep 300");
+    let started = Instant::now();
+    host.ok("fini");
+    let fini_took = started.elapsed();
+    host.quit();
+    let saved = match std::fs::read(rig.state_file()) {
+        Ok(bytes) => decode_state(&bytes, t.state_has_event()).expect("well-formed state file").1,
+        Err(_) => Vec::new(),
+    };
+    assert!(!saved.is_empty(), "records not acknowledged within flush_timeout are saved");
+
+    rig.kafka.rtt(Duration::ZERO);
+    let all = ids(1..=20).into_iter().chain([1000]).collect::<BTreeSet<_>>();
+    // Records in flight at the purge may have reached the broker anyway: wait for
+    // the replay itself (what is there now plus every saved record).
+    let before = rig.kafka.count(&rig.cluster).expect("topic readable");
+    let mut host = rig.started("");
+    let after = rig.kafka.wait_count(&rig.cluster, before + saved.len() as i64, 30 * SEC);
+    assert!(after >= before + saved.len() as i64, "replay of {} saved records; log:\n{}", saved.len(), host.log_text());
+    host.ok("fini");
+    host.quit();
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, all.iter().copied());
+    println!("purge at fini (rtt 2 s, flush_timeout 100 ms): fini took {fini_took:?}, saved={} {tally}", saved.len());
+    assert!(tally.lost.is_empty(), "every job at least once: {tally}");
+    assert_eq!(tally.corrupt, 0, "{tally}");
+    assert!(!rig.state_file().exists(), "nothing left to save after the replay");
+}
+
+// ---------------------------------------------------------------------------
+
+fn hand_payload(id: u32) -> Vec<u8> {
+    format!(r#"{{"jobid":{id},"note":"hand-made \/ record","n":{id}}}"#).into_bytes()
+}
+
+/// Starts a host on a prepared state directory and returns what reached the
+/// topic once `expect` ids arrived (and the host's log).
+fn replay(rig: &Rig, params: &str, expect: &BTreeSet<u32>) -> (Vec<Msg>, Vec<String>) {
+    let mut host = rig.host(params);
+    assert_eq!(host.cmd("init").rc, 0, "init succeeds despite the state file; log:\n{}", host.log_text());
+    host.ok("set_location");
+    rig.kafka.wait_ids(&rig.cluster, expect, 20 * SEC);
+    host.ok("fini");
+    let log = host.quit();
+    (rig.kafka.read_all(&rig.cluster), log)
+}
+
+fn corrupt_copies(state: &std::path::Path) -> Vec<String> {
+    names_in(state)
+        .into_iter()
+        .filter(|n| {
+            n.strip_prefix("jobcomp_kafka_state.corrupt.")
+                .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit() || c == '-'))
+        })
+        .collect()
+}
+
+/// A damaged state file: init still succeeds, an error names the file, the file
+/// is set aside as jobcomp_kafka_state.corrupt.<time>, and the complete messages
+/// before the damage are delivered.
+#[test]
+fn corrupt_state_file_is_set_aside_and_good_messages_replayed() {
+    let t = target();
+    let (version, with_event) = (t.protocol_version(), t.state_has_event());
+    let saved = |id: u32| Saved { event: 1, job_id: id, payload: hand_payload(id) };
+
+    // (a) truncated in the middle of the 4th message.
+    let mut truncated = encode_state(version, with_event, &[saved(101), saved(102), saved(103), saved(104)]);
+    truncated.truncate(truncated.len() - 25);
+    // (b) two good messages, then garbage where the 3rd should be.
+    let mut garbage = encode_state(version, with_event, &[saved(201), saved(202)]);
+    garbage[2..6].copy_from_slice(&3u32.to_be_bytes());
+    garbage.extend((0..40u8).map(|i| i.wrapping_mul(97) ^ 0xa5));
+    // (c) not a state file at all.
+    let text = b"this is not a jobcomp/kafka state file\n".to_vec();
+
+    for (case, bytes, good) in [
+        ("truncated", truncated, ids(101..=103)),
+        ("garbage", garbage, ids(201..=202)),
+        ("text", text, BTreeSet::new()),
+    ] {
+        let rig = Rig::new(&format!("jk_corrupt_{case}"), &[]);
+        std::fs::write(rig.state_file(), &bytes).unwrap();
+        let (messages, log) = replay(&rig, "", &good);
+        let tally = Tally::of(&messages, good.iter().copied());
+        println!("corrupt state file ({case}): {tally}");
+        let path = rig.state_file().display().to_string();
+        assert!(
+            log.iter().any(|l| l.starts_with("error:") && l.contains(&path)),
+            "{case}: an error line names {path}; log:\n{}",
+            log.join("\n")
+        );
+        let aside = corrupt_copies(&rig.state);
+        assert_eq!(aside.len(), 1, "{case}: set aside once: {:?}", names_in(&rig.state));
+        assert_eq!(std::fs::read(rig.state.join(&aside[0])).unwrap(), bytes, "{case}: the copy is the damaged file");
+        assert!(!rig.state_file().exists(), "{case}: the damaged file is not read again");
+        assert!(tally.lost.is_empty() && tally.unexpected.is_empty(), "{case}: {tally}");
+        assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{case}: {tally}");
+        for m in &messages {
+            let id: u32 = m.key_text().parse().unwrap();
+            assert_eq!(m.payload, hand_payload(id), "{case}: job {id} byte for byte");
+        }
+    }
+}
+
+/// A state file assembled by hand in the C plugin's format is replayed.
+#[test]
+fn c_plugin_state_file_is_replayed() {
+    let t = target();
+    let rig = Rig::new("jk_cformat", &[]);
+    let start_topic = format!("{}-job-start", rig.cluster);
+    rig.kafka.create_topic(&start_topic, 1);
+    let mut messages = vec![
+        Saved { event: 1, job_id: 301, payload: hand_payload(301) },
+        Saved {
+            event: 1,
+            job_id: 302,
+            payload: r#"{"jobid":302,"work_dir":"\/home\/\u00e9l\u00e8ve","name":"caf\u00e9 ✓"}"#.as_bytes().to_vec(),
+        },
+        Saved { event: 1, job_id: 303, payload: hand_payload(303) },
+    ];
+    if t.state_has_event() {
+        messages.push(Saved { event: 2, job_id: 304, payload: br#"{"jobid":304,"state":null}"#.to_vec() });
+    }
+    let bytes = encode_state(t.protocol_version(), t.state_has_event(), &messages);
+    std::fs::write(rig.state_file(), &bytes).unwrap();
+
+    let (delivered, log) = replay(&rig, "", &ids(301..=303));
+    let tally = Tally::of(&delivered, 301..=303);
+    println!("C-format state file: {tally}");
+    assert!(tally.lost.is_empty() && tally.unexpected.is_empty(), "{tally}");
+    assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
+    for m in &delivered {
+        let original = messages.iter().find(|s| s.job_id.to_string() == m.key_text()).unwrap();
+        assert_eq!(m.payload, original.payload, "job {} byte for byte", original.job_id);
+    }
+    if t.state_has_event() {
+        let starts = rig.kafka.read_all(&start_topic);
+        assert_eq!(job_ids(&starts), vec![304], "a saved start event goes to the start topic");
+    }
+    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    assert!(errors.is_empty(), "a sound file replays without errors: {errors:?}");
+    let left: Vec<String> =
+        names_in(&rig.state).into_iter().filter(|n| n == STATE_FILE || n.ends_with(".replaying")).collect();
+    assert!(left.is_empty(), "state file and claim gone after the replay: {left:?}");
+}
+
+// ---------------------------------------------------------------------------
+
+/// A bad JobCompLoc makes init fail with an error naming the file, the line or
+/// the property.
+#[test]
+fn malformed_job_comp_loc_fails_init_with_a_precise_error() {
+    let tmp = TempDir::new("jk_badloc");
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let missing = tmp.path().join("missing.conf");
+    let no_equals = tmp.path().join("no-equals.conf");
+    std::fs::write(&no_equals, "bootstrap.servers=127.0.0.1:9\nthis line has no equals sign\n").unwrap();
+    let unknown = tmp.path().join("unknown.conf");
+    std::fs::write(&unknown, "# ok\nbootstrap.servers=127.0.0.1:9\nno.such.property=1\n").unwrap();
+
+    let cases: [(&std::path::Path, Vec<String>); 3] = [
+        (&missing, vec![missing.display().to_string()]),
+        (&no_equals, vec![format!("{}:2", no_equals.display())]),
+        (&unknown, vec![unknown.display().to_string(), "no.such.property".to_string()]),
+    ];
+    for (loc, needles) in cases {
+        let mut host = Host::slurmctld();
+        host.conf(&[
+            ("cluster", "jk_badloc"),
+            ("loc", &loc.to_string_lossy()),
+            ("state", &state.to_string_lossy()),
+            ("params", ""),
+        ]);
+        let rc = host.cmd("init").rc;
+        // A record after a failed init does not crash the host.
+        host.cmd("job id=1");
+        let log = host.quit();
+        let error = log.iter().find(|l| l.starts_with("error:") && needles.iter().all(|n| l.contains(n.as_str())));
+        println!("JobCompLoc {}: init rc={rc}; {}", loc.display(), error.map(String::as_str).unwrap_or("(no error line)"));
+        assert_ne!(rc, 0, "init must fail for {}", loc.display());
+        assert!(error.is_some(), "an error line containing {needles:?}; log:\n{}", log.join("\n"));
+    }
+    assert!(names_in(&state).is_empty(), "nothing written to StateSaveLocation: {:?}", names_in(&state));
+}
+
+// ---------------------------------------------------------------------------
+
+/// Loaded by another program (sacct --completion): init succeeds, no
+/// connection, no state file touched. The same steps under the name slurmctld
+/// do connect (so the check can fail).
+#[test]
+fn inert_outside_slurmctld() {
+    let tmp = TempDir::new("jk_inert");
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let loc = tmp.path().join("kafka.conf");
+    std::fs::write(
+        &loc,
+        format!("bootstrap.servers={}\nmessage.timeout.ms=2000\n", listener.local_addr().unwrap()),
+    )
+    .unwrap();
+    let run = |exe: &std::path::Path, state: &std::path::Path| -> Host {
+        let mut host = Host::start(exe);
+        host.conf(&[
+            ("cluster", "jk_inert"),
+            ("loc", &loc.to_string_lossy()),
+            ("state", &state.to_string_lossy()),
+            ("params", ""),
+        ]);
+        assert_eq!(host.cmd("init").rc, 0);
+        assert_eq!(host.cmd("set_location").rc, 0);
+        assert_eq!(host.cmd("job id=7").rc, 0, "records are accepted (and dropped) when inert");
+        host
+    };
+
+    let sacct = tmp.path().join("sacct");
+    std::fs::copy(host_binary(), &sacct).unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let before = encode_state(target().protocol_version(), target().state_has_event(), &[Saved {
+        event: 1,
+        job_id: 5,
+        payload: hand_payload(5),
+    }]);
+    std::fs::write(state.join(STATE_FILE), &before).unwrap();
+
+    let mut host = run(&sacct, &state);
+    host.ok("sleep 700");
+    host.ok("fini");
+    host.quit();
+    let connected = listener.accept().is_ok();
+    println!("as sacct: connection made={connected}, state dir={:?}", names_in(&state));
+    assert!(!connected, "no connection to the broker from an inert plugin");
+    assert_eq!(names_in(&state), vec![STATE_FILE.to_string()], "no file created or removed");
+    assert_eq!(std::fs::read(state.join(STATE_FILE)).unwrap(), before, "state file untouched");
+
+    // Control: the same under the name slurmctld connects.
+    let other_state = tmp.path().join("state2");
+    std::fs::create_dir_all(&other_state).unwrap();
+    let _host = run(host_binary(), &other_state);
+    let accepted = wait_for(10 * SEC, || listener.accept().ok());
+    println!("as slurmctld: connection made={}", accepted.is_some());
+    assert!(accepted.is_some(), "the active plugin connects to bootstrap.servers");
+}
+
+// ---------------------------------------------------------------------------
+
+/// kill -9 in the middle of a run: the host dies (records held in memory may be
+/// lost: SchedMD's plugin loses them too; a crash-safe spool is a later issue),
+/// and the next init works and delivers.
+#[test]
+fn kill_9_then_next_start_works() {
+    let rig = Rig::new("jk_kill", &[]);
+    // A slow broker keeps records in memory when the process dies.
+    rig.kafka.rtt(Duration::from_millis(1000));
+    let mut host = rig.started("");
+    host.ok("jobs 10 1");
+    host.send_only("abort");
+    let status = host.wait_exit(10 * SEC);
+    assert_eq!(status.signal(), Some(9), "host died of SIGKILL: {status}");
+    drop(host);
+    rig.kafka.rtt(Duration::ZERO);
+
+    let mut host = rig.started("");
+    host.ok("job id=11");
+    rig.kafka.wait_ids(&rig.cluster, &ids(11..=11), 20 * SEC);
+    host.ok("fini");
+    host.quit();
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, 1..=11);
+    println!("kill -9 with 10 records in memory, then a new start: {tally} (lost ids {:?})", tally.lost);
+    assert!(!tally.lost.contains(&11), "the record after the restart is delivered: {tally}");
+    assert_eq!(tally.corrupt, 0);
+}
+
+// ---------------------------------------------------------------------------
+
+/// 25.05+: start events go to <ClusterName>-job-start with enable_job_start,
+/// and cost nothing without it.
+#[test]
+fn start_events_on_25_05_and_later() {
+    let t = target();
+    if t.api != JobcompApi::StartAndEnd {
+        println!("start events: not in the {}.{:02} API; skipped", t.major, t.minor);
+        return;
+    }
+    let rig = Rig::new("jk_start", &[]);
+    let start_topic = format!("{}-job-start", rig.cluster);
+    rig.kafka.create_topic(&start_topic, 1);
+
+    let mut host = rig.started("");
+    assert_eq!(host.cmd("start_job id=1").rc, 0);
+    host.ok("job id=1");
+    assert_eq!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC), 1);
+    host.ok("fini");
+    host.quit();
+    assert_eq!(rig.kafka.count(&start_topic), Some(0), "no start record without enable_job_start");
+
+    let mut host = rig.started("enable_job_start");
+    assert_eq!(host.cmd("start_job id=2").rc, 0);
+    assert_eq!(rig.kafka.wait_count(&start_topic, 1, 20 * SEC), 1, "log:\n{}", host.log_text());
+    host.ok("fini");
+    host.quit();
+    let starts = rig.kafka.read_all(&start_topic);
+    let record = starts[0].json().expect("valid JSON");
+    println!("start event: {record}");
+    assert_eq!(record["jobid"], 2);
+    assert!(record["state"].is_null(), "a start record has state null");
+    assert!(record.get("exit_code").is_none(), "no finish-only fields in a start record");
+}
