@@ -161,6 +161,7 @@ _start_slurmctld() {
 		die "slurmctld already running in $RIG_HOSTDIR (pid $(read_pid "$pidf"))"
 	fi
 	require_port_free 127.0.0.1 "$CTLD_PORT"
+	CTLD_LOG_OFFSET=$(stat -c %s "$RIG_HOSTDIR/slurmctld.log" 2>/dev/null || echo 0)
 	setsid env JK_RIG_DIR="$RIG_HOSTDIR" ${RIG_ROOT:+chroot "$RIG_ROOT"} slurmctld -D -f "$RIG_INDIR/slurm.conf" \
 		>>"$RIG_HOSTDIR/slurmctld.stderr" 2>&1 </dev/null &
 	echo $! >"$pidf"
@@ -214,6 +215,12 @@ _wait_ctld() {
 		fi
 		sleep 0.05
 	done
+	# 22.05 runs on without jobcomp when the plugin fails to load (23.02+
+	# exits, caught above): say so loudly.
+	local failed
+	failed=$(tail -c +$((${CTLD_LOG_OFFSET:-0} + 1)) "$RIG_HOSTDIR/slurmctld.log" 2>/dev/null |
+		grep -m1 -E 'cannot create jobcomp context|jobcomp.*(init|plugin).*fail' || true)
+	[[ -z $failed ]] || log "WARNING: slurmctld runs WITHOUT jobcomp: $failed"
 }
 
 _save_rig_env() {
@@ -251,7 +258,7 @@ slurm_start() {
 	RIG_INDIR=$(_in_path "$RIG_HOSTDIR")
 	OPT_PLUGINDIR='' OPT_JOBCOMP='' OPT_JOBCOMP_LOC='' OPT_JOBCOMP_PARAMS='' OPT_DEBUGFLAGS=''
 	OPT_CTLD_PORT=16817 OPT_SLURMD_PORT=16818 OPT_CLUSTER=jk OPT_AUTH='' OPT_TIMEOUT=30
-	OPT_CONF=()
+	OPT_CONF=() OPT_FRESH=0
 	while (($#)); do
 		case $1 in
 		--plugindir) OPT_PLUGINDIR=$2 ;;
@@ -265,11 +272,15 @@ slurm_start() {
 		--auth) OPT_AUTH=$2 ;;
 		--conf) OPT_CONF+=("$2") ;;
 		--timeout) OPT_TIMEOUT=$2 ;;
+		--fresh) OPT_FRESH=1; shift; continue ;;
 		*) die "unknown option: $1" ;;
 		esac
 		(($# >= 2)) || die "option $1 needs a value"
 		shift 2
 	done
+	# Relative paths that exist are taken relative to the caller's directory.
+	[[ -n $OPT_PLUGINDIR && $OPT_PLUGINDIR != /* && -d $OPT_PLUGINDIR ]] && OPT_PLUGINDIR=$(realpath "$OPT_PLUGINDIR")
+	[[ -n $OPT_JOBCOMP_LOC && $OPT_JOBCOMP_LOC != /* && -e $OPT_JOBCOMP_LOC ]] && OPT_JOBCOMP_LOC=$(realpath "$OPT_JOBCOMP_LOC")
 	SLURM_VERSION=$(${RIG_ROOT:+chroot "$RIG_ROOT"} dpkg-query -W -f='${Version}' slurmctld)
 	if [[ -z $OPT_AUTH ]]; then
 		OPT_AUTH=none # works on 22.05 and 24.11 alike (checked by the self-tests)
@@ -281,6 +292,15 @@ slurm_start() {
 	CTLD_PORT=$OPT_CTLD_PORT SLURMD_PORT=$OPT_SLURMD_PORT
 	if pidfile_alive "$RIG_HOSTDIR/slurmctld.pid" || pidfile_alive "$RIG_HOSTDIR/slurmd.pid"; then
 		die "a cluster is already running in $RIG_HOSTDIR (stop it first)"
+	fi
+	if ((OPT_FRESH)); then
+		rm -rf "$RIG_HOSTDIR/state" "$RIG_HOSTDIR/spool"
+	fi
+	local known
+	# 22.05 stores "NAME", 24.11 "NAME|CLUSTER_ID".
+	known=$({ cut -d'|' -f1 "$RIG_HOSTDIR/state/clustername" | tr -d '[:space:]'; } 2>/dev/null || true)
+	if [[ -n $known && $known != "$OPT_CLUSTER" ]]; then
+		die "$RIG_HOSTDIR/state belongs to cluster '$known', not '$OPT_CLUSTER' (slurmctld would refuse): use --fresh or another DIR"
 	fi
 	local t0
 	t0=$(now_ms)
@@ -406,6 +426,7 @@ _stop_all() { # GRACEFUL(1|0)
 # --- per-cluster commands (DIR only) ----------------------------------------
 
 _wait_job() { # JOBID TIMEOUT_S -> prints the final state(s)
+	[[ -n ${1:-} ]] || die "usage: wait-job DIR JOBID [TIMEOUT_S]"
 	local id=$1 timeout=${2:-60} out states s active
 	local deadline=$(($(now_ms) + timeout * 1000))
 	while :; do

@@ -104,7 +104,7 @@ def format_block(msg):
     key_text = utf8_or_none(key) if key is not None else None
     if key is not None and key_text is None:
         key_text = "b64:" + base64.b64encode(key).decode("ascii")
-    title = f"── {msg.topic()} [{msg.partition()}] @{msg.offset()}  key={key_text}  {when}"
+    title = f"── {msg.topic()} [{msg.partition()}] @{msg.offset()}  key={key_text if key is not None else '-'}  {when}"
     hdrs = msg.headers() or []
     if hdrs:
         title += "  headers=" + json.dumps({n: header_value(v) for n, v in hdrs}, ensure_ascii=False)
@@ -174,6 +174,10 @@ class Reader:
             return
         tmd = md.topics.get(self.topic)
         if tmd is None or tmd.error is not None or not tmd.partitions:
+            if self.draining and not self.assigned_once:
+                # Not created yet: everything it will hold comes after us.
+                self.draining = False
+                self.set_ready(f"topic {self.topic} does not exist yet; will read it from its beginning")
             return
         new = [p for p in sorted(tmd.partitions) if p not in self.assigned]
         if not new:

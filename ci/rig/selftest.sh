@@ -238,6 +238,9 @@ test_chroot() {
 	id=$("$dir/bin/sbatch" --parsable --wrap true)
 	"$rig" wait-job "$dir" "$id" 60 >/dev/null
 	local py=$RIG_VENV/bin/python
+	# ... and its record must be in before the measuring consumer starts.
+	check "warm-up job's record read back" "$py" "$RIG_DIR/consume.py" --bootstrap "127.0.0.1:$TANSU_PORT" \
+		--topic "$topic" --from-beginning --expect 1 --timeout 30 >/dev/null
 	"$py" "$RIG_DIR/consume.py" --bootstrap "127.0.0.1:$TANSU_PORT" --topic "$topic" --expect "$LAT_JOBS" \
 		--timeout 120 --recv-time --ready-file "$dir/ready" >"$dir/records.jsonl" 2>"$dir/consume.err" &
 	local cpid=$!

@@ -30,7 +30,9 @@
 #                           (auth/slurm + cred/slurm, 23.11+ only) uses DIR/slurm.key
 #   --conf KEY=VALUE        extra slurm.conf line (replaces a generated KEY line)
 #   --timeout S             start-up wait (default 30)
-# Starting on a DIR that has state from an earlier run keeps it (a restart).
+#   --fresh                 delete DIR/state and DIR/spool first
+# Starting on a DIR that has state from an earlier run keeps it (a restart);
+# the state then fixes the ClusterName (another one needs --fresh).
 set -euo pipefail
 RIG_NAME=slurm-host
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
