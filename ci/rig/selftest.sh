@@ -48,7 +48,7 @@ trap cleanup EXIT
 test_kafka() {
 	local dir t0 py
 	dir=$(mktemp -d /tmp/jk-rig-st-kafka.XXXX)
-	CLEANUPS+=("'$RIG_DIR/tansu.sh' stop '$dir'")
+	CLEANUPS+=("'$RIG_DIR/tansu.sh' stop '$dir'; rm -rf '$dir'")
 	t0=$(now_ms)
 	"$RIG_DIR/tansu.sh" start "$dir" "$TANSU_PORT"
 	log "tansu start (venv present): $(($(now_ms) - t0)) ms"
@@ -220,7 +220,7 @@ test_chroot() {
 	log "chroot build (warm when cached): $(($(now_ms) - t0)) ms"
 	check "chroot has Slurm 24.11.5" bash -c "[[ \$('$rig' version '$ROOT') == 24.11.5* ]]"
 	kdir=$(mktemp -d /tmp/jk-rig-st-ktansu.XXXX)
-	CLEANUPS+=("'$RIG_DIR/tansu.sh' stop '$kdir'")
+	CLEANUPS+=("'$RIG_DIR/tansu.sh' stop '$kdir'; rm -rf '$kdir'")
 	"$RIG_DIR/tansu.sh" start "$kdir" "$TANSU_PORT"
 	name=st-$$-$RANDOM
 	dir=$ROOT/rig/$name
