@@ -128,3 +128,339 @@ impl JobSnapshot {
         }
     }
 }
+
+/// The spool's binary form of a snapshot (little-endian; strings as a u32 length,
+/// `u32::MAX` for NULL, then the bytes). Written on the hot path, so it is a
+/// plain field-by-field copy; versioned so that a spool survives an upgrade.
+pub mod codec {
+    use super::{Bytes, DetailsSnapshot, JobSnapshot};
+
+    const VERSION: u8 = 1;
+    const NULL: u32 = u32::MAX;
+
+    pub fn encode(job: &JobSnapshot, out: &mut Vec<u8>) {
+        let mut w = Writer(out);
+        w.u8(VERSION);
+        w.u32(job.job_id);
+        w.u64(job.db_index);
+        w.u64(job.step_sluid);
+        w.bytes(&job.container);
+        w.u32(job.user_id);
+        w.u32(job.group_id);
+        w.bytes(&job.user_name);
+        w.bytes(&job.group_name);
+        w.i64(job.start_time);
+        w.i64(job.end_time);
+        w.i64(job.resize_time);
+        w.u32(job.job_state);
+        w.bytes(&job.partition);
+        w.bytes(&job.part_ptr_name);
+        w.u8(job.part_max_time.is_some() as u8);
+        w.u32(job.part_max_time.unwrap_or(0));
+        w.bytes(&job.alloc_node);
+        w.bytes(&job.nodes);
+        w.u32(job.total_cpus);
+        w.u32(job.total_nodes);
+        w.u32(job.derived_ec);
+        w.u32(job.exit_code);
+        w.bytes(&job.failed_node);
+        w.u32(job.array_job_id);
+        w.u32(job.array_task_id);
+        w.u32(job.het_job_id);
+        w.u32(job.het_job_offset);
+        w.u32(job.priority);
+        match &job.details {
+            None => w.u8(0),
+            Some(d) => {
+                w.u8(1);
+                w.i64(d.submit_time);
+                w.i64(d.begin_time);
+                w.bytes(&d.work_dir);
+                w.bytes(&d.std_err);
+                w.bytes(&d.std_in);
+                w.bytes(&d.std_out);
+                w.u32(d.num_tasks);
+                w.u16(d.ntasks_per_node);
+                w.u16(d.ntasks_per_tres);
+                w.u16(d.cpus_per_task);
+                w.bytes(&d.orig_dependency);
+                w.bytes(&d.exc_nodes);
+                w.bytes(&d.features);
+            }
+        }
+        w.bytes(&job.cluster);
+        w.bytes(&job.qos);
+        w.u32(job.time_limit);
+        for text in [
+            &job.name,
+            &job.resv_name,
+            &job.wckey,
+            &job.tres_req_str,
+            &job.tres_fmt_req_str,
+            &job.tres_alloc_str,
+            &job.tres_fmt_alloc_str,
+            &job.account,
+            &job.admin_comment,
+            &job.comment,
+        ] {
+            w.bytes(text);
+        }
+        w.u16(job.batch_flag);
+        match &job.assoc_chain {
+            None => w.u32(NULL),
+            Some(chain) => {
+                w.u32(chain.len() as u32);
+                for acct in chain {
+                    w.raw(acct);
+                }
+            }
+        }
+        w.i64(job.taken_at);
+    }
+
+    /// `None` when the bytes are not a snapshot of a known version (the spool's
+    /// checksum has already vouched for them, so this means another version).
+    pub fn decode(bytes: &[u8]) -> Option<JobSnapshot> {
+        let mut r = Reader(bytes);
+        if r.u8()? != VERSION {
+            return None;
+        }
+        let mut job = JobSnapshot {
+            job_id: r.u32()?,
+            db_index: r.u64()?,
+            step_sluid: r.u64()?,
+            container: r.bytes()?,
+            user_id: r.u32()?,
+            group_id: r.u32()?,
+            user_name: r.bytes()?,
+            group_name: r.bytes()?,
+            start_time: r.i64()?,
+            end_time: r.i64()?,
+            resize_time: r.i64()?,
+            job_state: r.u32()?,
+            partition: r.bytes()?,
+            part_ptr_name: r.bytes()?,
+            ..JobSnapshot::default()
+        };
+        let has_max_time = r.u8()? == 1;
+        let max_time = r.u32()?;
+        job.part_max_time = has_max_time.then_some(max_time);
+        job.alloc_node = r.bytes()?;
+        job.nodes = r.bytes()?;
+        job.total_cpus = r.u32()?;
+        job.total_nodes = r.u32()?;
+        job.derived_ec = r.u32()?;
+        job.exit_code = r.u32()?;
+        job.failed_node = r.bytes()?;
+        job.array_job_id = r.u32()?;
+        job.array_task_id = r.u32()?;
+        job.het_job_id = r.u32()?;
+        job.het_job_offset = r.u32()?;
+        job.priority = r.u32()?;
+        if r.u8()? == 1 {
+            job.details = Some(DetailsSnapshot {
+                submit_time: r.i64()?,
+                begin_time: r.i64()?,
+                work_dir: r.bytes()?,
+                std_err: r.bytes()?,
+                std_in: r.bytes()?,
+                std_out: r.bytes()?,
+                num_tasks: r.u32()?,
+                ntasks_per_node: r.u16()?,
+                ntasks_per_tres: r.u16()?,
+                cpus_per_task: r.u16()?,
+                orig_dependency: r.bytes()?,
+                exc_nodes: r.bytes()?,
+                features: r.bytes()?,
+            });
+        }
+        job.cluster = r.bytes()?;
+        job.qos = r.bytes()?;
+        job.time_limit = r.u32()?;
+        for text in [
+            &mut job.name,
+            &mut job.resv_name,
+            &mut job.wckey,
+            &mut job.tres_req_str,
+            &mut job.tres_fmt_req_str,
+            &mut job.tres_alloc_str,
+            &mut job.tres_fmt_alloc_str,
+            &mut job.account,
+            &mut job.admin_comment,
+            &mut job.comment,
+        ] {
+            *text = r.bytes()?;
+        }
+        job.batch_flag = r.u16()?;
+        let count = r.u32()?;
+        if count != NULL {
+            let mut chain = Vec::new();
+            for _ in 0..count {
+                chain.push(r.bytes()?.unwrap_or_default());
+            }
+            job.assoc_chain = Some(chain);
+        }
+        job.taken_at = r.i64()?;
+        r.0.is_empty().then_some(job)
+    }
+
+    struct Writer<'a>(&'a mut Vec<u8>);
+
+    impl Writer<'_> {
+        fn u8(&mut self, v: u8) {
+            self.0.push(v);
+        }
+        fn u16(&mut self, v: u16) {
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+        fn u32(&mut self, v: u32) {
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+        fn u64(&mut self, v: u64) {
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+        fn i64(&mut self, v: i64) {
+            self.0.extend_from_slice(&v.to_le_bytes());
+        }
+        fn raw(&mut self, bytes: &[u8]) {
+            self.u32(bytes.len() as u32);
+            self.0.extend_from_slice(bytes);
+        }
+        fn bytes(&mut self, value: &Bytes) {
+            match value {
+                Some(bytes) => self.raw(bytes),
+                None => self.u32(NULL),
+            }
+        }
+    }
+
+    struct Reader<'a>(&'a [u8]);
+
+    impl Reader<'_> {
+        fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+            let (head, rest) = self.0.split_first_chunk::<N>()?;
+            self.0 = rest;
+            Some(*head)
+        }
+        fn u8(&mut self) -> Option<u8> {
+            self.take::<1>().map(|b| b[0])
+        }
+        fn u16(&mut self) -> Option<u16> {
+            self.take().map(u16::from_le_bytes)
+        }
+        fn u32(&mut self) -> Option<u32> {
+            self.take().map(u32::from_le_bytes)
+        }
+        fn u64(&mut self) -> Option<u64> {
+            self.take().map(u64::from_le_bytes)
+        }
+        fn i64(&mut self) -> Option<i64> {
+            self.take().map(i64::from_le_bytes)
+        }
+        fn bytes(&mut self) -> Option<Bytes> {
+            let len = self.u32()?;
+            if len == NULL {
+                return Some(None);
+            }
+            let len = len as usize;
+            if len > self.0.len() {
+                return None;
+            }
+            let (head, rest) = self.0.split_at(len);
+            self.0 = rest;
+            Some(Some(head.to_vec()))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn full() -> JobSnapshot {
+            let b = |t: &str| Some(t.as_bytes().to_vec());
+            JobSnapshot {
+                job_id: 7,
+                db_index: u64::MAX - 1,
+                step_sluid: 0xbc064b4483ea1000,
+                container: b("c"),
+                user_id: 1000,
+                group_id: 100,
+                user_name: Some(b"al\xffice".to_vec()),
+                group_name: None,
+                start_time: -5,
+                end_time: 1_700_000_000,
+                resize_time: 3,
+                job_state: 0x2003,
+                partition: b("a,b"),
+                part_ptr_name: b("a"),
+                part_max_time: Some(0),
+                alloc_node: Some(Vec::new()),
+                nodes: b("n[1-4]"),
+                total_cpus: 4,
+                total_nodes: 2,
+                derived_ec: 0xfffffffe,
+                exit_code: 9,
+                failed_node: b("n3"),
+                array_job_id: 5,
+                array_task_id: 0xfffffffe,
+                het_job_id: 1,
+                het_job_offset: 2,
+                priority: 0xffffffff,
+                details: Some(DetailsSnapshot {
+                    submit_time: 1,
+                    begin_time: 2,
+                    work_dir: b("/w \"x\"\t"),
+                    std_err: None,
+                    std_in: b("/dev/null"),
+                    std_out: b("o"),
+                    num_tasks: 3,
+                    ntasks_per_node: 0xfffe,
+                    ntasks_per_tres: 1,
+                    cpus_per_task: 2,
+                    orig_dependency: b("afterok:1"),
+                    exc_nodes: None,
+                    features: b("f"),
+                }),
+                cluster: b("c1"),
+                qos: b("normal"),
+                time_limit: 60,
+                name: Some(b"n\0ul".to_vec()),
+                resv_name: None,
+                wckey: b("w"),
+                tres_req_str: b("1=1"),
+                tres_fmt_req_str: b("cpu=1"),
+                tres_alloc_str: None,
+                tres_fmt_alloc_str: b("cpu=2"),
+                account: b("acct"),
+                admin_comment: None,
+                comment: b("comment"),
+                batch_flag: 1,
+                assoc_chain: Some(vec![b"u".to_vec(), Vec::new(), b"root".to_vec()]),
+                taken_at: 42,
+            }
+        }
+
+        #[test]
+        fn round_trips_every_field() {
+            for job in [full(), JobSnapshot::default(), JobSnapshot { details: None, assoc_chain: Some(vec![]), ..full() }] {
+                let mut bytes = Vec::new();
+                encode(&job, &mut bytes);
+                assert_eq!(decode(&bytes), Some(job));
+            }
+        }
+
+        #[test]
+        fn refuses_truncated_or_foreign_bytes() {
+            let mut bytes = Vec::new();
+            encode(&full(), &mut bytes);
+            for cut in 0..bytes.len() {
+                assert_eq!(decode(&bytes[..cut]), None, "cut at {cut}");
+            }
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert_eq!(decode(&longer), None);
+            bytes[0] = 99;
+            assert_eq!(decode(&bytes), None);
+        }
+    }
+}

@@ -229,6 +229,7 @@ mod tests {
     macro_rules! layout_test {
         ($test:ident, $layout:ident, $variant:ident, failed_node: $failed:tt, identity: $identity:tt, step_sluid: $sluid:tt) => {
             #[test]
+            #[allow(unused_assignments)]
             fn $test() {
                 use crate::slurm::layouts::$layout as l;
                 let mut s = Strings(Vec::new());
