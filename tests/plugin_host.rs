@@ -289,7 +289,7 @@ fn topic_poll_interval_and_reconfigure() {
     let reported = host.wait_log(&["delivered", "jk_first"], 5, 5 * SEC);
     println!("delivery reports for topic jk_first logged {:?} after the records reached Kafka", arrived.elapsed());
     assert!(reported, "5 delivery reports logged; log:\n{}", host.log_text());
-    assert!(arrived.elapsed() < Duration::from_millis(2500), "reports served within ~poll_interval");
+    assert!(arrived.elapsed() < 3 * SEC, "reports served within ~poll_interval (1 s), not much later");
 
     // Reconfigure: JobCompParams re-read through set_location.
     host.conf(&[("params", "topic=jk_second,poll_interval=1")]);
@@ -605,8 +605,9 @@ fn malformed_job_comp_loc_fails_init_with_a_precise_error() {
             ("params", ""),
         ]);
         let rc = host.cmd("init").rc;
-        // A record after a failed init does not crash the host.
+        // A record and fini after a failed init do not crash the host.
         host.cmd("job id=1");
+        host.ok("fini");
         let log = host.quit();
         let error = log.iter().find(|l| l.starts_with("error:") && needles.iter().all(|n| l.contains(n.as_str())));
         println!("JobCompLoc {}: init rc={rc}; {}", loc.display(), error.map(String::as_str).unwrap_or("(no error line)"));
@@ -740,4 +741,151 @@ fn start_events_on_25_05_and_later() {
     assert_eq!(record["jobid"], 2);
     assert!(record["state"].is_null(), "a start record has state null");
     assert!(record.get("exit_code").is_none(), "no finish-only fields in a start record");
+}
+
+// ---------------------------------------------------------------------------
+
+/// kill -9 while saved records are being replayed: the claim file
+/// (jobcomp_kafka_state.replaying) survives, and the next start delivers them.
+#[test]
+fn replay_claim_survives_kill_9() {
+    let t = target();
+    let rig = Rig::new("jk_claim", &[]);
+    let saved: Vec<Saved> = (401..=405).map(|id| Saved { event: 1, job_id: id, payload: hand_payload(id) }).collect();
+    std::fs::write(rig.state_file(), encode_state(t.protocol_version(), t.state_has_event(), &saved)).unwrap();
+    rig.kafka.down();
+    let mut host = rig.started("");
+    let names = names_in(&rig.state);
+    println!("state directory during the replay: {names:?}");
+    host.send_only("abort");
+    assert_eq!(host.wait_exit(10 * SEC).signal(), Some(9));
+    drop(host);
+    assert!(
+        names_in(&rig.state).iter().any(|n| n == STATE_FILE || n.ends_with(".replaying")),
+        "the saved records are still on disk after kill -9: {:?}",
+        names_in(&rig.state)
+    );
+
+    rig.kafka.up();
+    let (messages, _) = replay(&rig, "", &ids(401..=405));
+    let tally = Tally::of(&messages, 401..=405);
+    println!("replay interrupted by kill -9, then a new start: {tally}");
+    assert!(tally.lost.is_empty(), "{tally}");
+    assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
+    let left: Vec<String> =
+        names_in(&rig.state).into_iter().filter(|n| n == STATE_FILE || n.ends_with(".replaying")).collect();
+    assert!(left.is_empty(), "state file and claim gone after the replay: {left:?}");
+}
+
+/// librdkafka's queue full (queue.buffering.max.messages) during an outage:
+/// records wait in the plugin's backlog, are saved at fini and delivered at the
+/// next start; none is dropped (SchedMD's plugin drops them). The record call
+/// stays fast meanwhile.
+#[test]
+fn queue_full_keeps_records_and_hot_path_stays_fast() {
+    let t = target();
+    let rig = Rig::new("jk_qfull", &[("queue.buffering.max.messages", "10"), ("message.timeout.ms", "30000")]);
+    rig.kafka.down();
+    let mut host = rig.started("");
+    host.ok("jobs 2000 1");
+    let stats = host.ok("stats");
+    let (calls, total_us, max_us) =
+        (stats.number("record_calls"), stats.number("record_us_total"), stats.number("record_us_max"));
+    host.ok("fini");
+    let log = host.quit();
+    let mean_us = total_us as f64 / calls.max(1) as f64;
+    println!("hot path with the broker down: {calls} record calls, mean {mean_us:.1} us, max {max_us} us");
+    assert!(mean_us < 2000.0, "a record call takes {mean_us:.1} us on average");
+
+    let bytes = std::fs::read(rig.state_file()).expect("state file after fini");
+    let (_, saved) = decode_state(&bytes, t.state_has_event()).expect("well-formed");
+    let saved_ids: BTreeSet<u32> = saved.iter().map(|m| m.job_id).collect();
+    println!("queue full: saved={} distinct={}", saved.len(), saved_ids.len());
+    assert_eq!(saved_ids, ids(1..=2000), "every record saved; log tail:\n{}", log[log.len().saturating_sub(5)..].join("\n"));
+
+    rig.kafka.up();
+    // The next start without the small queue (see backlog_drains_without_waiting_for_poll_interval).
+    rig.write_properties(&[]);
+    let (messages, _) = replay(&rig, "", &ids(1..=2000));
+    let tally = Tally::of(&messages, 1..=2000);
+    println!("queue full, replayed at next start: {tally}");
+    assert!(tally.lost.is_empty(), "{tally}");
+    assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
+}
+
+/// A record larger than message.max.bytes: logged as an error, and not saved
+/// and replayed at every start for ever.
+#[test]
+#[ignore = "bug: src/plugin.rs keeps a record librdkafka refuses for good (MSG_SIZE_TOO_LARGE) for the state file; \
+            it is replayed, refused and saved again at every start, with an error each time"]
+fn oversized_record() {
+    let t = target();
+    let rig = Rig::new("jk_big", &[("message.max.bytes", "100000")]);
+    let params = if t.script_by_default() { "" } else { "send_script" };
+    let mut host = rig.started(params);
+    host.ok("job id=1 batch=1 script_len=200000");
+    host.ok("job id=2");
+    assert!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC) >= 1);
+    host.ok("fini");
+    let log = host.quit();
+    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:") && l.contains("job 1")).collect();
+    println!("oversized record: errors={errors:?} state dir={:?}", names_in(&rig.state));
+    assert!(!errors.is_empty(), "the oversized record is reported");
+    let saved = std::fs::read(rig.state_file()).ok().map(|b| decode_state(&b, t.state_has_event()).expect("well-formed").1);
+    println!("saved after fini: {:?}", saved.as_ref().map(|s| s.iter().map(|m| (m.job_id, m.payload.len())).collect::<Vec<_>>()));
+
+    // The next start: is the same record replayed, rejected and saved again?
+    let mut host = rig.started(params);
+    host.ok("sleep 500");
+    host.ok("fini");
+    let log = host.quit();
+    let again = std::fs::read(rig.state_file()).ok().map(|b| decode_state(&b, t.state_has_event()).expect("well-formed").1);
+    let errors = log.iter().filter(|l| l.starts_with("error:")).count();
+    println!(
+        "second start: errors={errors} saved again={:?}",
+        again.as_ref().map(|s| s.iter().map(|m| m.job_id).collect::<Vec<_>>())
+    );
+    let messages = rig.kafka.read_all(&rig.cluster);
+    assert_eq!(job_ids(&messages), vec![2], "the normal record is delivered once");
+    assert!(
+        again.is_none_or(|s| s.is_empty()),
+        "a record Kafka can never take is not saved and replayed at every start for ever"
+    );
+}
+
+/// DebugFlags=JobComp logs the librdkafka properties, but never a secret's value
+/// (SchedMD's plugin prints sasl.password in clear).
+#[test]
+fn debug_logging_hides_secrets() {
+    let rig = Rig::new("jk_secret", &[("sasl.password", "TopSecret123"), ("ssl.key.password", "Other456"), ("sasl.username", "bob")]);
+    let mut host = rig.host("");
+    host.conf(&[("debug", "1")]);
+    assert_eq!(host.cmd("init").rc, 0);
+    host.ok("job id=1");
+    assert_eq!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC), 1);
+    host.ok("fini");
+    let log = host.quit();
+    let shown: Vec<&String> = log.iter().filter(|l| l.contains("sasl.password") || l.contains("sasl.username")).collect();
+    println!("property lines: {shown:?}");
+    assert!(!shown.is_empty(), "DebugFlags=JobComp logs the properties");
+    let leaked: Vec<&String> = log.iter().filter(|l| l.contains("TopSecret123") || l.contains("Other456")).collect();
+    assert!(leaked.is_empty(), "secrets in the log: {leaked:?}");
+}
+
+/// Records waiting because librdkafka's queue was full go out as soon as it has
+/// room, not one queue-full per poll_interval.
+#[test]
+#[ignore = "bug: src/plugin.rs Delivery::run drains the backlog only when a command arrives or poll_interval elapses: \
+            with queue.buffering.max.messages=10, 50 of 200 records reached Kafka in 10 s (10 per 2 s poll)"]
+fn backlog_drains_without_waiting_for_poll_interval() {
+    let rig = Rig::new("jk_drain", &[("queue.buffering.max.messages", "10")]);
+    let mut host = rig.started("");
+    let started = Instant::now();
+    host.ok("jobs 200 1");
+    let seen = rig.kafka.wait_count(&rig.cluster, 200, 10 * SEC);
+    let took = started.elapsed();
+    host.ok("fini");
+    host.quit();
+    println!("backlog drain: {seen} of 200 records in Kafka after {took:?}");
+    assert_eq!(seen, 200, "200 records through a 10-message queue within 10 s");
 }

@@ -798,9 +798,7 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// `cluster` is also the default topic. `properties` are added to (and may
-    /// override) bootstrap.servers, message.timeout.ms=5000, reconnect.backoff.max.ms=500,
-    /// socket.connection.setup.timeout.ms=1000.
+    /// `cluster` is also the default topic; `properties` as in `write_properties`.
     pub fn new(cluster: &str, properties: &[(&str, &str)]) -> Rig {
         let kafka = Kafka::new(1);
         kafka.create_topic(cluster, 1);
@@ -808,8 +806,17 @@ impl Rig {
         let state = tmp.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
         let loc = tmp.path().join("kafka.conf");
+        let rig = Rig { kafka, tmp, state, loc, cluster: cluster.to_string() };
+        rig.write_properties(properties);
+        rig
+    }
+
+    /// (Re)writes the JobCompLoc file: bootstrap.servers, message.timeout.ms=5000,
+    /// reconnect.backoff.max.ms=500, socket.connection.setup.timeout.ms=1000, then
+    /// `properties` (which may override those). Read by the next init.
+    pub fn write_properties(&self, properties: &[(&str, &str)]) {
         let mut props: Vec<(String, String)> = vec![
-            ("bootstrap.servers".into(), kafka.bootstrap.clone()),
+            ("bootstrap.servers".into(), self.kafka.bootstrap.clone()),
             ("message.timeout.ms".into(), "5000".into()),
             ("reconnect.backoff.max.ms".into(), "500".into()),
             // A mock broker that is down keeps its port bound but not listening;
@@ -822,8 +829,7 @@ impl Rig {
             props.push((k.to_string(), v.to_string()));
         }
         let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        std::fs::write(&loc, format!("# written by tests/plugin_host.rs\n{text}")).unwrap();
-        Rig { kafka, tmp, state, loc, cluster: cluster.to_string() }
+        std::fs::write(&self.loc, format!("# written by tests/plugin_host.rs\n{text}")).unwrap();
     }
 
     /// A host (named slurmctld) with slurm_conf set; not initialised yet.

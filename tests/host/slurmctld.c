@@ -31,7 +31,7 @@
  *   job key=value ...      one job record -> log_record (record_job_end, 25.05+)
  *   start_job key=value .. one job record -> record_job_start (25.05+ only)
  *   jobs N FIRST_ID [key=value ...]   N records with consecutive job ids
- *   stats                  assoc_mgr lock/unlock counters
+ *   stats                  assoc_mgr lock/unlock counters, time spent in record calls
  *   sleep MS | quit | abort
  *
  * Values are percent-decoded (%20 is a space, %FF the byte 0xff). Job keys:
@@ -883,14 +883,34 @@ static void free_job(struct built_job *b)
 	memset(b, 0, sizeof(*b));
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Time spent inside the plugin's record calls (what slurmctld would stall on). */
+static uint64_t record_calls, record_ns_total, record_ns_max;
+
 static int call_record(struct job_record *job, bool start)
 {
+	uint64_t t0 = now_ns(), spent;
+	int rc;
+
 #if defined(JK_API_25_05)
-	return start ? p_record_job_start(job, EVENT_START) : p_record_job_end(job, EVENT_FINISH);
+	rc = start ? p_record_job_start(job, EVENT_START) : p_record_job_end(job, EVENT_FINISH);
 #else
 	(void)start;
-	return p_log_record(job);
+	rc = p_log_record(job);
 #endif
+	spent = now_ns() - t0;
+	record_calls++;
+	record_ns_total += spent;
+	if (spent > record_ns_max)
+		record_ns_max = spent;
+	return rc;
 }
 
 /* Builds one record from defaults + args, calls the plugin, frees it. */
@@ -1012,9 +1032,12 @@ static int run_command(char *line)
 		return reply_ok(cmd, first_bad, extra);
 	}
 	if (!strcmp(cmd, "stats")) {
-		snprintf(extra, sizeof(extra), "assoc_lock=%ld assoc_unlock=%ld assoc_held=%ld assoc_misuse=%ld assoc_not_read=%ld",
+		snprintf(extra, sizeof(extra),
+			 "assoc_lock=%ld assoc_unlock=%ld assoc_held=%ld assoc_misuse=%ld assoc_not_read=%ld "
+			 "record_calls=%" PRIu64 " record_us_total=%" PRIu64 " record_us_max=%" PRIu64,
 			 atomic_load(&assoc_locks), atomic_load(&assoc_unlocks), atomic_load(&assoc_held),
-			 atomic_load(&assoc_misuse), atomic_load(&assoc_not_read));
+			 atomic_load(&assoc_misuse), atomic_load(&assoc_not_read), record_calls,
+			 record_ns_total / 1000, record_ns_max / 1000);
 		return reply_ok(cmd, 0, extra);
 	}
 	if (!strcmp(cmd, "sleep")) {
