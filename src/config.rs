@@ -204,6 +204,10 @@ pub fn display_value(p: &Property) -> &str {
 
 pub const DEFAULT_FLUSH_TIMEOUT_MS: i32 = 500;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the spool is made durable (fdatasync) against power loss.
+pub const DEFAULT_SPOOL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// How large the spool may grow (MiB) before new records are kept in memory only.
+pub const DEFAULT_SPOOL_MAX_MB: u64 = 4096;
 
 /// The plugin's settings from JobCompParams.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +230,10 @@ pub struct Params {
     pub send_script: bool,
     /// 26.05+.
     pub send_comment: bool,
+    /// fdatasync cadence of the spool; never zero.
+    pub spool_sync_interval: Duration,
+    /// Size limit of the spool in MiB.
+    pub spool_max_mb: u64,
 }
 
 impl Default for Params {
@@ -242,6 +250,8 @@ impl Default for Params {
             topic_job_start: None,
             send_script: false,
             send_comment: false,
+            spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
+            spool_max_mb: DEFAULT_SPOOL_MAX_MB,
         }
     }
 }
@@ -300,9 +310,11 @@ const FLAGS: [(&str, Flag, (u8, u8)); 7] = [
 ];
 
 /// Value tokens and the series they need.
-const VALUE_KEYS: [(&str, (u8, u8)); 4] = [
+const VALUE_KEYS: [(&str, (u8, u8)); 6] = [
     ("flush_timeout", (0, 0)),
     ("poll_interval", (0, 0)),
+    ("spool_sync_interval", (0, 0)),
+    ("spool_max_mb", (0, 0)),
     ("topic", (0, 0)),
     ("topic_job_start", (25, 5)),
 ];
@@ -454,6 +466,27 @@ pub fn parse_params(text: Option<&str>, release: Release) -> (Params, Vec<Proble
                     )));
                 }
             },
+            "spool_sync_interval" => match value.parse::<u32>() {
+                Ok(s) if s >= 1 => params.spool_sync_interval = Duration::from_secs(u64::from(s)),
+                _ => {
+                    params.spool_sync_interval = DEFAULT_SPOOL_SYNC_INTERVAL;
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: spool_sync_interval must be \
+                         a whole number of seconds, 1 or more; using the default of {} s.",
+                        DEFAULT_SPOOL_SYNC_INTERVAL.as_secs()
+                    )));
+                }
+            },
+            "spool_max_mb" => match value.parse::<u64>() {
+                Ok(mb) if mb >= 1 => params.spool_max_mb = mb,
+                _ => {
+                    params.spool_max_mb = DEFAULT_SPOOL_MAX_MB;
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: spool_max_mb must be a whole \
+                         number of MiB, 1 or more; using the default of {DEFAULT_SPOOL_MAX_MB}."
+                    )));
+                }
+            },
             _ => {
                 // topic / topic_job_start
                 let slot = if name == "topic" {
@@ -568,7 +601,7 @@ pub fn describe(params: &Params) -> String {
         "flush_timeout={flush}, poll_interval={poll}, topic={}, \
          requeue_on_msg_timeout={}, purge_in_flight={}, purge_non_blocking={}, \
          requeue_purge_in_flight={}, enable_job_start={}, topic_job_start={}, \
-         send_script={}, send_comment={}",
+         send_script={}, send_comment={}, spool_sync_interval={} s, spool_max_mb={}",
         params.topic.as_deref().unwrap_or("(ClusterName)"),
         yn(params.requeue_on_msg_timeout),
         yn(params.purge_in_flight),
@@ -581,6 +614,8 @@ pub fn describe(params: &Params) -> String {
             .unwrap_or("(ClusterName-job-start)"),
         yn(params.send_script),
         yn(params.send_comment),
+        params.spool_sync_interval.as_secs(),
+        params.spool_max_mb
     )
 }
 
@@ -787,6 +822,8 @@ mod tests {
                 topic_job_start: Some("jobs-start".into()),
                 send_script: true,
                 send_comment: true,
+                spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
+                spool_max_mb: DEFAULT_SPOOL_MAX_MB,
             }
         );
     }
@@ -940,5 +977,19 @@ mod tests {
         };
         let d = describe(&p);
         assert!(d.contains("wait forever") && d.contains("topic=t,"), "{d}");
+    }
+
+    #[test]
+    fn spool_tokens() {
+        let r = Release::new(24, 11, 5);
+        let (p, problems) = parse_params(Some("spool_sync_interval=5,spool_max_mb=64"), r);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.spool_sync_interval, Duration::from_secs(5));
+        assert_eq!(p.spool_max_mb, 64);
+        for bad in ["spool_sync_interval=0", "spool_sync_interval=x", "spool_max_mb=0", "spool_max_mb=-3"] {
+            let (p, problems) = parse_params(Some(bad), r);
+            assert_eq!(p, Params::default(), "{bad}");
+            assert!(matches!(&problems[..], [Problem::Error(text)] if text.contains(bad)), "{bad}: {problems:?}");
+        }
     }
 }
