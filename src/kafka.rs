@@ -8,40 +8,12 @@
 //! caller takes the queue after each poll. Payloads are byte slices with lengths:
 //! nothing here assumes C strings.
 
-use crate::snapshot::Event;
 use parking_lot::Mutex;
 use rdkafka_sys::bindings as rd;
 use rdkafka_sys::types::RDKafkaRespErr as Err;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-
-/// What we attach to every message (librdkafka's per-message opaque, packed into
-/// the pointer-sized value so that producing allocates nothing for it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MessageTag {
-    pub job_id: u32,
-    pub event: Event,
-    /// Produced again from a saved state file at init.
-    pub replayed: bool,
-}
-
-impl MessageTag {
-    fn pack(self) -> usize {
-        let event = self.event as u64;
-        let packed = self.job_id as u64 | (event << 32) | ((self.replayed as u64) << 40);
-        packed as usize
-    }
-
-    fn unpack(value: usize) -> MessageTag {
-        let value = value as u64;
-        MessageTag {
-            job_id: value as u32,
-            event: Event::from_u32(((value >> 32) & 0xff) as u32).unwrap_or(Event::Finish),
-            replayed: (value >> 40) & 1 == 1,
-        }
-    }
-}
 
 /// How one message ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +31,8 @@ pub enum Outcome {
 /// A delivery report. `payload` is kept for every outcome but `Delivered`.
 #[derive(Clone, Debug)]
 pub struct Report {
-    pub tag: MessageTag,
+    /// The value given to `produce` (the record id).
+    pub opaque: u64,
     pub topic: String,
     pub outcome: Outcome,
     pub payload: Option<Vec<u8>>,
@@ -142,8 +115,16 @@ impl Producer {
         }
     }
 
-    /// Hands one message to librdkafka (which copies it) without blocking.
-    pub fn produce(&self, topic: &CStr, key: &[u8], payload: &[u8], tag: MessageTag) -> Result<(), ProduceError> {
+    /// Hands one message to librdkafka (which copies it, headers included)
+    /// without blocking. `opaque` comes back in the message's [`Report`].
+    pub fn produce(
+        &self,
+        topic: &CStr,
+        key: &[u8],
+        payload: &[u8],
+        header: Option<(&CStr, &[u8])>,
+        opaque: u64,
+    ) -> Result<(), ProduceError> {
         use rd::rd_kafka_vtype_t::*;
         let mem = |bytes: &[u8]| rd::rd_kafka_vu_s__bindgen_ty_1 {
             mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
@@ -151,7 +132,7 @@ impl Producer {
                 size: bytes.len(),
             },
         };
-        let vus = [
+        let mut vus = vec![
             rd::rd_kafka_vu_t { vtype: RD_KAFKA_VTYPE_TOPIC, u: rd::rd_kafka_vu_s__bindgen_ty_1 { cstr: topic.as_ptr() } },
             rd::rd_kafka_vu_t { vtype: RD_KAFKA_VTYPE_KEY, u: mem(key) },
             rd::rd_kafka_vu_t { vtype: RD_KAFKA_VTYPE_VALUE, u: mem(payload) },
@@ -161,9 +142,21 @@ impl Producer {
             },
             rd::rd_kafka_vu_t {
                 vtype: RD_KAFKA_VTYPE_OPAQUE,
-                u: rd::rd_kafka_vu_s__bindgen_ty_1 { ptr: tag.pack() as *mut c_void },
+                u: rd::rd_kafka_vu_s__bindgen_ty_1 { ptr: opaque as usize as *mut c_void },
             },
         ];
+        if let Some((name, value)) = header {
+            vus.push(rd::rd_kafka_vu_t {
+                vtype: RD_KAFKA_VTYPE_HEADER,
+                u: rd::rd_kafka_vu_s__bindgen_ty_1 {
+                    header: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_2 {
+                        name: name.as_ptr(),
+                        val: value.as_ptr() as *const c_void,
+                        size: value.len() as isize,
+                    },
+                },
+            });
+        }
         unsafe {
             let error = rd::rd_kafka_produceva(self.rk.as_ptr(), vus.as_ptr(), vus.len());
             if error.is_null() {
@@ -273,7 +266,7 @@ unsafe extern "C" fn on_delivery(_rk: *mut rd::rd_kafka_t, message: *const rd::r
         } else {
             CStr::from_ptr(rd::rd_kafka_topic_name(message.rkt)).to_string_lossy().into_owned()
         };
-        let report = Report { tag: MessageTag::unpack(message._private as usize), topic, outcome, payload };
+        let report = Report { opaque: message._private as usize as u64, topic, outcome, payload };
         shared.reports.lock().push(report);
     }));
 }
@@ -306,17 +299,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_survive_the_opaque_pointer() {
-        for tag in [
-            MessageTag { job_id: 0, event: Event::Finish, replayed: false },
-            MessageTag { job_id: u32::MAX, event: Event::Start, replayed: true },
-            MessageTag { job_id: 4242, event: Event::Finish, replayed: true },
-        ] {
-            assert_eq!(MessageTag::unpack(tag.pack()), tag);
-        }
-    }
-
-    #[test]
     fn a_rejected_property_is_named() {
         let error = Producer::new([("bootstrap.servers", "127.0.0.1:1"), ("no.such.property", "1")])
             .err()
@@ -328,8 +310,7 @@ mod tests {
     fn producing_without_a_broker_times_out_with_the_payload_kept() {
         let producer = Producer::new([("bootstrap.servers", "127.0.0.1:1"), ("message.timeout.ms", "300")]).unwrap();
         let payload = b"{\"jobid\":7}\0tail";
-        let tag = MessageTag { job_id: 7, event: Event::Finish, replayed: false };
-        producer.produce(c"t", b"7", payload, tag).unwrap();
+        producer.produce(c"t", b"7", payload, Some((c"id", b"42")), u64::MAX - 3).unwrap();
         let mut reports = Vec::new();
         for _ in 0..50 {
             reports.extend(producer.poll(100));
@@ -339,7 +320,7 @@ mod tests {
         }
         assert_eq!(reports.len(), 1);
         assert_eq!(reports[0].outcome, Outcome::TimedOut);
-        assert_eq!(reports[0].tag, tag);
+        assert_eq!(reports[0].opaque, u64::MAX - 3);
         assert_eq!(reports[0].payload.as_deref(), Some(&payload[..]));
     }
 }

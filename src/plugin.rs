@@ -1,31 +1,42 @@
 //! The plugin's life cycle: init, set_location (reconfigure), the record hand-off
 //! from the hot path, the delivery thread, and fini's hand-over to the state file.
 //!
-//! The hot path (`submit`) only pushes a snapshot onto an unbounded channel. The
-//! delivery thread does everything else: names, the batch script, the JSON text,
-//! `produce`, and delivery reports (served at least every poll_interval, and
-//! after every batch of records). Nothing is dropped: a message librdkafka could
-//! not take yet (queue full) waits in a backlog; one that failed for good, timed
-//! out without requeue_on_msg_timeout, or was purged at fini is written to the
-//! state file and produced again at the next init.
+//! Hot path (`submit`, under slurmctld's job write lock): take a record id,
+//! append the job snapshot to the spool with one write() (no fsync), push it onto
+//! an unbounded channel. Nothing else.
+//!
+//! Delivery thread: names, the batch script, the JSON text (also appended to the
+//! spool, so a record produced again later is byte-identical), `produce`, and
+//! delivery reports. A record leaves the spool only when Kafka acknowledged it.
+//! A full librdkafka queue is back-pressure (records wait, their payloads read
+//! back from the spool when memory is tight); a failed or timed-out delivery is
+//! retried with a backoff. Nothing is dropped, short of a full disk *and* the
+//! in-memory limit.
+//!
+//! fini: purge, flush, then every record not yet acknowledged is written to the
+//! C plugin's state file (so SchedMD's plugin could take over), and the spool is
+//! emptied. init reads that file and the spool (after a crash) and produces
+//! everything again.
 
 use crate::config::{self, Params, Problem};
-use crate::kafka::{self, MessageTag, Outcome, ProduceError, Producer, Report};
+use crate::kafka::{self, Outcome, ProduceError, Producer};
 use crate::names::NameCache;
 use crate::record::{self, RecordOptions};
 use crate::release::Release;
 use crate::slurm::log;
-use crate::snapshot::{Event, JobSnapshot};
+use crate::snapshot::{codec, Event, JobSnapshot};
+use crate::spool::{self, DeliveryLog, Location, SnapshotLog, SpoolLock};
 use crate::state_file::{self, SavedMessage};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::RwLock;
-use std::collections::VecDeque;
-use std::ffi::CString;
+use parking_lot::{Mutex, RwLock};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// What the plugin reads from slurm_conf.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,9 +51,22 @@ pub struct HostSettings {
 /// Records handed over by at most this many at a time before delivery reports are
 /// served again.
 const BATCH: usize = 1024;
+/// Records that could not be spooled (disk full, unwritable) are kept in memory,
+/// at most this many; beyond, they are counted as lost.
+pub const MEMORY_ONLY_LIMIT: usize = 100_000;
+/// Payloads waiting for librdkafka are kept in memory up to this many bytes;
+/// beyond, they are read back from the spool when their turn comes.
+const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often a summary of records waiting for Kafka is logged during an outage.
+const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+/// Kafka header carrying the record's id: stable across crashes and restarts of
+/// slurmctld, so that a consumer can drop a duplicate.
+pub const RECORD_ID_HEADER: &CStr = c"jobcomp.record_id";
 
 enum Command {
-    Record(Box<JobSnapshot>, Event),
+    Record { job: Box<JobSnapshot>, event: Event, id: u64, snapshot: Option<Location> },
     Reconfigure(Box<Settings>),
     Stop,
 }
@@ -56,14 +80,77 @@ struct Settings {
     debug: bool,
 }
 
+/// The hot path's side of the spool.
+struct HotSpool {
+    dir: PathBuf,
+    writer: Mutex<(SnapshotLog, Vec<u8>)>,
+    /// Approximate size of the spool on disk.
+    bytes: AtomicU64,
+    max_bytes: AtomicU64,
+    failing: AtomicBool,
+    _lock: SpoolLock,
+}
+
+impl HotSpool {
+    /// Appends a snapshot; `None` when the spool cannot take it (the record is
+    /// then kept in memory only).
+    fn append(&self, id: u64, job: &JobSnapshot, event: Event) -> Option<Location> {
+        let mut writer = self.writer.lock();
+        let (log, buffer) = &mut *writer;
+        buffer.clear();
+        codec::encode(job, buffer);
+        let max = self.max_bytes.load(Ordering::Relaxed);
+        if self.bytes.load(Ordering::Relaxed) + buffer.len() as u64 > max {
+            self.failed(&format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
+            return None;
+        }
+        match log.append(id, job.job_id, event as u8, buffer) {
+            Ok(location) => {
+                self.bytes.fetch_add(buffer.len() as u64 + 40, Ordering::Relaxed);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    log::info(&format!("the spool in {} is writable again", self.dir.display()));
+                }
+                Some(location)
+            }
+            Err(e) => {
+                self.failed(&format!("cannot write to the spool in {}: {e}", self.dir.display()));
+                None
+            }
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            log::error(&format!(
+                "{why}; new records are kept in memory (at most {MEMORY_ONLY_LIMIT}) until it can be written again, \
+                 and are lost if slurmctld stops before they are delivered"
+            ));
+        }
+    }
+
+    fn segment(&self) -> u64 {
+        self.writer.lock().0.segment()
+    }
+}
+
+/// Counters shared by the hot path and the delivery thread.
+#[derive(Default)]
+struct Counters {
+    /// Records on no disk (spool failing), not yet delivered.
+    memory_only: AtomicUsize,
+    /// Records lost because neither the spool nor memory could take them.
+    lost: AtomicU64,
+}
+
 struct Running {
     release: Release,
     sender: Sender<Command>,
-    thread: JoinHandle<Leftovers>,
-    producer: Arc<Producer>,
+    thread: JoinHandle<()>,
     settings: Settings,
     host: HostSettings,
-    claim: Option<PathBuf>,
+    next_id: Arc<AtomicU64>,
+    spool: Option<Arc<HotSpool>>,
+    counters: Arc<Counters>,
 }
 
 static RUNNING: RwLock<Option<Running>> = RwLock::new(None);
@@ -94,10 +181,59 @@ fn settings_from(host: &HostSettings, release: Release) -> Settings {
     Settings { params, topic: c(topic), start_topic: c(start_topic), debug: host.jobcomp_debug }
 }
 
-/// init(): starts the producer and the delivery thread, and queues the records
-/// saved by the previous run. An error names what is wrong.
+/// Opens the spool under StateSaveLocation; `None` (with an error line) when it
+/// cannot be used: the plugin then keeps records in memory only.
+fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSpool>, spool::Recovered)> {
+    let dir = state_dir.join(spool::SPOOL_DIR);
+    let fail = |why: String| {
+        log::error(&format!(
+            "{why}: running without the crash-safe spool; records not yet delivered are lost if slurmctld dies"
+        ));
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        fail(format!("cannot create {}: {e}", dir.display()));
+        return None;
+    }
+    let lock = match SpoolLock::acquire(&dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            fail(format!("{} is locked by another process ({e}); is another slurmctld using this StateSaveLocation?", dir.display()));
+            return None;
+        }
+    };
+    let recovered = match spool::recover(&dir) {
+        Ok(recovered) => recovered,
+        Err(e) => {
+            fail(format!("cannot read {}: {e}", dir.display()));
+            return None;
+        }
+    };
+    for line in &recovered.errors {
+        log::error(line);
+    }
+    for line in &recovered.notes {
+        log::verbose(line);
+    }
+    let hot = HotSpool {
+        writer: Mutex::new((SnapshotLog::new(&dir, recovered.next_segment, segment_bytes(params)), Vec::new())),
+        bytes: AtomicU64::new(spool::disk_usage(&dir)),
+        max_bytes: AtomicU64::new(params.spool_max_mb << 20),
+        failing: AtomicBool::new(false),
+        dir,
+        _lock: lock,
+    };
+    Some((Arc::new(hot), recovered))
+}
+
+/// Segment size: a sixteenth of the spool limit, between 1 and 64 MiB.
+fn segment_bytes(params: &Params) -> u64 {
+    ((params.spool_max_mb << 20) / 16).clamp(1 << 20, 64 << 20)
+}
+
+/// init(): starts the producer and the delivery thread, which first produces
+/// what a previous run left (state file, spool).
 pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
-    shutdown(release);
+    shutdown();
     log::set_jobcomp_debug(host.jobcomp_debug);
     kafka::set_log_sink(Some(log::librdkafka_line));
     let settings = settings_from(&host, release);
@@ -115,50 +251,69 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     }
     let producer = Producer::new(properties.iter().map(|p| (p.key.as_str(), p.value.as_str())))
         .map_err(|e| format!("{location}: {e}"))?;
-    let producer = Arc::new(producer);
 
-    let mut backlog = VecDeque::new();
-    let mut claim = None;
-    if let Some(dir) = &host.state_save_location {
-        let replay = state_file::take_for_replay(dir, release, unix_now());
-        for problem in &replay.problems {
-            log::error(problem);
+    let mut replay = state_file::Replay::default();
+    let mut spool = None;
+    match &host.state_save_location {
+        Some(dir) => {
+            replay = state_file::take_for_replay(dir, release, unix_now());
+            for problem in &replay.problems {
+                log::error(problem);
+            }
+            if !replay.messages.is_empty() {
+                log::info(&format!(
+                    "producing {} saved record(s) again from {}",
+                    replay.messages.len(),
+                    dir.join(state_file::STATE_FILE_NAME).display()
+                ));
+            }
+            spool = open_spool(dir, &settings.params);
         }
-        if !replay.messages.is_empty() {
-            log::info(&format!(
-                "producing {} saved record(s) again from {}",
-                replay.messages.len(),
-                dir.join(state_file::STATE_FILE_NAME).display()
-            ));
-        }
-        for saved in replay.messages {
-            let topic = topic_for(&settings, saved.event).clone();
-            let tag = MessageTag { job_id: saved.job_id, event: saved.event, replayed: true };
-            backlog.push_back(Pending { tag, topic, payload: saved.payload });
-        }
-        claim = replay.claim;
-    } else {
-        log::error("StateSaveLocation is not set: undelivered records cannot be saved at shutdown");
+        None => log::error("StateSaveLocation is not set: undelivered records cannot be kept across a restart"),
     }
+    let (hot, recovered) = match spool {
+        Some((hot, recovered)) => (Some(hot), recovered),
+        None => (None, spool::Recovered::default()),
+    };
+    if !recovered.records.is_empty() {
+        log::info(&format!(
+            "producing {} record(s) again from the spool (slurmctld stopped without fini)",
+            recovered.records.len()
+        ));
+    }
+    // Ids grow across restarts: past every id in the spool, and past the clock
+    // (microseconds), so that an emptied spool does not reuse ids.
+    let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    let next_id = Arc::new(AtomicU64::new((recovered.max_record_id + 1).max(now_us)));
+    let counters = Arc::new(Counters::default());
 
     let (sender, receiver) = crossbeam_channel::unbounded();
-    let replay_outstanding = backlog.len();
     let delivery = Delivery {
-        producer: producer.clone(),
+        log: hot.as_ref().map(|h| DeliveryLog::new(&h.dir, recovered.next_segment, recovered.owned.clone())),
+        hot: hot.clone(),
+        producer,
         receiver,
         release,
         settings: settings.clone(),
         state_dir: host.state_save_location.clone(),
         names: NameCache::default(),
-        backlog,
-        kept: Vec::new(),
-        replay_outstanding,
-        replay_kept: 0,
-        claim: claim.clone(),
+        records: HashMap::new(),
+        queue: VecDeque::new(),
+        retry: BinaryHeap::new(),
+        acks: Vec::new(),
+        queued_bytes: 0,
+        counters: counters.clone(),
+        next_id: next_id.clone(),
+        claim: replay.claim.clone(),
+        failures_since_summary: 0,
+        last_failure: String::new(),
+        last_summary: Instant::now(),
+        sync_failed: false,
     };
+    let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()
         .name("jobcomp_kafka".into())
-        .spawn(move || delivery.run())
+        .spawn(move || delivery.run(startup))
         .map_err(|e| format!("cannot start the delivery thread: {e}"))?;
 
     START_EVENTS.store(settings.params.enable_job_start, Ordering::Relaxed);
@@ -167,7 +322,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         settings.topic.to_string_lossy(),
         config::describe(&settings.params)
     ));
-    *RUNNING.write() = Some(Running { release, sender, thread, producer, settings, host, claim });
+    *RUNNING.write() = Some(Running { release, sender, thread, settings, host, next_id, spool: hot, counters });
     Ok(())
 }
 
@@ -188,6 +343,9 @@ pub fn reconfigure(host: HostSettings) {
     settings.params.send_script = running.settings.params.send_script;
     settings.params.send_comment = running.settings.params.send_comment;
     START_EVENTS.store(settings.params.enable_job_start, Ordering::Relaxed);
+    if let Some(spool) = &running.spool {
+        spool.max_bytes.store(settings.params.spool_max_mb << 20, Ordering::Relaxed);
+    }
     log::verbose(&format!(
         "reconfigured: topic {} ({})",
         settings.topic.to_string_lossy(),
@@ -203,12 +361,25 @@ pub fn start_events_enabled() -> bool {
     START_EVENTS.load(Ordering::Relaxed)
 }
 
-/// The hot path's hand-off. Never blocks. False when the plugin is not running.
-pub fn submit(snapshot: JobSnapshot, event: Event) -> bool {
-    match RUNNING.read().as_ref() {
-        Some(running) => running.sender.send(Command::Record(Box::new(snapshot), event)).is_ok(),
-        None => false,
+/// The hot path's hand-off: spool the snapshot, queue it. Never blocks on the
+/// network or fsync. False when the plugin is not running or the record is lost.
+pub fn submit(job: JobSnapshot, event: Event) -> bool {
+    let running = RUNNING.read();
+    let Some(running) = running.as_ref() else { return false };
+    let id = running.next_id.fetch_add(1, Ordering::Relaxed);
+    let snapshot = running.spool.as_ref().and_then(|spool| spool.append(id, &job, event));
+    if snapshot.is_none() && running.counters.memory_only.fetch_add(1, Ordering::Relaxed) >= MEMORY_ONLY_LIMIT {
+        running.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
+        let lost = running.counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
+        if lost.is_power_of_two() {
+            log::error(&format!(
+                "job {}: record lost: the spool cannot be written and {MEMORY_ONLY_LIMIT} records already wait in memory ({lost} lost so far)",
+                job.job_id
+            ));
+        }
+        return false;
     }
+    running.sender.send(Command::Record { job: Box::new(job), event, id, snapshot }).is_ok()
 }
 
 /// True between a successful init and fini.
@@ -216,144 +387,83 @@ pub fn is_running() -> bool {
     RUNNING.read().is_some()
 }
 
-/// fini(): stop the delivery thread, purge, flush, destroy the producer, save what
-/// was not delivered.
-pub fn shutdown(release: Release) {
+/// fini(): the delivery thread purges, flushes and saves what is left.
+pub fn shutdown() {
     let Some(running) = RUNNING.write().take() else { return };
     START_EVENTS.store(false, Ordering::Relaxed);
     let _ = running.sender.send(Command::Stop);
-    let leftovers = running.thread.join().unwrap_or_else(|_| {
-        log::error("the delivery thread stopped abnormally; records it held are lost");
-        Leftovers::default()
-    });
-    let params = &running.settings.params;
-    let producer = running.producer;
-
-    let mut flags = kafka::PURGE_QUEUE;
-    if params.purge_in_flight || params.requeue_purge_in_flight {
-        flags |= kafka::PURGE_INFLIGHT;
-    }
-    if params.purge_non_blocking {
-        flags |= kafka::PURGE_NON_BLOCKING;
-    }
-    producer.purge(flags);
-    if !producer.flush(params.flush_timeout_ms) {
-        // Still in flight after flush_timeout: take those back too rather than
-        // lose them (they may reach the broker as well: a possible duplicate).
-        producer.purge(kafka::PURGE_QUEUE | kafka::PURGE_INFLIGHT);
-        producer.flush(1000);
-    }
-    let mut saved: Vec<SavedMessage> = leftovers.kept;
-    let mut delivered = 0usize;
-    for report in producer.take_reports() {
-        match report.outcome {
-            Outcome::Delivered { .. } => delivered += 1,
-            _ => saved.push(saved_from_report(report)),
-        }
-    }
-    saved.extend(leftovers.backlog.into_iter().map(|p| SavedMessage {
-        event: p.tag.event,
-        job_id: p.tag.job_id,
-        payload: p.payload,
-    }));
-    let remaining = producer.queue_len();
-    match Arc::try_unwrap(producer) {
-        Ok(producer) => drop(producer),
-        Err(_) => log::error("the producer is still referenced at fini; not destroyed"),
-    }
-    if remaining > 0 {
-        log::error(&format!("{remaining} message(s) were still inside librdkafka at fini and are lost"));
-    }
-    save_state(running.host.state_save_location.as_deref(), release, &saved, running.claim.as_deref());
-    log::verbose(&format!("stopped: {delivered} delivered during shutdown, {} saved for the next start", saved.len()));
-}
-
-fn save_state(dir: Option<&Path>, release: Release, saved: &[SavedMessage], claim: Option<&Path>) {
-    let Some(dir) = dir else {
-        if !saved.is_empty() {
-            log::error(&format!("{} undelivered record(s) lost: StateSaveLocation is not set", saved.len()));
-        }
-        return;
-    };
-    match state_file::write(dir, release, saved) {
-        Ok(()) => {
-            if !saved.is_empty() {
-                log::info(&format!(
-                    "saved {} undelivered record(s) to {}",
-                    saved.len(),
-                    dir.join(state_file::STATE_FILE_NAME).display()
-                ));
-            }
-            if let Some(claim) = claim {
-                // The delivery thread may have removed it already (all delivered).
-                match state_file::finish_replay(claim) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        log::error(&format!("cannot remove {}: {e}", claim.display()))
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Err(e) => log::error(&format!(
-            "cannot write {} ({e}): {} undelivered record(s) lost",
-            dir.join(state_file::STATE_FILE_NAME).display(),
-            saved.len()
-        )),
+    if running.thread.join().is_err() {
+        log::error("the delivery thread stopped abnormally; undelivered records stay in the spool");
     }
 }
 
-fn saved_from_report(report: Report) -> SavedMessage {
-    SavedMessage { event: report.tag.event, job_id: report.tag.job_id, payload: report.payload.unwrap_or_default() }
+/// What the delivery thread produces before new records.
+struct Startup {
+    /// From a state file (fini of the last run, or SchedMD's plugin).
+    replay: Vec<SavedMessage>,
+    /// From the spool (a run that ended without fini).
+    recovered: Vec<spool::Outstanding>,
 }
 
-fn topic_for(settings: &Settings, event: Event) -> &CString {
-    match event {
-        Event::Finish => &settings.topic,
-        Event::Start => &settings.start_topic,
-    }
-}
-
-/// A record librdkafka has not accepted yet.
+/// A record not yet acknowledged by Kafka.
 struct Pending {
-    tag: MessageTag,
+    job_id: u32,
+    event: Event,
     topic: CString,
-    payload: Vec<u8>,
-}
-
-/// What the delivery thread hands back at fini.
-#[derive(Default)]
-struct Leftovers {
-    backlog: VecDeque<Pending>,
-    kept: Vec<SavedMessage>,
+    /// Segment whose count this record belongs to (`None`: not on disk).
+    owner: Option<u64>,
+    /// Where the JSON text is in the spool.
+    payload_at: Option<Location>,
+    /// The JSON text, when kept in memory.
+    payload: Option<Vec<u8>>,
+    attempts: u32,
+    /// Counted in `Counters::memory_only` (on no disk) until delivered.
+    memory_only: bool,
 }
 
 struct Delivery {
-    producer: Arc<Producer>,
+    producer: Producer,
     receiver: Receiver<Command>,
     release: Release,
     settings: Settings,
     state_dir: Option<PathBuf>,
     names: NameCache,
-    /// Accepted from slurmctld (or the state file), not yet accepted by librdkafka.
-    backlog: VecDeque<Pending>,
-    /// Failed for good or timed out without requeue: saved at fini.
-    kept: Vec<SavedMessage>,
-    replay_outstanding: usize,
-    replay_kept: usize,
+    hot: Option<Arc<HotSpool>>,
+    log: Option<DeliveryLog>,
+    /// Every record not yet acknowledged, by id.
+    records: HashMap<u64, Pending>,
+    /// Ids waiting to be handed to librdkafka, in order.
+    queue: VecDeque<u64>,
+    /// Ids to try again once their time has come.
+    retry: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Delivered ids (and their owning segments) not yet written to the spool.
+    acks: Vec<(u64, Option<u64>)>,
+    queued_bytes: usize,
+    counters: Arc<Counters>,
+    next_id: Arc<AtomicU64>,
+    /// The state file taken for replay; removed once its records are spooled.
     claim: Option<PathBuf>,
+    failures_since_summary: u64,
+    last_failure: String,
+    last_summary: Instant,
+    sync_failed: bool,
 }
 
 impl Delivery {
-    fn run(mut self) -> Leftovers {
-        self.drain_backlog();
-        let mut next_poll = Instant::now() + self.settings.params.poll_interval;
+    fn run(mut self, startup: Startup) {
+        self.start(startup);
+        let poll_every = |s: &Settings| s.params.poll_interval;
+        let mut next_poll = Instant::now() + poll_every(&self.settings);
+        let mut next_sync = Instant::now() + self.settings.params.spool_sync_interval;
         loop {
-            let wait = next_poll.saturating_duration_since(Instant::now());
+            let mut wake = next_poll.min(next_sync);
+            if let Some(Reverse((due, _))) = self.retry.peek() {
+                wake = wake.min(*due);
+            }
             let mut stop = false;
-            match self.receiver.recv_timeout(wait) {
+            match self.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                 Ok(command) => {
                     stop = self.handle(command);
-                    // Take what else is waiting, up to a batch, before polling.
                     for _ in 1..BATCH {
                         if stop {
                             break;
@@ -367,23 +477,81 @@ impl Delivery {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
-            self.serve_reports(0);
-            self.drain_backlog();
             if stop {
                 break;
             }
-            if Instant::now() >= next_poll {
-                next_poll = Instant::now() + self.settings.params.poll_interval;
+            self.serve_reports(0);
+            self.requeue_due();
+            self.drain_queue();
+            let now = Instant::now();
+            if now >= next_poll {
+                next_poll = now + poll_every(&self.settings);
+                self.outage_summary();
+            }
+            if now >= next_sync {
+                next_sync = now + self.settings.params.spool_sync_interval;
+                self.sync_spool();
             }
         }
-        Leftovers { backlog: std::mem::take(&mut self.backlog), kept: std::mem::take(&mut self.kept) }
+        self.finish();
+    }
+
+    /// Produces what the last run left: the spool's records first (older), then
+    /// the state file's.
+    fn start(&mut self, startup: Startup) {
+        for record in startup.recovered {
+            let Some(event) = Event::from_u32(record.event as u32) else { continue };
+            let owner = record.snapshot.or(record.payload).map(|l| l.segment);
+            if record.payload.is_some() {
+                let pending = Pending {
+                    job_id: record.job_id,
+                    event,
+                    topic: self.topic_for(event).clone(),
+                    owner,
+                    payload_at: record.payload,
+                    payload: None,
+                    attempts: 0,
+                    memory_only: false,
+                };
+                self.records.insert(record.record_id, pending);
+                self.queue.push_back(record.record_id);
+                continue;
+            }
+            let snapshot = record.snapshot.and_then(|at| self.log.as_mut()?.read(&at).ok());
+            match snapshot.as_deref().and_then(codec::decode) {
+                Some(job) => self.publish(job, event, record.record_id, owner, false),
+                None => {
+                    log::error(&format!(
+                        "spool record {} (job {}) cannot be read back; it is dropped",
+                        record.record_id, record.job_id
+                    ));
+                    self.acks.push((record.record_id, owner));
+                }
+            }
+        }
+        let replayed = startup.replay.len();
+        let mut all_spooled = self.log.is_some();
+        for saved in startup.replay {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            all_spooled &= self.add(id, saved.job_id, saved.event, saved.payload, None, true);
+        }
+        self.write_acks();
+        if replayed > 0 && all_spooled && self.sync_spool() {
+            // The state file's records are in the spool now: the claim is done with.
+            self.finish_claim();
+        }
+        self.drain_queue();
     }
 
     /// True on Stop.
     fn handle(&mut self, command: Command) -> bool {
         match command {
-            Command::Record(snapshot, event) => {
-                self.publish(*snapshot, event);
+            Command::Record { job, event, id, snapshot } => {
+                let owner = snapshot.map(|at| at.segment);
+                if let (Some(log), Some(owner)) = (self.log.as_mut(), owner) {
+                    log.count_snapshot(owner);
+                }
+                self.publish(*job, event, id, owner, snapshot.is_none());
                 false
             }
             Command::Reconfigure(settings) => {
@@ -394,7 +562,16 @@ impl Delivery {
         }
     }
 
-    fn publish(&mut self, mut job: JobSnapshot, event: Event) {
+    fn topic_for(&self, event: Event) -> &CString {
+        match event {
+            Event::Finish => &self.settings.topic,
+            Event::Start => &self.settings.start_topic,
+        }
+    }
+
+    /// Builds the record's JSON text and queues it. `memory_only`: the hot path
+    /// could not spool its snapshot (it counted it in `memory_only`).
+    fn publish(&mut self, mut job: JobSnapshot, event: Event, id: u64, owner: Option<u64>, memory_only: bool) {
         if job.user_name.is_none() {
             job.user_name = self.names.user(job.user_id);
         }
@@ -408,10 +585,52 @@ impl Delivery {
         };
         let script = if record::wants_script(&job, event, &options) { self.read_script(&job) } else { None };
         let payload = record::build_record(&job, event, script.as_deref(), &options);
-        let tag = MessageTag { job_id: job.job_id, event, replayed: false };
-        let topic = topic_for(&self.settings, event).clone();
-        self.backlog.push_back(Pending { tag, topic, payload });
-        self.drain_backlog();
+        let on_disk = self.add(id, job.job_id, event, payload, owner, owner.is_none());
+        if memory_only {
+            if on_disk {
+                self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
+            } else if let Some(pending) = self.records.get_mut(&id) {
+                pending.memory_only = true;
+            }
+        }
+    }
+
+    /// Spools a record's JSON text and queues the record. `new_record`: it has no
+    /// snapshot entry, so its payload entry owns it. True when it is on disk.
+    fn add(&mut self, id: u64, job_id: u32, event: Event, payload: Vec<u8>, owner: Option<u64>, new_record: bool) -> bool {
+        let mut owner = owner;
+        let mut payload_at = None;
+        if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) {
+            log.follow(hot.segment());
+            match log.append_payload(id, job_id, event as u8, &payload, new_record) {
+                Ok(at) => {
+                    hot.bytes.fetch_add(payload.len() as u64 + 40, Ordering::Relaxed);
+                    payload_at = Some(at);
+                    if new_record {
+                        owner = Some(at.segment);
+                    }
+                }
+                Err(e) => hot.failed(&format!("cannot write to the spool in {}: {e}", hot.dir.display())),
+            }
+        }
+        let keep_in_memory = payload_at.is_none() || self.queued_bytes + payload.len() <= QUEUED_PAYLOAD_BUDGET;
+        if keep_in_memory {
+            self.queued_bytes += payload.len();
+        }
+        let topic = self.topic_for(event).clone();
+        let pending = Pending {
+            job_id,
+            event,
+            topic,
+            owner,
+            payload_at,
+            payload: keep_in_memory.then_some(payload),
+            attempts: 0,
+            memory_only: false,
+        };
+        self.records.insert(id, pending);
+        self.queue.push_back(id);
+        owner.is_some()
     }
 
     /// The batch script as slurmctld saved it (NUL-terminated); `None` when the
@@ -426,82 +645,274 @@ impl Delivery {
         Some(script)
     }
 
-    /// Hands queued records to librdkafka in order, until it says its queue is full.
-    fn drain_backlog(&mut self) {
-        while let Some(pending) = self.backlog.front() {
-            let key = pending.tag.job_id.to_string();
-            match self.producer.produce(&pending.topic, key.as_bytes(), &pending.payload, pending.tag) {
+    /// The JSON text of a pending record: from memory, else from the spool.
+    fn take_payload(&mut self, id: u64) -> Option<Vec<u8>> {
+        let pending = self.records.get_mut(&id)?;
+        if let Some(payload) = pending.payload.take() {
+            self.queued_bytes -= payload.len();
+            return Some(payload);
+        }
+        let at = pending.payload_at?;
+        match self.log.as_mut()?.read(&at) {
+            Ok(payload) => Some(payload),
+            Err(e) => {
+                log::error(&format!("job {}: cannot read its record back from the spool: {e}", pending.job_id));
+                None
+            }
+        }
+    }
+
+    fn keep_payload(&mut self, id: u64, payload: Vec<u8>) {
+        if let Some(pending) = self.records.get_mut(&id) {
+            if pending.payload.is_none() && (pending.payload_at.is_none() || self.queued_bytes + payload.len() <= QUEUED_PAYLOAD_BUDGET) {
+                self.queued_bytes += payload.len();
+                pending.payload = Some(payload);
+            }
+        }
+    }
+
+    /// Hands queued records to librdkafka in order, until its queue is full.
+    fn drain_queue(&mut self) {
+        while let Some(&id) = self.queue.front() {
+            let Some(payload) = self.take_payload(id) else {
+                // Acknowledged meanwhile, or unreadable (kept for fini's state file).
+                self.queue.pop_front();
+                continue;
+            };
+            let pending = &self.records[&id];
+            let key = pending.job_id.to_string();
+            let id_text = id.to_string();
+            let result = self.producer.produce(
+                &pending.topic,
+                key.as_bytes(),
+                &payload,
+                Some((RECORD_ID_HEADER, id_text.as_bytes())),
+                id,
+            );
+            match result {
                 Ok(()) => {
-                    self.backlog.pop_front();
+                    self.queue.pop_front();
                 }
-                Err(ProduceError::QueueFull) => break,
+                Err(ProduceError::QueueFull) => {
+                    self.keep_payload(id, payload);
+                    break;
+                }
                 Err(ProduceError::Rejected(reason)) => {
-                    let pending = self.backlog.pop_front().expect("front exists");
-                    log::error(&format!(
-                        "job {}: librdkafka refused the record ({reason}); kept for the state file",
-                        pending.tag.job_id
-                    ));
-                    self.keep(pending.tag, pending.payload);
+                    self.queue.pop_front();
+                    self.keep_payload(id, payload);
+                    self.failed(id, &format!("librdkafka refused it: {reason}"));
                 }
             }
         }
     }
 
-    fn keep(&mut self, tag: MessageTag, payload: Vec<u8>) {
-        if tag.replayed {
-            self.replay_kept += 1;
+    /// A delivery failed: try again after a growing delay.
+    fn failed(&mut self, id: u64, why: &str) {
+        let Some(pending) = self.records.get_mut(&id) else { return };
+        pending.attempts += 1;
+        let delay = RETRY_FIRST.saturating_mul(1 << pending.attempts.min(6)).min(RETRY_MAX);
+        if pending.attempts == 1 && self.failures_since_summary == 0 {
+            log::warning(&format!(
+                "job {}: record not delivered ({why}); it is kept and retried (further failures are summarised every minute)",
+                pending.job_id
+            ));
+        } else {
+            log::debug(&format!("job {}: record not delivered ({why}); retry in {delay:?}", pending.job_id));
         }
-        self.kept.push(SavedMessage { event: tag.event, job_id: tag.job_id, payload });
+        self.failures_since_summary += 1;
+        self.last_failure = why.to_string();
+        self.retry.push(Reverse((Instant::now() + delay, id)));
+    }
+
+    fn requeue_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((due, id))) = self.retry.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.retry.pop();
+            if self.records.contains_key(&id) {
+                self.queue.push_back(id);
+            }
+        }
     }
 
     fn serve_reports(&mut self, timeout_ms: i32) {
         for report in self.producer.poll(timeout_ms) {
-            let tag = report.tag;
-            match report.outcome {
-                Outcome::Delivered { partition, offset } => {
-                    if self.settings.debug {
-                        log::info(&format!(
-                            "job {} record delivered to {} [{partition}] at offset {offset}",
-                            tag.job_id, report.topic
-                        ));
-                    }
-                    if tag.replayed {
-                        self.replay_settled();
-                    }
+            self.handle_report(report);
+        }
+        self.write_acks();
+    }
+
+    fn handle_report(&mut self, report: kafka::Report) {
+        let id = report.opaque;
+        match report.outcome {
+            Outcome::Delivered { partition, offset } => {
+                let Some(pending) = self.records.remove(&id) else { return };
+                if let Some(payload) = &pending.payload {
+                    self.queued_bytes -= payload.len();
                 }
-                Outcome::TimedOut if self.settings.params.requeue_on_msg_timeout => {
-                    log::verbose(&format!("job {}: delivery timed out, producing the record again", tag.job_id));
-                    let topic = CString::new(report.topic).unwrap_or_else(|_| topic_for(&self.settings, tag.event).clone());
-                    self.backlog.push_back(Pending { tag, topic, payload: report.payload.unwrap_or_default() });
+                if pending.memory_only {
+                    self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
                 }
-                outcome => {
-                    let why = match &outcome {
-                        Outcome::TimedOut => "delivery timed out (message.timeout.ms)".to_string(),
-                        Outcome::Purged { .. } => "purged".to_string(),
-                        Outcome::Failed { reason } => reason.clone(),
-                        Outcome::Delivered { .. } => unreachable!(),
-                    };
-                    log::error(&format!(
-                        "job {}: record not delivered to {}: {why}; kept for the state file",
-                        tag.job_id, report.topic
+                if self.settings.debug {
+                    log::info(&format!(
+                        "job {} record delivered to {} [{partition}] at offset {offset}",
+                        pending.job_id, report.topic
                     ));
-                    self.keep(tag, report.payload.unwrap_or_default());
                 }
+                self.acks.push((id, pending.owner));
+            }
+            Outcome::Purged { .. } => {
+                // fini: stays pending and goes to the state file.
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+            }
+            Outcome::TimedOut => {
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+                self.failed(id, "delivery timed out (message.timeout.ms)");
+            }
+            Outcome::Failed { reason } => {
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+                self.failed(id, &reason);
             }
         }
     }
 
-    /// One replayed record is delivered; once all are and none had to be kept,
-    /// the claimed state file is done with.
-    fn replay_settled(&mut self) {
-        self.replay_outstanding = self.replay_outstanding.saturating_sub(1);
-        if self.replay_outstanding == 0 && self.replay_kept == 0 {
-            if let Some(claim) = self.claim.take() {
-                if let Err(e) = state_file::finish_replay(&claim) {
-                    log::error(&format!("cannot remove {}: {e}", claim.display()));
+    /// Writes the acknowledgements and deletes fully delivered segments.
+    fn write_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut self.acks);
+        let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) else { return };
+        let ids: Vec<u64> = acks.iter().filter(|(_, owner)| owner.is_some()).map(|(id, _)| *id).collect();
+        let owners: Vec<u64> = acks.iter().filter_map(|(_, owner)| *owner).collect();
+        log.follow(hot.segment());
+        if let Err(e) = log.append_acks(&ids, &owners) {
+            // Not fatal: these records may be produced once more after a crash.
+            log::error(&format!("cannot record deliveries in the spool ({e}); they may be sent twice after a crash"));
+            return;
+        }
+        let (_, freed) = log.retire(hot.segment());
+        let _ = hot.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(freed)));
+    }
+
+    /// fdatasync of the spool files (power loss). True when it worked.
+    fn sync_spool(&mut self) -> bool {
+        let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return false };
+        let snapshot_file = hot.writer.lock().0.sync_handle();
+        match spool::sync(&[snapshot_file, log.sync_handle()], &hot.dir) {
+            Ok(()) => {
+                self.sync_failed = false;
+                true
+            }
+            Err(e) => {
+                if !self.sync_failed {
+                    log::error(&format!("cannot sync the spool in {}: {e}", hot.dir.display()));
                 }
+                self.sync_failed = true;
+                false
             }
         }
+    }
+
+    fn outage_summary(&mut self) {
+        if self.failures_since_summary == 0 || self.last_summary.elapsed() < OUTAGE_SUMMARY_EVERY {
+            return;
+        }
+        log::warning(&format!(
+            "{} record(s) not yet delivered; {} delivery attempt(s) failed in the last {} s (last: {}); they are kept and retried",
+            self.records.len(),
+            self.failures_since_summary,
+            self.last_summary.elapsed().as_secs(),
+            self.last_failure
+        ));
+        self.failures_since_summary = 0;
+        self.last_summary = Instant::now();
+    }
+
+    fn finish_claim(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            if let Err(e) = state_file::finish_replay(&claim) {
+                log::error(&format!("cannot remove {}: {e}", claim.display()));
+            }
+        }
+    }
+
+    /// fini: purge, flush, then hand every record not yet acknowledged over to
+    /// the state file, and empty the spool.
+    fn finish(mut self) {
+        let params = self.settings.params.clone();
+        let mut flags = kafka::PURGE_QUEUE;
+        if params.purge_in_flight || params.requeue_purge_in_flight {
+            flags |= kafka::PURGE_INFLIGHT;
+        }
+        if params.purge_non_blocking {
+            flags |= kafka::PURGE_NON_BLOCKING;
+        }
+        self.producer.purge(flags);
+        if !self.producer.flush(params.flush_timeout_ms) {
+            // Still in flight after flush_timeout: take those back too rather
+            // than lose them (they may reach the broker as well: a possible duplicate).
+            self.producer.purge(kafka::PURGE_QUEUE | kafka::PURGE_INFLIGHT);
+            self.producer.flush(1000);
+        }
+        for report in self.producer.take_reports() {
+            self.handle_report(report);
+        }
+        self.write_acks();
+
+        let mut ids: Vec<u64> = self.records.keys().copied().collect();
+        ids.sort_unstable();
+        let mut saved = Vec::with_capacity(ids.len());
+        let mut unreadable = 0;
+        for id in ids {
+            let (job_id, event) = (self.records[&id].job_id, self.records[&id].event);
+            match self.take_payload(id) {
+                Some(payload) => saved.push(SavedMessage { event, job_id, payload }),
+                None => unreadable += 1,
+            }
+        }
+        let Some(dir) = self.state_dir.clone() else {
+            if !saved.is_empty() {
+                log::error(&format!("{} undelivered record(s) lost: StateSaveLocation is not set", saved.len()));
+            }
+            return;
+        };
+        match state_file::write(&dir, self.release, &saved) {
+            Ok(()) => {
+                if !saved.is_empty() {
+                    log::info(&format!(
+                        "saved {} undelivered record(s) to {}",
+                        saved.len(),
+                        dir.join(state_file::STATE_FILE_NAME).display()
+                    ));
+                }
+                // Everything pending is in the state file now.
+                if unreadable == 0 {
+                    if let Some(log) = self.log.as_mut() {
+                        log.remove_all();
+                    }
+                }
+                self.finish_claim();
+            }
+            Err(e) => log::error(&format!(
+                "cannot write {} ({e}); the {} undelivered record(s) stay in {} and are produced at the next start",
+                dir.join(state_file::STATE_FILE_NAME).display(),
+                saved.len(),
+                dir.join(spool::SPOOL_DIR).display()
+            )),
+        }
+        let lost = self.counters.lost.load(Ordering::Relaxed);
+        if lost > 0 {
+            log::error(&format!("{lost} record(s) were lost while neither the spool nor memory could hold them"));
+        }
+        log::verbose(&format!("stopped; {} record(s) handed to the next start", saved.len()));
     }
 }
-

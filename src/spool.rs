@@ -358,9 +358,10 @@ impl DeliveryLog {
 
     /// Deletes the oldest segments whose records are all acknowledged, stopping
     /// at the first that is not, and never touching `active` or newer. Returns
-    /// how many segments went.
-    pub fn retire(&mut self, active: u64) -> usize {
+    /// how many segments went and how many bytes that freed.
+    pub fn retire(&mut self, active: u64) -> (usize, u64) {
         let mut retired = 0;
+        let mut freed = 0;
         let mut segments: Vec<u64> = self.owned.keys().copied().collect();
         segments.sort_unstable();
         for segment in segments {
@@ -369,12 +370,14 @@ impl DeliveryLog {
             }
             for suffix in [Suffix::Snap, Suffix::Dlv] {
                 self.readers.remove(&(segment, suffix));
-                let _ = fs::remove_file(segment_path(&self.dir, segment, suffix));
+                let path = segment_path(&self.dir, segment, suffix);
+                freed += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                let _ = fs::remove_file(path);
             }
             self.owned.remove(&segment);
             retired += 1;
         }
-        retired
+        (retired, freed)
     }
 
     pub fn sync_handle(&self) -> Option<File> {
@@ -392,6 +395,31 @@ impl DeliveryLog {
                 let _ = fs::remove_file(segment_path(&self.dir, segment, suffix));
             }
         }
+    }
+}
+
+/// Total size of the segment files in `dir`.
+pub fn disk_usage(dir: &Path) -> u64 {
+    list_segments(dir)
+        .into_iter()
+        .filter_map(|(segment, suffix)| fs::metadata(segment_path(dir, segment, suffix)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// An exclusive lock on the spool directory, held while the plugin runs: a
+/// backup controller sharing StateSaveLocation takes the spool over only once
+/// the primary has let go of it.
+pub struct SpoolLock(#[allow(dead_code)] File);
+
+impl SpoolLock {
+    pub fn acquire(dir: &Path) -> io::Result<SpoolLock> {
+        use std::os::unix::io::AsRawFd;
+        let file = OpenOptions::new().create(true).write(true).mode(0o600).open(dir.join("lock"))?;
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SpoolLock(file))
     }
 }
 
@@ -637,7 +665,8 @@ mod tests {
         let rest: Vec<u64> = found.records.iter().map(|r| r.record_id).collect();
         let owners: Vec<u64> = found.records.iter().map(|r| r.snapshot.unwrap().segment).collect();
         reader.append_acks(&rest, &owners).unwrap();
-        assert!(reader.retire(found.next_segment + 1) > 0);
+        let (retired, freed) = reader.retire(found.next_segment + 1);
+        assert!(retired > 0 && freed > 0);
         assert!(list_segments(&dir).len() < before);
         let again = recover(&dir).unwrap();
         assert!(again.records.is_empty(), "{:?}", again.records);
@@ -663,6 +692,17 @@ mod tests {
         assert_eq!(found.errors.len(), 1, "{:?}", found.errors);
         assert!(found.errors[0].contains("checksum"));
         assert_eq!(found.notes.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_spool_lock_is_exclusive() {
+        let dir = temp_dir("lock");
+        let held = SpoolLock::acquire(&dir).unwrap();
+        // flock locks belong to the open file description: a second open conflicts.
+        assert!(SpoolLock::acquire(&dir).is_err());
+        drop(held);
+        assert!(SpoolLock::acquire(&dir).is_ok());
         fs::remove_dir_all(&dir).unwrap();
     }
 

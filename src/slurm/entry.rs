@@ -77,7 +77,7 @@ pub extern "C" fn init() -> c_int {
 #[no_mangle]
 pub extern "C" fn fini() -> c_int {
     guarded("fini", SLURM_ERROR, || {
-        plugin::shutdown(crate::target::RELEASE);
+        plugin::shutdown();
         SLURM_SUCCESS
     })
 }
