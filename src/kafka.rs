@@ -24,8 +24,10 @@ pub enum Outcome {
     /// Removed by `purge`; `in_flight` when it had already been sent (it may
     /// have reached the broker).
     Purged { in_flight: bool },
-    /// A permanent error (e.g. authorization, message too large).
-    Failed { reason: String },
+    /// An error reported by the broker. `refused`: the message itself is
+    /// refused (too large, invalid) and no retry can succeed; otherwise (e.g.
+    /// authorization, unknown topic) an administrator can fix the cause.
+    Failed { reason: String, refused: bool },
 }
 
 /// A delivery report. `payload` is kept for every outcome but `Delivered`.
@@ -43,8 +45,9 @@ pub struct Report {
 pub enum ProduceError {
     /// queue.buffering.max.messages / kbytes reached: try again after a poll.
     QueueFull,
-    /// Anything else (e.g. the message is larger than message.max.bytes).
-    Rejected(String),
+    /// Anything else; `refused` as in [`Outcome::Failed`] (e.g. the message is
+    /// larger than message.max.bytes).
+    Rejected { reason: String, refused: bool },
 }
 
 /// A librdkafka log line, handed to the sink set with [`set_log_sink`].
@@ -167,7 +170,7 @@ impl Producer {
             if code == Err::RD_KAFKA_RESP_ERR__QUEUE_FULL {
                 Err(ProduceError::QueueFull)
             } else {
-                Err(ProduceError::Rejected(err_text(code)))
+                Err(ProduceError::Rejected { reason: err_text(code), refused: is_refusal(code) })
             }
         }
     }
@@ -239,6 +242,17 @@ fn err_text(code: rd::rd_kafka_resp_err_t) -> String {
     unsafe { CStr::from_ptr(rd::rd_kafka_err2str(code)).to_string_lossy().into_owned() }
 }
 
+/// Errors that say the message itself can never be accepted as it is.
+fn is_refusal(code: rd::rd_kafka_resp_err_t) -> bool {
+    matches!(
+        code,
+        Err::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+            | Err::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE
+            | Err::RD_KAFKA_RESP_ERR_INVALID_RECORD
+            | Err::RD_KAFKA_RESP_ERR__INVALID_ARG
+    )
+}
+
 /// The outcome librdkafka reported for a message.
 fn outcome_of(message: &rd::rd_kafka_message_t) -> Outcome {
     match message.err {
@@ -246,7 +260,7 @@ fn outcome_of(message: &rd::rd_kafka_message_t) -> Outcome {
         Err::RD_KAFKA_RESP_ERR__MSG_TIMED_OUT => Outcome::TimedOut,
         Err::RD_KAFKA_RESP_ERR__PURGE_QUEUE => Outcome::Purged { in_flight: false },
         Err::RD_KAFKA_RESP_ERR__PURGE_INFLIGHT => Outcome::Purged { in_flight: true },
-        code => Outcome::Failed { reason: err_text(code) },
+        code => Outcome::Failed { reason: err_text(code), refused: is_refusal(code) },
     }
 }
 

@@ -57,6 +57,12 @@ pub const MEMORY_ONLY_LIMIT: usize = 100_000;
 /// Payloads waiting for librdkafka are kept in memory up to this many bytes;
 /// beyond, they are read back from the spool when their turn comes.
 const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
+/// While records wait for room in librdkafka's queue, delivery reports (which
+/// make room) are waited for this long at a time.
+const BACKLOG_POLL_MS: i32 = 10;
+/// Records librdkafka refuses for good (too large, invalid) are written here,
+/// under StateSaveLocation, one file per record, for an administrator to act on.
+pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often a summary of records waiting for Kafka is logged during an outage.
@@ -309,6 +315,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         last_failure: String::new(),
         last_summary: Instant::now(),
         sync_failed: false,
+        reconfigured: false,
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()
@@ -447,6 +454,8 @@ struct Delivery {
     last_failure: String,
     last_summary: Instant,
     sync_failed: bool,
+    /// Settings changed: timers are re-armed with the new intervals.
+    reconfigured: bool,
 }
 
 impl Delivery {
@@ -459,6 +468,12 @@ impl Delivery {
             let mut wake = next_poll.min(next_sync);
             if let Some(Reverse((due, _))) = self.retry.peek() {
                 wake = wake.min(*due);
+            }
+            // Records waiting for room in librdkafka's queue: do not sleep on the
+            // channel; the poll below waits for delivery reports instead.
+            let backlog = !self.queue.is_empty();
+            if backlog {
+                wake = Instant::now();
             }
             let mut stop = false;
             match self.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
@@ -480,7 +495,12 @@ impl Delivery {
             if stop {
                 break;
             }
-            self.serve_reports(0);
+            if std::mem::take(&mut self.reconfigured) {
+                let now = Instant::now();
+                next_poll = next_poll.min(now + poll_every(&self.settings));
+                next_sync = next_sync.min(now + self.settings.params.spool_sync_interval);
+            }
+            self.serve_reports(if backlog { BACKLOG_POLL_MS } else { 0 });
             self.requeue_due();
             self.drain_queue();
             let now = Instant::now();
@@ -556,6 +576,7 @@ impl Delivery {
             }
             Command::Reconfigure(settings) => {
                 self.settings = *settings;
+                self.reconfigured = true;
                 false
             }
             Command::Stop => true,
@@ -697,7 +718,11 @@ impl Delivery {
                     self.keep_payload(id, payload);
                     break;
                 }
-                Err(ProduceError::Rejected(reason)) => {
+                Err(ProduceError::Rejected { reason, refused: true }) => {
+                    self.queue.pop_front();
+                    self.set_aside(id, &payload, &reason);
+                }
+                Err(ProduceError::Rejected { reason, refused: false }) => {
                     self.queue.pop_front();
                     self.keep_payload(id, payload);
                     self.failed(id, &format!("librdkafka refused it: {reason}"));
@@ -722,6 +747,46 @@ impl Delivery {
         self.failures_since_summary += 1;
         self.last_failure = why.to_string();
         self.retry.push(Reverse((Instant::now() + delay, id)));
+    }
+
+    /// A record Kafka can never accept as it is (e.g. larger than
+    /// message.max.bytes): retrying cannot help, so it is written to
+    /// `<StateSaveLocation>/jobcomp_kafka_refused/<job>.<record id>.json` for an
+    /// administrator (raise the limit, then send it by hand) and retired.
+    fn set_aside(&mut self, id: u64, payload: &[u8], reason: &str) {
+        let Some(pending) = self.records.remove(&id) else { return };
+        if let Some(kept) = &pending.payload {
+            self.queued_bytes -= kept.len();
+        }
+        if pending.memory_only {
+            self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
+        }
+        let written = self.state_dir.as_ref().map(|dir| {
+            let dir = dir.join(REFUSED_DIR);
+            let path = dir.join(format!("{}.{id}.json", pending.job_id));
+            std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, payload)).map(|_| path)
+        });
+        match written {
+            Some(Ok(path)) => {
+                log::error(&format!(
+                    "job {}: Kafka refuses its record ({reason}); it is saved in {} and will not be sent again",
+                    pending.job_id,
+                    path.display()
+                ));
+                self.acks.push((id, pending.owner));
+            }
+            Some(Err(e)) => {
+                log::error(&format!(
+                    "job {}: Kafka refuses its record ({reason}) and it cannot be set aside ({e}); kept for retries",
+                    pending.job_id
+                ));
+                self.records.insert(id, pending);
+                self.retry.push(Reverse((Instant::now() + RETRY_MAX, id)));
+            }
+            None => {
+                log::error(&format!("job {}: Kafka refuses its record ({reason}); dropped (no StateSaveLocation)", pending.job_id));
+            }
+        }
     }
 
     fn requeue_due(&mut self) {
@@ -775,7 +840,11 @@ impl Delivery {
                 }
                 self.failed(id, "delivery timed out (message.timeout.ms)");
             }
-            Outcome::Failed { reason } => {
+            Outcome::Failed { reason, refused: true } => {
+                let payload = report.payload.or_else(|| self.take_payload(id)).unwrap_or_default();
+                self.set_aside(id, &payload, &reason);
+            }
+            Outcome::Failed { reason, refused: false } => {
                 if let Some(payload) = report.payload {
                     self.keep_payload(id, payload);
                 }
