@@ -349,10 +349,15 @@ fn broker_down_saves_state_and_next_start_replays_once() {
     let mut host = rig.started("");
     rig.kafka.down();
     host.ok("jobs 20 1");
-    let timed_out = host.wait_log(&["error:", "timed out"], 20, 15 * SEC);
-    assert!(timed_out, "20 timeouts reported as errors; log:\n{}", host.log_text());
+    // Every record times out at least once (message.timeout.ms=1000).
+    host.wait_log(&["timed out"], 20, 15 * SEC);
     host.ok("fini");
-    host.quit();
+    let log = host.quit();
+    let visible: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("timed out") && (l.starts_with("error:") || l.contains("warning:")))
+        .collect();
+    assert!(!visible.is_empty(), "the outage is visible at warning level or above; log:\n{}", log.join("\n"));
 
     let bytes = std::fs::read(rig.state_file()).expect("the state file exists after fini");
     assert!(bytes.len() >= 6);
@@ -679,13 +684,12 @@ fn inert_outside_slurmctld() {
 
 // ---------------------------------------------------------------------------
 
-/// kill -9 in the middle of a run: the host dies (records held in memory may be
-/// lost: SchedMD's plugin loses them too; a crash-safe spool is a later issue),
-/// and the next init works and delivers.
+/// kill -9 in the middle of a run, with records still in memory (slow broker):
+/// the host dies, the next init works, and the spool (every record on disk
+/// before log_record returns) brings back every record.
 #[test]
 fn kill_9_then_next_start_works() {
     let rig = Rig::new("jk_kill", &[]);
-    // A slow broker keeps records in memory when the process dies.
     rig.kafka.rtt(Duration::from_millis(1000));
     let mut host = rig.started("");
     host.ok("jobs 10 1");
@@ -693,17 +697,19 @@ fn kill_9_then_next_start_works() {
     let status = host.wait_exit(10 * SEC);
     assert_eq!(status.signal(), Some(9), "host died of SIGKILL: {status}");
     drop(host);
+    let before = rig.kafka.count(&rig.cluster).unwrap_or(0);
     rig.kafka.rtt(Duration::ZERO);
 
     let mut host = rig.started("");
     host.ok("job id=11");
-    rig.kafka.wait_ids(&rig.cluster, &ids(11..=11), 20 * SEC);
+    rig.kafka.wait_ids(&rig.cluster, &ids(1..=11), 20 * SEC);
     host.ok("fini");
     host.quit();
     let messages = rig.kafka.read_all(&rig.cluster);
     let tally = Tally::of(&messages, 1..=11);
-    println!("kill -9 with 10 records in memory, then a new start: {tally} (lost ids {:?})", tally.lost);
+    println!("kill -9 with 10 records in memory ({before} had reached Kafka), then a new start: {tally}");
     assert!(!tally.lost.contains(&11), "the record after the restart is delivered: {tally}");
+    assert!(tally.lost.is_empty(), "records of the killed process come back from the spool: lost {:?}", tally.lost);
     assert_eq!(tally.corrupt, 0);
 }
 
@@ -745,36 +751,45 @@ fn start_events_on_25_05_and_later() {
 
 // ---------------------------------------------------------------------------
 
-/// kill -9 while saved records are being replayed: the claim file
-/// (jobcomp_kafka_state.replaying) survives, and the next start delivers them.
+/// kill -9 while saved records are being replayed: they are on disk (claim file
+/// or spool) and the next start delivers them. Killed at once after init, the
+/// records may be in both (at least once: duplicates counted); killed after the
+/// claim was released, exactly once.
 #[test]
 fn replay_claim_survives_kill_9() {
     let t = target();
-    let rig = Rig::new("jk_claim", &[]);
-    let saved: Vec<Saved> = (401..=405).map(|id| Saved { event: 1, job_id: id, payload: hand_payload(id) }).collect();
-    std::fs::write(rig.state_file(), encode_state(t.protocol_version(), t.state_has_event(), &saved)).unwrap();
-    rig.kafka.down();
-    let mut host = rig.started("");
-    let names = names_in(&rig.state);
-    println!("state directory during the replay: {names:?}");
-    host.send_only("abort");
-    assert_eq!(host.wait_exit(10 * SEC).signal(), Some(9));
-    drop(host);
-    assert!(
-        names_in(&rig.state).iter().any(|n| n == STATE_FILE || n.ends_with(".replaying")),
-        "the saved records are still on disk after kill -9: {:?}",
-        names_in(&rig.state)
-    );
+    for (case, wait_for_release) in [("at once", false), ("after the claim is released", true)] {
+        let rig = Rig::new(if wait_for_release { "jk_claim_late" } else { "jk_claim" }, &[]);
+        let saved: Vec<Saved> = (401..=405).map(|id| Saved { event: 1, job_id: id, payload: hand_payload(id) }).collect();
+        std::fs::write(rig.state_file(), encode_state(t.protocol_version(), t.state_has_event(), &saved)).unwrap();
+        rig.kafka.down();
+        let mut host = rig.started("");
+        let during = names_in(&rig.state);
+        let claim = rig.state.join(format!("{STATE_FILE}.replaying"));
+        if wait_for_release {
+            let released = wait_for(10 * SEC, || (!claim.exists()).then_some(()));
+            assert!(released.is_some(), "the claim is released once its records are safe in the spool");
+        }
+        host.send_only("abort");
+        assert_eq!(host.wait_exit(10 * SEC).signal(), Some(9));
+        drop(host);
 
-    rig.kafka.up();
-    let (messages, _) = replay(&rig, "", &ids(401..=405));
-    let tally = Tally::of(&messages, 401..=405);
-    println!("replay interrupted by kill -9, then a new start: {tally}");
-    assert!(tally.lost.is_empty(), "{tally}");
-    assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
-    let left: Vec<String> =
-        names_in(&rig.state).into_iter().filter(|n| n == STATE_FILE || n.ends_with(".replaying")).collect();
-    assert!(left.is_empty(), "state file and claim gone after the replay: {left:?}");
+        rig.kafka.up();
+        let (messages, _) = replay(&rig, "", &ids(401..=405));
+        let tally = Tally::of(&messages, 401..=405);
+        println!("replay killed {case} (state dir then: {during:?}), then a new start: {tally}");
+        assert!(tally.lost.is_empty(), "{case}: {tally}");
+        assert_eq!(tally.corrupt, 0, "{case}: {tally}");
+        if wait_for_release {
+            assert_eq!(tally.duplicated, 0, "{case}: {tally}");
+        }
+        for m in &messages {
+            assert_eq!(m.payload, hand_payload(m.key_text().parse().unwrap()), "{case}: byte for byte");
+        }
+        let left: Vec<String> =
+            names_in(&rig.state).into_iter().filter(|n| n == STATE_FILE || n.ends_with(".replaying")).collect();
+        assert!(left.is_empty(), "{case}: state file and claim gone after the replay: {left:?}");
+    }
 }
 
 /// librdkafka's queue full (queue.buffering.max.messages) during an outage:
@@ -813,11 +828,9 @@ fn queue_full_keeps_records_and_hot_path_stays_fast() {
     assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
 }
 
-/// A record larger than message.max.bytes: logged as an error, and not saved
-/// and replayed at every start for ever.
+/// A record larger than message.max.bytes: an error line names it, the other
+/// records flow, and it is not saved and replayed at every start for ever.
 #[test]
-#[ignore = "bug: src/plugin.rs keeps a record librdkafka refuses for good (MSG_SIZE_TOO_LARGE) for the state file; \
-            it is replayed, refused and saved again at every start, with an error each time"]
 fn oversized_record() {
     let t = target();
     let rig = Rig::new("jk_big", &[("message.max.bytes", "100000")]);
@@ -875,8 +888,6 @@ fn debug_logging_hides_secrets() {
 /// Records waiting because librdkafka's queue was full go out as soon as it has
 /// room, not one queue-full per poll_interval.
 #[test]
-#[ignore = "bug: src/plugin.rs Delivery::run drains the backlog only when a command arrives or poll_interval elapses: \
-            with queue.buffering.max.messages=10, 50 of 200 records reached Kafka in 10 s (10 per 2 s poll)"]
 fn backlog_drains_without_waiting_for_poll_interval() {
     let rig = Rig::new("jk_drain", &[("queue.buffering.max.messages", "10")]);
     let mut host = rig.started("");
@@ -893,8 +904,6 @@ fn backlog_drains_without_waiting_for_poll_interval() {
 /// A reconfigure that shortens poll_interval takes effect at once, not after
 /// the old interval has run out.
 #[test]
-#[ignore = "bug: src/plugin.rs Delivery::run keeps the next_poll computed from the old poll_interval after \
-            Command::Reconfigure: 30 -> 1 s, no delivery report served 5 s later"]
 fn shorter_poll_interval_applies_at_once_after_reconfigure() {
     let rig = Rig::new("jk_repoll", &[]);
     let mut host = rig.host("poll_interval=30");

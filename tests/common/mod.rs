@@ -642,7 +642,7 @@ fn consumer(bootstrap: &str) -> BaseConsumer {
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("reconnect.backoff.max.ms", "500")
-        .set("socket.connection.setup.timeout.ms", "1000")
+        .set("socket.connection.setup.timeout.ms", "3000")
         .set("log_level", "3")
         .create()
         .expect("consumer")
@@ -812,7 +812,7 @@ impl Rig {
     }
 
     /// (Re)writes the JobCompLoc file: bootstrap.servers, message.timeout.ms=5000,
-    /// reconnect.backoff.max.ms=500, socket.connection.setup.timeout.ms=1000, then
+    /// reconnect.backoff.max.ms=500, socket.connection.setup.timeout.ms=3000, then
     /// `properties` (which may override those). Read by the next init.
     pub fn write_properties(&self, properties: &[(&str, &str)]) {
         let mut props: Vec<(String, String)> = vec![
@@ -821,8 +821,9 @@ impl Rig {
             ("reconnect.backoff.max.ms".into(), "500".into()),
             // A mock broker that is down keeps its port bound but not listening;
             // here (gVisor) a connect to it can hang instead of being refused, and
-            // librdkafka's default 30 s setup timeout would outlast the test.
-            ("socket.connection.setup.timeout.ms".into(), "1000".into()),
+            // librdkafka's default 30 s setup timeout would outlast the test. Above
+            // the largest round trip the tests set (2 s), which setup includes.
+            ("socket.connection.setup.timeout.ms".into(), "3000".into()),
         ];
         for (k, v) in properties {
             props.retain(|(key, _)| key != k);
