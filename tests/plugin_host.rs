@@ -962,3 +962,49 @@ fn sparse_job_record() {
     let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// The process ends without fini (23.11+ `scontrol reconfigure` re-execs
+/// slurmctld that way; SchedMD's plugin drops its queue): the next start
+/// delivers every record, once.
+#[test]
+fn exit_without_fini_loses_nothing() {
+    let rig = Rig::new("jk_reexec", &[]);
+    rig.kafka.down();
+    let mut host = rig.started("");
+    host.ok("jobs 10 1");
+    host.quit();
+    rig.kafka.up();
+    let (messages, _) = replay(&rig, "", &ids(1..=10));
+    let tally = Tally::of(&messages, 1..=10);
+    println!("exit without fini, then a new start: {tally}");
+    assert!(tally.lost.is_empty(), "{tally}");
+    assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
+}
+
+/// Two slurmctld processes on one StateSaveLocation (a backup controller taking
+/// over while the primary still runs): the second one still starts (23.02+
+/// slurmctld refuses to run when init fails), says why it runs without the
+/// spool, and both deliver.
+#[test]
+fn two_controllers_one_state_directory() {
+    let rig = Rig::new("jk_two", &[]);
+    let mut first = rig.started("");
+    first.ok("job id=1");
+    let mut second = rig.host("");
+    let rc = second.cmd("init").rc;
+    second.ok("job id=2");
+    rig.kafka.wait_ids(&rig.cluster, &ids(1..=2), 20 * SEC);
+    first.ok("fini");
+    second.ok("fini");
+    let first_log = first.quit();
+    let second_log = second.quit();
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, 1..=2);
+    let state = rig.state.display().to_string();
+    let errors: Vec<&String> = second_log.iter().filter(|l| l.starts_with("error:")).collect();
+    println!("second controller on the same StateSaveLocation: init rc={rc}, errors={errors:?}; {tally}");
+    assert_eq!(rc, 0, "the second controller starts");
+    assert!(errors.iter().any(|l| l.contains(&state)), "an error line names {state}: {errors:?}");
+    assert!(first_log.iter().all(|l| !l.starts_with("error:")), "the first controller is undisturbed");
+    assert!(tally.lost.is_empty() && tally.duplicated == 0, "{tally}");
+}

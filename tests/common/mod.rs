@@ -10,6 +10,7 @@
 use jobcomp_kafka::release::JobcompApi;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -491,9 +492,15 @@ pub struct Msg {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
 }
 
 impl Msg {
+    /// The value of header `name` as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
     pub fn key_text(&self) -> String {
         self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default()
     }
@@ -625,6 +632,12 @@ impl Kafka {
                         offset: m.offset(),
                         key: m.key().map(|k| k.to_vec()),
                         payload: m.payload().unwrap_or_default().to_vec(),
+                        headers: m
+                            .headers()
+                            .map(|h| {
+                                h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect()
+                            })
+                            .unwrap_or_default(),
                     });
                 }
                 Some(Err(e)) => panic!("consuming {topic}: {e}"),
@@ -668,12 +681,17 @@ pub struct Tally {
     pub lost: Vec<u32>,
     /// Job ids found that were never produced.
     pub unexpected: Vec<u32>,
+    /// Of the duplicates: how many repeat a `jobcomp.record_id` header value
+    /// already seen for their job (a consumer can drop those).
+    pub same_record_id: usize,
 }
 
 impl Tally {
     pub fn of(messages: &[Msg], produced: impl IntoIterator<Item = u32>) -> Tally {
         let produced: BTreeSet<u32> = produced.into_iter().collect();
         let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+        let mut record_ids: BTreeSet<(u32, String)> = BTreeSet::new();
+        let mut same_record_id = 0;
         let mut corrupt = 0;
         for m in messages {
             let id = m
@@ -681,7 +699,14 @@ impl Tally {
                 .and_then(|j| j.get("jobid").and_then(|v| v.as_u64()))
                 .filter(|id| m.key_text() == id.to_string());
             match id {
-                Some(id) => *seen.entry(id as u32).or_default() += 1,
+                Some(id) => {
+                    *seen.entry(id as u32).or_default() += 1;
+                    if let Some(record_id) = m.header("jobcomp.record_id") {
+                        if !record_ids.insert((id as u32, record_id)) {
+                            same_record_id += 1;
+                        }
+                    }
+                }
                 None => corrupt += 1,
             }
         }
@@ -693,6 +718,7 @@ impl Tally {
             corrupt,
             lost: produced.iter().copied().filter(|id| !seen.contains_key(id)).collect(),
             unexpected: seen.keys().copied().filter(|id| !produced.contains(id)).collect(),
+            same_record_id,
         }
     }
 }
@@ -701,14 +727,18 @@ impl fmt::Display for Tally {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "produced={} delivered={} duplicated={} corrupt={} lost={} (messages in topic: {})",
+            "produced={} delivered={} duplicated={} corrupt={} lost={} (messages in topic: {}",
             self.produced,
             self.delivered,
             self.duplicated,
             self.corrupt,
             self.lost.len(),
             self.messages
-        )
+        )?;
+        if self.duplicated > 0 {
+            write!(f, "; duplicates with a repeated jobcomp.record_id: {}", self.same_record_id)?;
+        }
+        write!(f, ")")
     }
 }
 
