@@ -426,6 +426,8 @@ struct Pending {
     attempts: u32,
     /// Counted in `Counters::memory_only` (on no disk) until delivered.
     memory_only: bool,
+    /// Purged while in flight at fini: it may have reached Kafka.
+    in_flight: bool,
 }
 
 struct Delivery {
@@ -532,6 +534,7 @@ impl Delivery {
                     payload: None,
                     attempts: 0,
                     memory_only: false,
+                    in_flight: false,
                 };
                 self.records.insert(record.record_id, pending);
                 self.queue.push_back(record.record_id);
@@ -648,6 +651,7 @@ impl Delivery {
             payload: keep_in_memory.then_some(payload),
             attempts: 0,
             memory_only: false,
+            in_flight: false,
         };
         self.records.insert(id, pending);
         self.queue.push_back(id);
@@ -828,8 +832,11 @@ impl Delivery {
                 }
                 self.acks.push((id, pending.owner));
             }
-            Outcome::Purged { .. } => {
-                // fini: stays pending and goes to the state file.
+            Outcome::Purged { in_flight } => {
+                // fini: stays pending (state file, or the spool when it was in flight).
+                if let Some(pending) = self.records.get_mut(&id) {
+                    pending.in_flight = in_flight;
+                }
                 if let Some(payload) = report.payload {
                     self.keep_payload(id, payload);
                 }
@@ -906,6 +913,18 @@ impl Delivery {
         self.last_summary = Instant::now();
     }
 
+    /// The records of a state file written after this process's init (by
+    /// another controller sharing StateSaveLocation).
+    fn state_file_saved_since_init(&self, dir: &Path) -> Vec<SavedMessage> {
+        let path = dir.join(state_file::STATE_FILE_NAME);
+        let Ok(bytes) = std::fs::read(&path) else { return Vec::new() };
+        let decoded = state_file::decode(&bytes, self.release);
+        if let Some(problem) = decoded.problem {
+            log::error(&format!("{}: {problem}; the file is kept as {}.old", path.display(), path.display()));
+        }
+        decoded.messages
+    }
+
     fn finish_claim(&mut self) {
         if let Some(claim) = self.claim.take() {
             if let Err(e) = state_file::finish_replay(&claim) {
@@ -937,15 +956,26 @@ impl Delivery {
         }
         self.write_acks();
 
-        let mut ids: Vec<u64> = self.records.keys().copied().collect();
+        // A record purged while in flight may have reached Kafka already. If the
+        // spool has it, it stays there with its record id, so that the copy
+        // produced at the next start is recognisable as a duplicate. Every other
+        // pending record goes to the state file (SchedMD's format) and leaves the spool.
+        let spooled = self.log.is_some();
+        let mut ids: Vec<u64> = self
+            .records
+            .iter()
+            .filter(|(_, p)| !(spooled && p.in_flight && p.owner.is_some()))
+            .map(|(id, _)| *id)
+            .collect();
         ids.sort_unstable();
+        let kept_in_spool = self.records.len() - ids.len();
         let mut saved = Vec::with_capacity(ids.len());
-        let mut unreadable = 0;
+        let mut handed_over = Vec::with_capacity(ids.len());
         for id in ids {
-            let (job_id, event) = (self.records[&id].job_id, self.records[&id].event);
-            match self.take_payload(id) {
-                Some(payload) => saved.push(SavedMessage { event, job_id, payload }),
-                None => unreadable += 1,
+            let (job_id, event, owner) = (self.records[&id].job_id, self.records[&id].event, self.records[&id].owner);
+            if let Some(payload) = self.take_payload(id) {
+                saved.push(SavedMessage { event, job_id, payload });
+                handed_over.push((id, owner));
             }
         }
         let Some(dir) = self.state_dir.clone() else {
@@ -954,19 +984,34 @@ impl Delivery {
             }
             return;
         };
-        match state_file::write(&dir, self.release, &saved) {
+        // A state file present now was not there at init (init claims it): another
+        // controller sharing StateSaveLocation saved it. Keep its records too.
+        let others = self.state_file_saved_since_init(&dir);
+        let ours = saved.len();
+        let all: Vec<SavedMessage> = others.into_iter().chain(saved).collect();
+        match state_file::write(&dir, self.release, &all) {
             Ok(()) => {
-                if !saved.is_empty() {
+                if !all.is_empty() {
                     log::info(&format!(
-                        "saved {} undelivered record(s) to {}",
-                        saved.len(),
-                        dir.join(state_file::STATE_FILE_NAME).display()
+                        "saved {} undelivered record(s) to {}{}",
+                        all.len(),
+                        dir.join(state_file::STATE_FILE_NAME).display(),
+                        if all.len() > ours { format!(" ({} of them from another controller's file)", all.len() - ours) } else { String::new() }
                     ));
                 }
-                // Everything pending is in the state file now.
-                if unreadable == 0 {
+                if kept_in_spool == 0 && handed_over.len() == self.records.len() {
                     if let Some(log) = self.log.as_mut() {
                         log.remove_all();
+                    }
+                } else {
+                    self.acks.extend(handed_over.iter().copied());
+                    self.write_acks();
+                    self.sync_spool();
+                    if kept_in_spool > 0 {
+                        log::info(&format!(
+                            "{kept_in_spool} record(s) were in flight at shutdown and stay in the spool: \
+                             produced again at the next start with the same jobcomp.record_id (maybe a duplicate)"
+                        ));
                     }
                 }
                 self.finish_claim();
@@ -974,7 +1019,7 @@ impl Delivery {
             Err(e) => log::error(&format!(
                 "cannot write {} ({e}); the {} undelivered record(s) stay in {} and are produced at the next start",
                 dir.join(state_file::STATE_FILE_NAME).display(),
-                saved.len(),
+                ours,
                 dir.join(spool::SPOOL_DIR).display()
             )),
         }
@@ -982,6 +1027,6 @@ impl Delivery {
         if lost > 0 {
             log::error(&format!("{lost} record(s) were lost while neither the spool nor memory could hold them"));
         }
-        log::verbose(&format!("stopped; {} record(s) handed to the next start", saved.len()));
+        log::verbose(&format!("stopped; {} record(s) handed to the next start", ours + kept_in_spool));
     }
 }
