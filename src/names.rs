@@ -43,40 +43,41 @@ fn cached(
 }
 
 fn lookup_user(uid: u32) -> Option<Vec<u8>> {
-    let mut buffer = vec![0u8; 1024];
-    loop {
-        let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwuid_r(uid, &mut entry, buffer.as_mut_ptr().cast(), buffer.len(), &mut result)
-        };
-        if rc == libc::ERANGE && buffer.len() < 1 << 20 {
-            buffer.resize(buffer.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || entry.pw_name.is_null() {
-            return None;
-        }
-        return Some(unsafe { CStr::from_ptr(entry.pw_name) }.to_bytes().to_vec());
-    }
+    // SAFETY: getpwuid_r fills `entry` with pointers into `buffer` only.
+    lookup(|entry: &mut libc::passwd, buffer, result| unsafe {
+        libc::getpwuid_r(uid, entry, buffer.as_mut_ptr().cast(), buffer.len(), result)
+    }, |entry| entry.pw_name)
 }
 
 fn lookup_group(gid: u32) -> Option<Vec<u8>> {
+    // SAFETY: getgrgid_r fills `entry` with pointers into `buffer` only.
+    lookup(|entry: &mut libc::group, buffer, result| unsafe {
+        libc::getgrgid_r(gid, entry, buffer.as_mut_ptr().cast(), buffer.len(), result)
+    }, |entry| entry.gr_name)
+}
+
+/// Runs a reentrant NSS call (`get*_r`), growing its buffer on ERANGE, and
+/// copies the name out of the entry it fills.
+fn lookup<E>(
+    call: impl Fn(&mut E, &mut [u8], &mut *mut E) -> libc::c_int,
+    name_of: impl Fn(&E) -> *const libc::c_char,
+) -> Option<Vec<u8>> {
     let mut buffer = vec![0u8; 1024];
     loop {
-        let mut entry: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrgid_r(gid, &mut entry, buffer.as_mut_ptr().cast(), buffer.len(), &mut result)
-        };
+        // SAFETY: the passwd/group structs are plain C data; all-zero is valid.
+        let mut entry: E = unsafe { std::mem::zeroed() };
+        let mut result: *mut E = std::ptr::null_mut();
+        let rc = call(&mut entry, &mut buffer, &mut result);
         if rc == libc::ERANGE && buffer.len() < 1 << 20 {
             buffer.resize(buffer.len() * 4, 0);
             continue;
         }
-        if rc != 0 || result.is_null() || entry.gr_name.is_null() {
+        let name = name_of(&entry);
+        if rc != 0 || result.is_null() || name.is_null() {
             return None;
         }
-        return Some(unsafe { CStr::from_ptr(entry.gr_name) }.to_bytes().to_vec());
+        // SAFETY: a found entry's name is a NUL-terminated string inside `buffer`.
+        return Some(unsafe { CStr::from_ptr(name) }.to_bytes().to_vec());
     }
 }
 

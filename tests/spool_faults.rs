@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -26,27 +26,6 @@ impl Lcg {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
-}
-
-/// Every duplicate of a job carries the bytes and record id of its first copy.
-fn assert_duplicates_recognisable(messages: &[Msg]) -> usize {
-    let mut first: BTreeMap<Vec<u8>, (Option<String>, Vec<u8>)> = BTreeMap::new();
-    let mut duplicates = 0;
-    for m in messages {
-        let key = m.key.clone().unwrap_or_default();
-        let id = m.header("jobcomp.record_id");
-        match first.get(&key) {
-            None => {
-                first.insert(key, (id, m.payload.clone()));
-            }
-            Some((first_id, payload)) => {
-                duplicates += 1;
-                assert_eq!(payload, &m.payload, "job {}: a duplicate has other bytes", m.key_text());
-                assert_eq!(first_id, &id, "job {}: a duplicate has another record id", m.key_text());
-            }
-        }
-    }
-    duplicates
 }
 
 fn kill9(host: &mut Host) {

@@ -919,3 +919,26 @@ pub fn group_name(gid: u32) -> Option<String> {
     }
     Some(unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
 }
+
+/// Checks that every duplicate of a job (same message key) carries the bytes and
+/// the jobcomp.record_id of its first copy, as the plugin promises; returns how
+/// many duplicates there are.
+pub fn assert_duplicates_recognisable(messages: &[Msg]) -> usize {
+    let mut first: std::collections::BTreeMap<Vec<u8>, (Option<String>, Vec<u8>)> = Default::default();
+    let mut duplicates = 0;
+    for m in messages {
+        let key = m.key.clone().unwrap_or_default();
+        let id = m.header("jobcomp.record_id");
+        match first.get(&key) {
+            None => {
+                first.insert(key, (id, m.payload.clone()));
+            }
+            Some((first_id, payload)) => {
+                duplicates += 1;
+                assert_eq!(payload, &m.payload, "job {}: a duplicate has other bytes", m.key_text());
+                assert_eq!(first_id, &id, "job {}: a duplicate has another record id", m.key_text());
+            }
+        }
+    }
+    duplicates
+}
