@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# End-to-end tests: jobcomp_kafka.so in real slurmctld processes (22.05.8 on
+# the host, 24.11.5 in the Debian trixie chroot, next to SchedMD's plugin)
+# against a real Kafka-protocol broker (tansu). Called by `make e2e` / `make test`.
+#
+#   ci/e2e.sh [PYTEST ARGS...]      e.g. ci/e2e.sh -k reconfigure
+#
+# 1. installs what it needs (Debian packages, the rigs' venv + pytest),
+# 2. builds the plugin for both releases and the chroot (once per machine;
+#    in parallel with the builds),
+# 3. runs tests/e2e as two pytest sessions in parallel, one per release
+#    (separate ports and directories, see tests/e2e/conftest.py),
+# 4. prints both logs and summaries and a last line "N passed, M failed";
+#    exits non-zero on any failure.
+# Everything it starts is stopped by PID, also on failure or Ctrl-C.
+# Environment: JK_E2E_DEADLINE (s, default 540) for the test phase;
+# JK_E2E_KEEP=1 keeps the test directories.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RIG_NAME=e2e
+. ci/lib/common.sh
+
+PYTEST_VERSION=8.4.2
+CHROOT_RELEASE=24.11.5
+DEADLINE=${JK_E2E_DEADLINE:-540}
+export JK_E2E_TAG=${JK_E2E_TAG:-$$}
+export PYTHONDONTWRITEBYTECODE=1
+OUT=/tmp/jk-e2e-$JK_E2E_TAG-out
+ROOT=${JK_ROOT:-$RIG_CACHE/chroot-trixie}
+export JK_ROOT=$ROOT RIG_CACHE
+# The trixie chroot (Slurm 24.11.5), whatever the caller's environment says.
+export SUITE=trixie JK_CHROOT_SUITE=trixie
+T0=$(now_ms)
+
+BG_PIDS=()
+
+phase() { log "[$(((($(now_ms) - T0) + 500) / 1000))s] $*"; }
+
+# Stop what is still running: our background jobs (pytest gets SIGINT first
+# so its fixtures stop the clusters and brokers), then any rig left in this
+# run's directories.
+cleanup() {
+	local rc=$? pid d
+	trap - EXIT INT TERM
+	for pid in "${BG_PIDS[@]}"; do
+		pid_alive "$pid" && kill -INT "$pid" 2>/dev/null || true
+	done
+	for pid in "${BG_PIDS[@]}"; do
+		if ! wait_pid_gone "$pid" 60; then
+			log "pid $pid still running 60 s after SIGINT"
+			stop_pid "$pid" 5 "e2e child"
+		fi
+	done
+	shopt -s nullglob
+	for d in /tmp/jk-e2e-"$JK_E2E_TAG"-*/*/ "$ROOT"/rig/jk-e2e-"$JK_E2E_TAG"-*/; do
+		d=${d%/}
+		if [[ -f $d/rig.env ]] && { pidfile_alive "$d/slurmctld.pid" || pidfile_alive "$d/slurmd.pid"; }; then
+			log "stopping leftover cluster $d"
+			if [[ $d == "$ROOT"/* ]]; then ci/rig/slurm-chroot.sh stop "$d" || true; else ci/rig/slurm-host.sh stop "$d" || true; fi
+		fi
+		if pidfile_alive "$d/tansu.pid"; then
+			log "stopping leftover broker $d"
+			ci/rig/tansu.sh stop "$d" || true
+		fi
+	done
+	# The chroot's bind mounts (refused while another rig runs there).
+	if [[ -d $ROOT ]]; then ci/rig/slurm-chroot.sh unmount "$ROOT" >/dev/null 2>&1 || true; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+# --- 1. prerequisites -----------------------------------------------------------
+phase "prerequisites"
+ci/install-deps.sh
+ci/rig/slurm-host.sh install
+ensure_venv
+if [[ $("$RIG_VENV/bin/python" -c 'import pytest; print(pytest.__version__)' 2>/dev/null) != "$PYTEST_VERSION" ]]; then
+	log "pip install pytest==$PYTEST_VERSION into $RIG_VENV"
+	"$RIG_VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest==$PYTEST_VERSION" >&2
+fi
+HOST_RELEASE=$(ci/slurm-version.sh)
+[[ $HOST_RELEASE == 22.05.* ]] || log "WARNING: the host's Slurm is $HOST_RELEASE (the suite expects 22.05.8)"
+
+# --- 2. builds ----------------------------------------------------------------
+# The chroot (debootstrap + apt, network-bound, ~90 s cold) while cargo builds.
+phase "chroot build (background) and plugin builds"
+ci/rig/slurm-chroot.sh build "$ROOT" >"$OUT/chroot-build.log" 2>&1 &
+CHROOT_PID=$!
+BG_PIDS+=("$CHROOT_PID")
+# The Makefile exports SLURM_VERSION to its children: always name the release.
+make --no-print-directory build SLURM_VERSION="$HOST_RELEASE"
+make --no-print-directory build SLURM_VERSION="$CHROOT_RELEASE"
+if ! wait "$CHROOT_PID"; then
+	cat "$OUT/chroot-build.log" >&2
+	die "chroot build failed"
+fi
+tail -n 3 "$OUT/chroot-build.log" >&2
+phase "builds done"
+
+# --- 3. the two sessions ----------------------------------------------------------
+run_session() { # RELEASE BROKER_PORT
+	local rel=$1 port=$2
+	# Own session: a Ctrl-C in the terminal reaches only this script, which
+	# passes one SIGINT on (a second one would cut pytest's teardown short).
+	exec setsid "$RIG_VENV/bin/python" -m pytest tests/e2e -p no:cacheprovider -v -rfEX \
+		--release "$rel" --broker-port "$port" --counts-file "$OUT/counts-$rel.json" "${@:3}" \
+		>"$OUT/pytest-$rel.log" 2>&1
+}
+phase "pytest: $HOST_RELEASE (host) and $CHROOT_RELEASE (chroot) in parallel; logs in $OUT"
+run_session "$HOST_RELEASE" 29092 "$@" &
+P1=$!
+run_session "$CHROOT_RELEASE" 29093 "$@" &
+P2=$!
+BG_PIDS+=("$P1" "$P2")
+deadline=$(($(now_ms) + DEADLINE * 1000))
+last_beat=$(now_ms)
+while pid_alive "$P1" || pid_alive "$P2"; do
+	if (($(now_ms) >= deadline)); then
+		log "ERROR: tests still running after ${DEADLINE}s: interrupting them"
+		for p in "$P1" "$P2"; do pid_alive "$p" && kill -INT "$p" 2>/dev/null || true; done
+		for p in "$P1" "$P2"; do wait_pid_gone "$p" 60 || stop_pid "$p" 5 pytest; done
+		break
+	fi
+	if (($(now_ms) - last_beat >= 30000)); then
+		last_beat=$(now_ms)
+		phase "running: $(cat "$OUT"/pytest-*.log 2>/dev/null | grep -cE ' (PASSED|FAILED|ERROR|XFAIL|XPASS) ' || true) test(s) done"
+	fi
+	sleep 0.5
+done
+RC1=0 RC2=0
+wait "$P1" || RC1=$?
+wait "$P2" || RC2=$?
+BG_PIDS=()
+
+# --- 4. report --------------------------------------------------------------------
+for rel in "$HOST_RELEASE" "$CHROOT_RELEASE"; do
+	echo
+	echo "################ Slurm $rel: pytest log ################"
+	cat "$OUT/pytest-$rel.log" || true
+done
+echo
+passed=0 failed=0 ok=1
+for rel in "$HOST_RELEASE" "$CHROOT_RELEASE"; do
+	f=$OUT/counts-$rel.json
+	if [[ -s $f ]]; then
+		read -r p fl er xp xf sk st < <("$RIG_VENV/bin/python" -c '
+import json, sys
+c = json.load(open(sys.argv[1]))
+print(c["passed"], c["failed"], c["error"], c["xpassed"], c["xfailed"], c["skipped"], c["exitstatus"])' "$f")
+		echo "e2e $rel: $p passed, $fl failed, $er errors, $xf xfailed, $xp xpassed, $sk skipped (pytest exit $st)"
+		passed=$((passed + p))
+		failed=$((failed + fl + er + xp))
+		((st == 0)) || ok=0
+		((p + fl + er + xp + xf > 0)) || { echo "e2e $rel: ran no test"; ok=0; }
+	else
+		echo "e2e $rel: no result (pytest did not finish)"
+		failed=$((failed + 1))
+		ok=0
+	fi
+done
+((RC1 == 0 && RC2 == 0)) || ok=0
+phase "done"
+echo "e2e wall time: $((($(now_ms) - T0) / 1000)) s"
+echo "$passed passed, $failed failed"
+((ok && failed == 0))

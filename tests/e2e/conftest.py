@@ -1,0 +1,172 @@
+"""End-to-end tests of jobcomp_kafka.so in a real slurmctld with a real broker.
+
+One pytest session per Slurm release (ci/e2e.sh runs the two in parallel):
+
+  pytest tests/e2e --release 22.05.8 --broker-port 29092
+  pytest tests/e2e --release 24.11.5 --broker-port 29093
+
+Per session: a tansu broker; the job mix on a cluster with our plugin (and,
+for 24.11.5, the same mix on a second cluster with SchedMD's plugin), run in
+background threads from the start of the session because the time-limit job
+needs 60-90 s; the other tests (restart, reconfigure) run on clusters of their
+own meanwhile; the checks of the mix come last. Tests marked
+`releases(...)` run only in those sessions (the others are deselected).
+
+Ports: tansu 29092 (22.05) / 29093 (24.11) / 29094 (the restart test's own
+broker); host clusters 36817/36818 (mix), 36827/36828 (restart), 36837/36838
+(reconfigure); chroot clusters 46817/46818 (mix, ours), 46827/46828 (mix,
+SchedMD's), 46837/46838 (reconfigure). Directories: /tmp/jk-e2e-<tag>-<series>/
+and <chroot>/rig/jk-e2e-<tag>-<series>-*/ (<tag> from JK_E2E_TAG, set by
+ci/e2e.sh, else the pid); removed after a passing session, kept after a failure.
+"""
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+import jk
+from jk import KAFKA_PROPS, PORTS, Broker, Cluster, log, series
+from mix import MIX_EXTRA_CONF, MixRun
+
+NUMBERS = []
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("jobcomp-kafka e2e")
+    g.addoption("--release", required=True, help="Slurm release of this session: 22.05.8 or 24.11.5")
+    g.addoption("--broker-port", type=int, default=29092, help="tansu port of this session")
+    g.addoption("--counts-file", help="write the outcome counts (JSON) here")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "releases(*r): run only in the sessions of these releases")
+    config.addinivalue_line("markers", "mixcheck: checks of the background job mix (run last)")
+
+
+def pytest_collection_modifyitems(config, items):
+    rel = config.getoption("--release")
+    keep, drop = [], []
+    for it in items:
+        m = it.get_closest_marker("releases")
+        (keep if m is None or rel in m.args else drop).append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    # The checks of the mix wait for it: everything else first.
+    keep.sort(key=lambda it: 1 if it.get_closest_marker("mixcheck") else 0)
+    items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def release(pytestconfig):
+    return pytestconfig.getoption("--release")
+
+
+@pytest.fixture(scope="session")
+def tag():
+    return os.environ.get("JK_E2E_TAG") or str(os.getpid())
+
+
+@pytest.fixture(scope="session")
+def session_dir(release, tag, request):
+    d = f"/tmp/jk-e2e-{tag}-{series(release).replace('.', '')}"
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    yield jk.Path(d)
+    if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        log(f"kept {d} for inspection")
+
+
+def cluster_dir(release, tag, session_dir, name):
+    if release.startswith("22.05"):
+        return session_dir / name
+    return jk.CHROOT_ROOT / "rig" / f"jk-e2e-{tag}-{series(release).replace('.', '')}-{name}"
+
+
+@pytest.fixture(scope="session")
+def broker(pytestconfig, session_dir):
+    b = Broker(session_dir / "kafka", pytestconfig.getoption("--broker-port"))
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def make_cluster(release, tag, session_dir, request):
+    """Factory: a started cluster of this session's release, stopped at the
+    end of the session (and its directory removed when nothing failed)."""
+    made = []
+
+    def make(name, role, **kw):
+        ports = PORTS[series(release)][role]
+        c = Cluster(release=release, name=name, dir=cluster_dir(release, tag, session_dir, name),
+                    ctld_port=ports[0], slurmd_port=ports[1], **kw)
+        made.append(c)
+        c.start()
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+    for c in made:
+        if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+            c.remove()
+        else:
+            log(f"kept {c.dir} for inspection")
+
+
+@pytest.fixture(scope="session")
+def mixes(release, broker, make_cluster):
+    """The job mix, started in the background at the beginning of the session:
+    {"ours": MixRun} and, on 24.11, also {"schedmd": MixRun}."""
+    runs = {}
+    plugins = ["ours"] + (["schedmd"] if PORTS[series(release)]["schedmd"] else [])
+    for plugin in plugins:
+        role = "mix" if plugin == "ours" else "schedmd"
+        c = make_cluster(f"jkmix{plugin}", role, plugin=plugin, bootstrap=broker.bootstrap,
+                         topic=f"jk-mix-{plugin}-{series(release)}", params="flush_timeout=1000",
+                         kafka_props=KAFKA_PROPS, extra_conf=MIX_EXTRA_CONF)
+        runs[plugin] = MixRun(c)
+    for r in runs.values():
+        r.start()
+    yield runs
+    for r in runs.values():
+        if r.thread is not None:
+            r.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _start_mix_first(request):
+    """Starts the mix before the first test when this session has mix checks."""
+    if any(it.get_closest_marker("mixcheck") for it in request.session.items):
+        request.getfixturevalue("mixes")
+
+
+@pytest.fixture
+def numbers(release, request):
+    """numbers(text): a line for the CI log (printed now and in the summary)."""
+
+    def put(text):
+        line = f"[{release}] {request.node.name}: {text}"
+        NUMBERS.append(line)
+        log(line)
+
+    return put
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if NUMBERS:
+        terminalreporter.section("jobcomp/kafka e2e numbers")
+        for line in NUMBERS:
+            terminalreporter.write_line(line)
+    path = config.getoption("--counts-file")
+    if path:
+        st = terminalreporter.stats
+        counts = {k: len(st.get(k, [])) for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
+        counts["exitstatus"] = int(exitstatus)
+        with open(path, "w") as f:
+            json.dump(counts, f)

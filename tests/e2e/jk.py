@@ -1,0 +1,849 @@
+"""Helpers of the end-to-end tests: the rigs in ci/rig/ driven from Python.
+
+Everything here talks to real parts only: a tansu broker (ci/rig/tansu.sh),
+the byte-exact consumer (ci/rig/consume.py), Slurm 22.05.8 on the host
+(ci/rig/slurm-host.sh) and Slurm 24.11.5 in the trixie chroot
+(ci/rig/slurm-chroot.sh). Waits poll with deadlines; nothing sleeps for long.
+"""
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RIG = REPO / "ci" / "rig"
+# The same defaults as ci/lib/common.sh and ci/rig/slurm-chroot.sh.
+CHROOT_ROOT = Path(os.environ.get("JK_ROOT")
+                   or os.path.join(os.environ.get("RIG_CACHE", "/var/tmp/jobcomp-kafka"), "chroot-trixie"))
+SYSTEM_PLUGINDIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
+
+# Daemons and clients run 5 h 30 min east of UTC. A POSIX TZ string needs no
+# tzdata (the chroot has none it would use). scontrol prints local time; the
+# record must carry UTC, so a plugin formatting local time is caught.
+TZ = "XST-05:30"
+TZ_OFFSET = timedelta(hours=5, minutes=30)
+
+FINAL_STATES = {
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
+    "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
+}
+
+# Ports (see conftest.py) per Slurm series and role: (ctld, slurmd).
+PORTS = {
+    "22.05": {"mix": (36817, 36818), "schedmd": None, "restart": (36827, 36828), "reconf": (36837, 36838)},
+    "24.11": {"mix": (46817, 46818), "schedmd": (46827, 46828), "restart": (46847, 46848),
+              "reconf": (46837, 46838)},
+}
+# The restart test's own broker (down while the jobs run).
+OUTAGE_BROKER_PORT = {"22.05": 29094, "24.11": 29095}
+# librdkafka properties of every cluster: no record may time out while a
+# test runs (the broker is up, or comes back within the test).
+KAFKA_PROPS = {"message.timeout.ms": "120000", "reconnect.backoff.max.ms": "1000"}
+
+
+def series(release):
+    return ".".join(release.split(".")[:2])
+
+
+_print_lock = threading.Lock()
+
+
+def log(msg):
+    """Progress line on the real stderr (pytest does not capture it), so a CI
+    log shows where a run is even when it hangs."""
+    with _print_lock:
+        print(f"[{time.strftime('%H:%M:%S')} e2e] {msg}", file=sys.__stderr__, flush=True)
+
+
+class RigError(RuntimeError):
+    pass
+
+
+def _show(b, limit=3000):
+    text = b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def run(argv, *, check=True, timeout=120, cwd=None, input=None, env=None):
+    """Run argv (str/bytes/Path items) with TZ set; output as bytes."""
+    e = dict(os.environ, TZ=TZ)
+    e.update(env or {})
+    argv = [a if isinstance(a, bytes) else str(a) for a in argv]
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=timeout, cwd=cwd, input=input, env=e)
+    except subprocess.TimeoutExpired as exc:
+        raise RigError(f"{argv!r} did not finish within {timeout}s") from exc
+    if check and p.returncode != 0:
+        raise RigError(f"{argv!r} exited {p.returncode}\nstdout: {_show(p.stdout)}\nstderr: {_show(p.stderr)}")
+    return p
+
+
+def wait_for(pred, timeout, what, interval=0.1):
+    """Call pred() until it returns something truthy; that value is returned.
+    RigError when the deadline passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise RigError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def port_open(port, host="127.0.0.1"):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+# --- Kafka -------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int | None
+    headers: dict = field(default_factory=dict)  # name -> str | None | {"b64": ...} | [values]
+
+
+@dataclass
+class Consumed:
+    messages: list
+    rc: int  # consume.py: 0 ok, 3 too few before the timeout, 5 more than expected
+    stderr: str
+
+
+class Broker:
+    """A tansu broker (in-memory storage) on 127.0.0.1:port."""
+
+    def __init__(self, dir, port):
+        self.dir = Path(dir)
+        self.port = port
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        run([RIG / "tansu.sh", "start", self.dir, self.port], timeout=120)
+        log(f"tansu up on {self.bootstrap}")
+
+    def stop(self):
+        run([RIG / "tansu.sh", "stop", self.dir], check=False, timeout=30)
+
+    def consume(self, topic, expect, timeout=60.0, linger=2.0):
+        """Read topic from its beginning with ci/rig/consume.py until `expect`
+        messages are in, then watch `linger` s more for extra ones."""
+        argv = [sys.executable, RIG / "consume.py", "--bootstrap", self.bootstrap, "--topic", topic,
+                "--from-beginning", "--expect", str(expect), "--exact", "--linger", str(linger),
+                "--timeout", str(timeout)]
+        p = run(argv, check=False, timeout=timeout + linger + 60)
+        msgs = []
+        for line in p.stdout.decode().splitlines():
+            o = json.loads(line)
+            key = None
+            if "key_b64" in o:
+                key = base64.b64decode(o["key_b64"])
+            elif o["key"] is not None:
+                key = o["key"].encode()
+            value = base64.b64decode(o["value_b64"]) if o["value_b64"] is not None else None
+            msgs.append(Message(o["partition"], o["offset"], key, value, o["timestamp_ms"], o["headers"]))
+        if p.returncode not in (0, 3, 5):
+            raise RigError(f"consume.py exited {p.returncode}: {_show(p.stderr)}")
+        return Consumed(msgs, p.returncode, p.stderr.decode("utf-8", "replace"))
+
+
+# Our plugin's only message header (README, The record): a decimal id unique
+# to the record. SchedMD's plugin sends no header.
+RECORD_ID_HEADER = "jobcomp.record_id"
+
+
+def record_id_problems(messages):
+    """Every message has exactly one header, jobcomp.record_id, a decimal
+    number, and no two messages share one."""
+    bad = []
+    seen = {}
+    for m in messages:
+        h = m.headers or {}
+        rid = h.get(RECORD_ID_HEADER)
+        if set(h) != {RECORD_ID_HEADER} or not isinstance(rid, str) or not re.fullmatch(r"[0-9]+", rid):
+            bad.append(f"partition {m.partition} offset {m.offset}: headers {h!r}, expected one "
+                       f"decimal {RECORD_ID_HEADER}")
+            continue
+        if rid in seen:
+            bad.append(f"{RECORD_ID_HEADER} {rid} at {seen[rid]} and {m.partition}/{m.offset}")
+        seen[rid] = f"{m.partition}/{m.offset}"
+    return bad
+
+
+# --- the record's text form --------------------------------------------------
+
+
+class InvalidRecord(ValueError):
+    pass
+
+
+def _jsonc_string(s):
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == "\\":
+            out.append("\\\\")
+        elif ch == "/":
+            out.append("\\/")
+        elif ch == "\b":
+            out.append("\\b")
+        elif ch == "\f":
+            out.append("\\f")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif o < 0x20:
+            out.append("\\u%04x" % o)
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def jsonc_value(v):
+    """One value the way json-c (JSON_C_TO_STRING_PLAIN) writes it."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        t = "%.17g" % v
+        if "." not in t and "e" not in t:
+            t += ".0"
+        return t
+    if isinstance(v, str):
+        return _jsonc_string(v)
+    raise InvalidRecord(f"unexpected JSON value type {type(v).__name__}: {v!r}")
+
+
+def jsonc_dumps(pairs):
+    return "{" + ",".join(_jsonc_string(k) + ":" + jsonc_value(v) for k, v in pairs) + "}"
+
+
+def decode_record(value):
+    """Kafka message value -> list of (key, value) pairs in emission order.
+
+    InvalidRecord unless the bytes are strict UTF-8, one JSON object of flat
+    values without duplicate keys, in json-c's compact text form (so a stray
+    byte, a NUL, other escaping or whitespace is caught too)."""
+    if value is None:
+        raise InvalidRecord("null message value")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRecord(f"not UTF-8: {exc}; bytes around: {value[max(0, exc.start - 20):exc.end + 20]!r}")
+    try:
+        pairs = json.loads(text, object_pairs_hook=lambda p: ("obj", p))
+    except json.JSONDecodeError as exc:
+        raise InvalidRecord(f"not JSON: {exc}; text around: {text[max(0, exc.pos - 30):exc.pos + 30]!r}")
+    if not (isinstance(pairs, tuple) and pairs[0] == "obj"):
+        raise InvalidRecord("top level is not an object")
+    pairs = pairs[1]
+    keys = [k for k, _ in pairs]
+    dups = sorted({k for k in keys if keys.count(k) > 1})
+    if dups:
+        raise InvalidRecord(f"duplicate keys {dups}")
+    for k, v in pairs:
+        if isinstance(v, (tuple, list)):
+            raise InvalidRecord(f"nested value under {k!r}")
+    canon = jsonc_dumps(pairs)
+    if canon != text:
+        i = next((i for i, (a, b) in enumerate(zip(canon, text)) if a != b), min(len(canon), len(text)))
+        raise InvalidRecord(
+            f"not json-c's compact form at char {i}: got {text[max(0, i - 30):i + 30]!r}, "
+            f"json-c writes {canon[max(0, i - 30):i + 30]!r} (lengths {len(text)} vs {len(canon)})")
+    return pairs
+
+
+# Emission order of every key (shared/slurm/record-format.md) and the first
+# series that has it ("2302" = 23.02, which 22.05 uses too).
+RECORD_KEYS = [
+    ("jobid", "2302"), ("sluid", "2605"), ("original_sluid", "2605"), ("container", "2302"),
+    ("username", "2302"), ("user_id", "2302"), ("groupname", "2302"), ("group_id", "2302"),
+    ("@start", "2302"), ("@end", "2302"), ("elapsed", "2302"), ("partition", "2302"),
+    ("alloc_node", "2302"), ("nodes", "2302"), ("total_cpus", "2302"), ("total_nodes", "2302"),
+    ("derived_ec", "2302"), ("exit_code", "2302"), ("state", "2302"), ("failed_node", "2302"),
+    ("cpu_hours", "2302"), ("array_job_id", "2302"), ("array_task_id", "2302"),
+    ("pack_job_id", "2302"), ("pack_job_offset", "2302"), ("het_job_id", "2302"),
+    ("het_job_offset", "2302"), ("priority", "2405"), ("@submit", "2302"), ("@eligible", "2302"),
+    ("@queue_wait", "2302"), ("work_dir", "2302"), ("std_err", "2302"), ("std_in", "2302"),
+    ("std_out", "2302"), ("cluster", "2302"), ("qos", "2302"), ("ntasks", "2302"),
+    ("ntasks_per_node", "2302"), ("ntasks_per_tres", "2302"), ("cpus_per_task", "2302"),
+    ("orig_dependency", "2302"), ("excluded_nodes", "2302"), ("features", "2302"),
+    ("time_limit", "2302"), ("job_name", "2302"), ("reservation_name", "2302"), ("wc_key", "2302"),
+    ("tres_req_raw", "2311"), ("tres_req", "2302"), ("tres_alloc_raw", "2311"), ("tres_alloc", "2302"),
+    ("account", "2302"), ("admin_comment", "2605"), ("comment", "2605"), ("script", "2302"),
+    ("parent_accounts", "2302"),
+]
+# Present in every finish record, null or not.
+ALWAYS_KEYS = ["jobid", "container", "username", "user_id", "groupname", "group_id", "partition",
+               "alloc_node", "nodes", "total_cpus", "total_nodes", "derived_ec", "exit_code", "state",
+               "failed_node", "cpu_hours", "elapsed"]
+KEY_TYPES = {
+    "jobid": int, "user_id": int, "group_id": int, "elapsed": int, "total_cpus": int, "total_nodes": int,
+    "cpu_hours": float, "array_job_id": int, "array_task_id": int, "pack_job_id": int,
+    "pack_job_offset": int, "het_job_id": int, "het_job_offset": int, "priority": int,
+    "@queue_wait": int, "ntasks": int, "ntasks_per_node": int, "ntasks_per_tres": int,
+    "cpus_per_task": int, "time_limit": int,
+}
+NULLABLE = {"container", "username", "groupname", "partition", "alloc_node", "nodes", "state", "failed_node"}
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
+
+
+def series_key(release):
+    major, minor = release.split(".")[:2]
+    return f"{int(major):02d}{int(minor):02d}"
+
+
+def schema_problems(pairs, release):
+    """Key set, order and types against record-format.md for `release`'s series
+    (22.05 uses the 23.02 field set)."""
+    s = max(series_key(release), "2302")
+    allowed = [k for k, since in RECORD_KEYS if since <= s]
+    order = {k: i for i, k in enumerate(allowed)}
+    problems = []
+    keys = [k for k, _ in pairs]
+    unknown = [k for k in keys if k not in order]
+    if unknown:
+        problems.append(f"keys not in the {release} schema: {unknown}")
+    idx = [order[k] for k in keys if k in order]
+    if idx != sorted(idx):
+        problems.append(f"key order differs from the schema: {keys}")
+    missing = [k for k in ALWAYS_KEYS if k not in keys]
+    if missing:
+        problems.append(f"always-present keys missing: {missing}")
+    for k, v in pairs:
+        if v is None:
+            if k not in NULLABLE:
+                problems.append(f"{k} is null")
+            continue
+        want = KEY_TYPES.get(k, str)
+        if type(v) is not want:
+            problems.append(f"{k}={v!r} is {type(v).__name__}, not {want.__name__}")
+        if k.startswith("@") and k != "@queue_wait" and not TIME_RE.match(v):
+            problems.append(f"{k}={v!r} is not %Y-%m-%dT%H:%M:%S")
+        if k in ("derived_ec", "exit_code") and not re.fullmatch(r"\d+:\d+", v):
+            problems.append(f"{k}={v!r} is not exit:signal")
+    return problems
+
+
+# --- scontrol ----------------------------------------------------------------
+
+_KEY_AT = re.compile(r"(?:^| )([A-Z][A-Za-z0-9_/:]*)=")
+
+
+def parse_scontrol_job(text):
+    """One job of `scontrol show job -d -o` -> {key: [values...]} (a key can
+    repeat in the -d node block). Fields are split at ' Key=' (Key starting
+    with a capital letter); the names and paths the tests use never contain
+    that sequence, but may contain spaces, tabs, newlines and '='."""
+    out = {}
+    ms = list(_KEY_AT.finditer(text))
+    for i, m in enumerate(ms):
+        end = ms[i + 1].start() if i + 1 < len(ms) else len(text)
+        out.setdefault(m.group(1), []).append(text[m.end():end].rstrip(" \n"))
+    return out
+
+
+def parse_scontrol_jobs(raw):
+    """Whole `scontrol show job -d -o` output (bytes) -> {jobid: Snapshot}.
+    Invalid UTF-8 is decoded to U+FFFD per maximal invalid subpart (what a
+    valid record must carry)."""
+    text = raw.decode("utf-8", "replace")
+    jobs = {}
+    for chunk in re.split(r"(?:^|\n)(?=JobId=\d+ )", text):
+        if not chunk.strip():
+            continue
+        f = parse_scontrol_job(chunk)
+        snap = Snapshot(f, time.time())
+        jobs[snap.jobid] = snap
+    return jobs
+
+
+@dataclass
+class Snapshot:
+    fields: dict
+    taken: float
+
+    def get(self, key, default=None):
+        v = self.fields.get(key)
+        return v[0] if v else default
+
+    def __getitem__(self, key):
+        v = self.fields.get(key)
+        if not v:
+            raise KeyError(f"scontrol printed no {key}= (keys: {sorted(self.fields)})")
+        return v[0]
+
+    @property
+    def jobid(self):
+        return int(self["JobId"])
+
+    @property
+    def state(self):
+        return self["JobState"]
+
+
+def scontrol_null(v):
+    return v in (None, "", "(null)", "N/A")
+
+
+def scontrol_time_utc(v):
+    """scontrol's local time (TZ above) -> the record's UTC text; None for
+    Unknown/None/N/A."""
+    if v in (None, "", "Unknown", "None", "N/A", "(null)"):
+        return None
+    t = datetime.strptime(v, "%Y-%m-%dT%H:%M:%S") - TZ_OFFSET
+    return t.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def scontrol_seconds(v):
+    """TimeLimit text -> seconds; None for UNLIMITED."""
+    if v in ("UNLIMITED", "Partition_Limit", "NONE"):
+        return None
+    days = 0
+    if "-" in v:
+        d, v = v.split("-", 1)
+        days = int(d)
+    parts = [int(x) for x in v.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    h, m, s = parts
+    return ((days * 24 + h) * 60 + m) * 60 + s
+
+
+def name_id(v):
+    """'root(0)' -> ('root', 0)"""
+    m = re.fullmatch(r"(.*)\((\d+)\)", v)
+    assert m, f"unexpected user/group text {v!r}"
+    return m.group(1), int(m.group(2))
+
+
+def expand_io_pattern(pattern, snap):
+    """The %-patterns Slurm expands in StdOut/StdErr for scontrol (the record
+    carries the pattern as submitted). A backslash anywhere turns expansion
+    off and is dropped (sbatch(1), "filename pattern")."""
+    if "\\" in pattern:
+        return pattern.replace("\\", "")
+    jobid = snap.jobid
+    arr_job = snap.get("ArrayJobId")
+    arr_task = snap.get("ArrayTaskId")
+
+    def sub(m):
+        flag, c = m.group(1), m.group(2)
+        if c == "%":
+            return "%"
+        val = {
+            "j": str(jobid),
+            "A": str(arr_job) if arr_job else str(jobid),
+            "a": str(arr_task) if arr_task else "4294967294",
+            "x": snap.get("JobName", ""),
+            "u": name_id(snap["UserId"])[0],
+            "N": "localhost",
+            "n": "0",
+            "t": "0",
+            "s": "batch",
+        }.get(c)
+        if val is None:
+            return m.group(0)
+        if flag and c in "jAa":
+            return val.zfill(int(flag))
+        return val
+
+    return re.sub(r"%(\d*)([jAaxuNnts%])", sub, pattern)
+
+
+# --- Slurm clusters ----------------------------------------------------------
+
+
+class Cluster:
+    """A single-node cluster started through ci/rig (host: Slurm 22.05.8;
+    chroot: 24.11.5), with our plugin or SchedMD's."""
+
+    def __init__(self, *, release, name, dir, ctld_port, slurmd_port, plugin, bootstrap, topic,
+                 params="", kafka_props=None, extra_conf=()):
+        self.release = release
+        self.kind = "host" if release.startswith("22.05") else "chroot"
+        self.name = name
+        self.dir = Path(dir)
+        self.ctld_port = ctld_port
+        self.slurmd_port = slurmd_port
+        self.plugin = plugin  # "ours" | "schedmd"
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.params = params
+        self.kafka_props = dict(kafka_props or {})
+        self.extra_conf = list(extra_conf)
+        self.started = False
+        if self.kind == "chroot":
+            assert str(self.dir).startswith(str(CHROOT_ROOT) + "/"), self.dir
+
+    # paths
+    @property
+    def rig_script(self):
+        return RIG / ("slurm-host.sh" if self.kind == "host" else "slurm-chroot.sh")
+
+    def inpath(self, host_path):
+        """Host path -> the path the daemons and jobs see."""
+        p = str(host_path)
+        if self.kind == "chroot":
+            assert p.startswith(str(CHROOT_ROOT) + "/"), p
+            return p[len(str(CHROOT_ROOT)):]
+        return p
+
+    def inpath_b(self, host_path_b):
+        if self.kind == "chroot":
+            root = os.fsencode(str(CHROOT_ROOT))
+            assert host_path_b.startswith(root + b"/")
+            return host_path_b[len(root):]
+        return host_path_b
+
+    @property
+    def indir(self):
+        return self.inpath(self.dir)
+
+    @property
+    def state_dir(self):
+        return self.dir / "state"
+
+    @property
+    def log_path(self):
+        return self.dir / "slurmctld.log"
+
+    def ctld_pid(self):
+        try:
+            return int((self.dir / "slurmctld.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def plugin_build(self):
+        return REPO / "build" / f"slurm-{self.release}" / "jobcomp_kafka.so"
+
+    def write_kafka_conf(self, props=None):
+        props = props if props is not None else self.kafka_props
+        lines = ["# JobCompLoc of the e2e tests", f"bootstrap.servers={self.bootstrap}"]
+        lines += [f"{k}={v}" for k, v in props.items()]
+        (self.dir / "kafka.conf").write_text("\n".join(lines) + "\n")
+        os.chmod(self.dir / "kafka.conf", 0o600)
+
+    def start(self):
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        os.chmod(self.dir, 0o755)
+        self.write_kafka_conf()
+        args = ["start"]
+        if self.kind == "chroot":
+            args.append(CHROOT_ROOT)
+        args += [self.dir, "--jobcomp", "jobcomp/kafka", "--jobcomp-loc", self.inpath(self.dir / "kafka.conf"),
+                 "--ctld-port", str(self.ctld_port), "--slurmd-port", str(self.slurmd_port),
+                 "--cluster", self.name, "--debugflags", "JobComp" if self.kind == "chroot" else "Elasticsearch"]
+        params = ",".join(x for x in (f"topic={self.topic}", self.params) if x)
+        args += ["--jobcomp-params", params]
+        if self.plugin == "ours":
+            so = self.plugin_build()
+            if not so.is_file():
+                raise RigError(f"{so} missing: run make build SLURM_VERSION={self.release}")
+            pdir = self.dir / "plugins"
+            pdir.mkdir()
+            shutil.copy2(so, pdir / "jobcomp_kafka.so")
+            # Ours first: in the chroot the system directory holds SchedMD's
+            # jobcomp_kafka.so, and Slurm loads the first one it finds.
+            args += ["--conf", f"PluginDir={self.inpath(pdir)}:{SYSTEM_PLUGINDIR}"]
+        for kv in self.extra_conf:
+            args += ["--conf", kv]
+        run([self.rig_script, *args], timeout=180)
+        self.started = True
+        self.check_plugin_loaded()
+        log(f"{self.kind} cluster {self.name} (Slurm {self.release}, {self.plugin} plugin) up: "
+            f"ctld :{self.ctld_port}, topic {self.topic}, dir {self.dir}")
+
+    def check_plugin_loaded(self):
+        """The jobcomp_kafka.so mapped into slurmctld is the one we meant."""
+        pid = self.ctld_pid()
+        want = (self.inpath(self.dir / "plugins" / "jobcomp_kafka.so") if self.plugin == "ours"
+                else f"{SYSTEM_PLUGINDIR}/jobcomp_kafka.so")
+
+        def mapped():
+            try:
+                maps = Path(f"/proc/{pid}/maps").read_text()
+            except OSError:
+                return None
+            return [ln.split()[-1] for ln in maps.splitlines() if ln.endswith("jobcomp_kafka.so")]
+
+        paths = wait_for(mapped, 10, f"jobcomp_kafka.so mapped into slurmctld {pid}")
+        ok = all(p == want or p.endswith(want) for p in paths)
+        if not ok:
+            raise RigError(f"slurmctld {pid} maps {sorted(set(paths))}, expected {want}")
+
+    def stop(self):
+        if self.dir.exists() and (self.dir / "rig.env").exists():
+            run([self.rig_script, "stop", self.dir], check=False, timeout=90)
+        self.started = False
+
+    def remove(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # clients
+    def cmd(self, name, *args, check=True, timeout=60, input=None):
+        """Run a Slurm client of this cluster (the DIR/bin wrappers: inside the
+        chroot for 24.11, with this cluster's slurm.conf)."""
+        return run([self.dir / "bin" / name, *args], check=check, timeout=timeout, cwd=self.dir, input=input)
+
+    def sbatch(self, *args, input=None):
+        p = self.cmd("sbatch", "--parsable", *args, input=input)
+        return int(p.stdout.decode().strip().split(";")[0])
+
+    def scontrol(self, *args, check=True):
+        return self.cmd("scontrol", *args, check=check)
+
+    def show_jobs(self, jobid=None):
+        """{jobid: Snapshot} of `scontrol show job -d -o [jobid]`."""
+        args = ["show", "job", "-d", "-o"] + ([str(jobid)] if jobid is not None else [])
+        p = self.scontrol(*args, check=False)
+        if p.returncode != 0:
+            if b"Invalid job id" in p.stderr:
+                return {}
+            raise RigError(f"scontrol show job failed: {_show(p.stderr)}")
+        return parse_scontrol_jobs(p.stdout)
+
+    def show_job(self, jobid):
+        return self.show_jobs(jobid).get(jobid)
+
+    def wait_state(self, jobid, states, timeout=60):
+        def check():
+            s = self.show_job(jobid)
+            return s if s is not None and s.state in states else None
+
+        return wait_for(check, timeout, f"job {jobid} in {states} on {self.name}", interval=0.2)
+
+    def wait_done(self, jobids, timeout=120):
+        """All listed jobs (array ids cover their tasks) in a final state."""
+        pending = set(jobids)
+
+        def check():
+            jobs = self.show_jobs()
+            for jid in list(pending):
+                mine = [s for s in jobs.values() if s.jobid == jid or s.get("ArrayJobId") == str(jid)]
+                if mine and all(s.state in FINAL_STATES for s in mine):
+                    pending.discard(jid)
+            return not pending
+
+        wait_for(check, timeout, f"jobs {sorted(pending)} to end on {self.name}", interval=0.3)
+
+    def run_jobs(self, n, timeout=60, prefix="j"):
+        ids = [self.sbatch("-J", f"{prefix}{i}", "--wrap", f"echo {prefix}{i}") for i in range(n)]
+        self.wait_done(ids, timeout)
+        return ids
+
+    def log_text(self):
+        try:
+            return self.log_path.read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def ping_ok(self):
+        p = self.scontrol("ping", check=False)
+        return p.returncode == 0 and b"is UP" in p.stdout
+
+
+# --- state file --------------------------------------------------------------
+
+
+def read_state_file(path, with_event=False):
+    """SchedMD's jobcomp_kafka_state: u16 version, u32 count, per record
+    [u32 event,] u32 job id, u32 length (incl. NUL), bytes, NUL. Big-endian."""
+    data = Path(path).read_bytes()
+    version, count = struct.unpack_from(">HI", data, 0)
+    pos = 6
+    recs = []
+    for _ in range(count):
+        if with_event:
+            pos += 4
+        jobid, length = struct.unpack_from(">II", data, pos)
+        pos += 8
+        body = data[pos:pos + length]
+        pos += length
+        if len(body) != length or not body.endswith(b"\0"):
+            raise InvalidRecord(f"state file record of job {jobid} truncated or not NUL-terminated")
+        recs.append((jobid, body[:-1]))
+    if pos != len(data):
+        raise InvalidRecord(f"state file has {len(data) - pos} trailing bytes")
+    return version, recs
+
+
+# --- a record checked against what scontrol reported --------------------------
+
+
+def compare_with_scontrol(rec, snap, *, release, ntasks_given=False, dependency=None, expect=None):
+    """Field-by-field comparison of one record (dict) with scontrol's view of
+    the same job (the final snapshot, taken before the job was purged).
+    Returns a list of mismatch descriptions."""
+    bad = []
+    expect = expect or {}
+
+    def eq(key, want):
+        if key in expect:  # what Slurm defines for the record differs from scontrol's later view
+            want = expect[key]
+        have = rec.get(key, "<absent>")
+        if want is None:
+            if key in rec:
+                bad.append(f"{key}: record has {have!r}, scontrol has none")
+        elif have != want:
+            bad.append(f"{key}: record {have!r} != scontrol {want!r}")
+
+    eq("jobid", snap.jobid)
+    user, uid = name_id(snap["UserId"])
+    group, gid = name_id(snap["GroupId"])
+    eq("user_id", uid)
+    eq("username", user)
+    eq("group_id", gid)
+    eq("groupname", group)
+    eq("job_name", snap["JobName"] or None)
+    eq("partition", snap["Partition"])
+    ran = not scontrol_null(snap.get("NodeList")) and snap.get("NodeList") != ""
+    if ran:
+        eq("nodes", snap["NodeList"])
+        eq("total_cpus", int(snap["NumCPUs"]))
+        eq("total_nodes", int(snap["NumNodes"]))
+    else:
+        # Never allocated: scontrol prints the requested counts for a job
+        # that never ran; the job record holds 0 and no node list.
+        if rec.get("nodes") is not None:
+            bad.append(f"nodes: {rec.get('nodes')!r} for a job that never ran")
+        eq("total_cpus", 0)
+        eq("total_nodes", 0)
+    eq("state", snap.state)
+    eq("exit_code", snap["ExitCode"])
+    eq("derived_ec", snap["DerivedExitCode"])
+    eq("work_dir", snap["WorkDir"])
+    eq("std_in", None if scontrol_null(snap.get("StdIn")) else snap["StdIn"])
+    for key, sk in (("std_out", "StdOut"), ("std_err", "StdErr")):
+        if key in rec:
+            got = expand_io_pattern(rec[key], snap)
+            if got != snap[sk]:
+                bad.append(f"{key}: record {rec[key]!r} expands to {got!r} != scontrol {snap[sk]!r}")
+    if "std_err" not in rec and snap.get("StdErr") != snap.get("StdOut"):
+        bad.append(f"std_err absent but scontrol StdErr {snap.get('StdErr')!r} differs from StdOut")
+    if "std_out" not in rec:
+        bad.append("std_out absent (every batch job has one)")
+    eq("time_limit", scontrol_seconds(snap["TimeLimit"]))
+    if snap.get("ArrayJobId"):
+        eq("array_job_id", int(snap["ArrayJobId"]))
+        eq("array_task_id", int(snap["ArrayTaskId"]))
+    else:
+        eq("array_job_id", None)
+        eq("array_task_id", None)
+    start = scontrol_time_utc(snap.get("StartTime"))
+    end = expect.get("@end", scontrol_time_utc(snap.get("EndTime")))
+    eq("@start", start)
+    eq("@end", end)
+    eq("@submit", scontrol_time_utc(snap.get("SubmitTime")))
+    eq("@eligible", scontrol_time_utc(snap.get("EligibleTime")))
+    if start and end and "elapsed" in rec:
+        t0 = datetime.strptime(start, "%Y-%m-%dT%H:%M:%S")
+        t1 = datetime.strptime(end, "%Y-%m-%dT%H:%M:%S")
+        eq("elapsed", max(0, int((t1 - t0).total_seconds())))
+        cpus = rec.get("total_cpus", 0)
+        want = float(struct.unpack("f", struct.pack("f", rec["elapsed"] * cpus / 3600))[0]) \
+            if isinstance(rec.get("elapsed"), int) else None
+        if want is not None and rec.get("cpu_hours") != want:
+            bad.append(f"cpu_hours {rec.get('cpu_hours')!r} != float32(elapsed*cpus/3600) {want!r}")
+    elig = scontrol_time_utc(snap.get("EligibleTime"))
+    if start and elig and "@queue_wait" in rec:
+        qw = int((datetime.strptime(start, "%Y-%m-%dT%H:%M:%S")
+                  - datetime.strptime(elig, "%Y-%m-%dT%H:%M:%S")).total_seconds())
+        eq("@queue_wait", qw)
+    eq("account", None if scontrol_null(snap.get("Account")) else snap["Account"])
+    eq("qos", None if scontrol_null(snap.get("QOS")) else snap["QOS"])
+    # No slurmdbd in the rigs: no association, so no cluster/parent_accounts.
+    eq("cluster", None)
+    eq("parent_accounts", None)
+    if ntasks_given:
+        eq("ntasks", int(snap["NumTasks"]))
+    npn = snap["NtasksPerN:B:S:C"].split(":")[0]
+    eq("ntasks_per_node", int(npn) if npn.isdigit() else None)
+    cpt = snap.get("CPUs/Task")
+    eq("cpus_per_task", int(cpt) if cpt and cpt.isdigit() else None)
+    if dependency is not None:
+        eq("orig_dependency", dependency)
+    else:
+        eq("orig_dependency", None)
+    eq("excluded_nodes", None if scontrol_null(snap.get("ExcNodeList")) else snap["ExcNodeList"])
+    eq("features", None if scontrol_null(snap.get("Features")) else snap["Features"])
+    eq("reservation_name", None if scontrol_null(snap.get("Reservation")) else snap["Reservation"])
+    # The comment is published from 26.05 on (and only with send_comment).
+    eq("comment", None)
+    eq("admin_comment", None)
+    if series_key(release) >= "2405":
+        pr = snap.get("Priority")
+        eq("priority", int(pr) if pr and pr.isdigit() and int(pr) not in (0xFFFFFFFE, 0xFFFFFFFF) else None)
+    else:
+        eq("priority", None)
+    if snap.get("ReqTRES") is not None:
+        eq("tres_req", None if scontrol_null(snap["ReqTRES"]) else snap["ReqTRES"])
+        if ran:
+            eq("tres_alloc", None if scontrol_null(snap.get("AllocTRES")) else snap["AllocTRES"])
+    elif ran and snap.get("TRES") is not None:
+        # 22.05 prints one TRES= (the allocated ones once the job ran).
+        eq("tres_alloc", snap["TRES"])
+    return bad
+
+
+def check_script(rec, expected, label):
+    if expected is None:
+        return []
+    if rec.get("script") != expected:
+        return [f"{label}: script {rec.get('script')!r} != submitted {expected!r}"]
+    return []
+
+
+def wrap_script(cmd):
+    """The batch script sbatch --wrap creates (22.05 and 24.11 alike)."""
+    return f"#!/bin/sh\n# This script was created by sbatch --wrap.\n\n{cmd}\n"
+
+
+def kill_pid(pid, sig=signal.SIGTERM):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
