@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Slurm 24.11.5 (Debian trixie) single-node cluster in a chroot on this host.
+# Slurm single-node cluster in a Debian chroot on this host: Slurm 24.11.5
+# (Debian trixie, the default) or, with SUITE=forky, Slurm 26.05.5 (Debian forky).
 #
 # Usage:
-#   slurm-chroot.sh build [ROOT]       debootstrap trixie + Slurm + SchedMD's kafka
+#   slurm-chroot.sh build [ROOT]       debootstrap SUITE + Slurm + SchedMD's kafka
 #                                      plugin + kcat + libslurm-dev (one time per
 #                                      machine; no-op when ROOT is complete)
 #   slurm-chroot.sh start ROOT DIR [OPTIONS]
@@ -10,6 +11,7 @@
 #                                      start slurmctld + slurmd inside ROOT; DIR must
 #                                      lie inside ROOT (e.g. ROOT/rig/NAME); OPTIONS as
 #                                      slurm-host.sh, default ports 26817/26818
+#                                      (forky: 47817/47818)
 #   slurm-chroot.sh stop DIR           scontrol shutdown, then kill leftovers by PID
 #   slurm-chroot.sh restart-ctld DIR   stop slurmctld by PID (SIGTERM) and start it again
 #   slurm-chroot.sh kill9-ctld DIR     SIGKILL slurmctld (crash test); start-ctld brings it back
@@ -23,21 +25,54 @@
 #                                      (start mounts them; unmount refuses while a rig runs)
 #   slurm-chroot.sh version [ROOT]     print the Slurm version installed in ROOT
 #
-# ROOT defaults to /var/tmp/jobcomp-kafka/chroot-trixie. The host's loopback is
-# shared with the chroot, so a broker started on the host (tansu.sh) is reachable
-# at 127.0.0.1 from the plugin inside.
+# SUITE=trixie|forky (environment; default trixie; JK_CHROOT_SUITE is the older
+# spelling) picks the Debian suite: ROOT defaults to
+# /var/tmp/jobcomp-kafka/chroot-SUITE. Without SUITE, a ROOT that holds (or is
+# named for) a forky chroot is taken as forky. The commands that take DIR find
+# ROOT in DIR/rig.env, so they need no SUITE. The host's loopback is shared with the
+# chroot, so a broker started on the host (tansu.sh) is reachable at 127.0.0.1
+# from the plugin inside.
 set -euo pipefail
 RIG_NAME=slurm-chroot
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 . "$RIG_LIB_DIR/slurm.sh"
 
-DEFAULT_ROOT=$RIG_CACHE/chroot-trixie
-SUITE=${JK_CHROOT_SUITE:-trixie}
-MIRROR=${JK_CHROOT_MIRROR:-http://deb.debian.org/debian}
+# set_suite SUITE: everything that depends on the Debian suite.
+set_suite() {
+	SUITE=$1
+	case $SUITE in
+	trixie) EXPECTED_SLURM=24.11.5 DEFAULT_CTLD_PORT=26817 DEFAULT_SLURMD_PORT=26818 ;;
+	forky) EXPECTED_SLURM=26.05.5 DEFAULT_CTLD_PORT=47817 DEFAULT_SLURMD_PORT=47818 ;;
+	*) die "SUITE must be trixie or forky, not '$SUITE'" ;;
+	esac
+	# bookworm's debootstrap has no script for suites newer than trixie: those
+	# are bootstrapped with the sid script (same layout).
+	DEBOOTSTRAP_SCRIPT=()
+	[[ -e /usr/share/debootstrap/scripts/$SUITE ]] || DEBOOTSTRAP_SCRIPT=(/usr/share/debootstrap/scripts/sid)
+	MARKER_CONTENT="$SUITE ${CHROOT_PACKAGES[*]}"
+}
+SUITE_GIVEN=${SUITE:-${JK_CHROOT_SUITE:-}}
 CHROOT_PACKAGES=(slurmctld slurmd slurm-client munge kcat slurm-wlm-kafka-plugin libslurm-dev)
 BIND_MOUNTS=(proc sys dev dev/pts dev/shm)
-# Marker content: a changed package list rebuilds the chroot.
-MARKER_CONTENT="$SUITE ${CHROOT_PACKAGES[*]}"
+# Marker content (set_suite): a changed package list rebuilds the chroot.
+set_suite "${SUITE_GIVEN:-trixie}"
+DEFAULT_ROOT=$RIG_CACHE/chroot-$SUITE
+
+# suite_for_root ROOT: without SUITE in the environment, a ROOT that already
+# holds a chroot of another suite (its marker), or is named chroot-<suite>,
+# selects that suite; with SUITE, such a ROOT is refused rather than rebuilt
+# (it would be wiped).
+suite_for_root() {
+	local root=$1 have=""
+	[[ -f $root/.jk-rig-complete ]] && have=$(awk '{ print $1; exit }' "$root/.jk-rig-complete")
+	[[ $have == trixie || $have == forky ]] || have=""
+	if [[ -z $have ]]; then
+		case ${root##*/} in chroot-trixie) have=trixie ;; chroot-forky) have=forky ;; esac
+	fi
+	[[ -n $have && $have != "$SUITE" ]] || return 0
+	[[ -z $SUITE_GIVEN ]] || die "$root holds (or is named for) a $have chroot, not $SUITE: unset SUITE or use another ROOT"
+	set_suite "$have"
+}
 
 is_mounted() {
 	local target
@@ -93,11 +128,11 @@ _build() {
 	local t0
 	t0=$(now_ms)
 	mkdir -p "$(dirname "$root")"
-	log "debootstrap --variant=minbase $SUITE $root"
-	if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >"$root.debootstrap.log" 2>&1; then
+	log "debootstrap --variant=minbase $SUITE $root $MIRROR ${DEBOOTSTRAP_SCRIPT[*]}"
+	if ! debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" "${DEBOOTSTRAP_SCRIPT[@]}" >"$root.debootstrap.log" 2>&1; then
 		log "debootstrap failed (see $root.debootstrap.log); retrying once"
 		rm -rf --one-file-system "$root"
-		debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" >"$root.debootstrap.log" 2>&1 ||
+		debootstrap --variant=minbase "$SUITE" "$root" "$MIRROR" "${DEBOOTSTRAP_SCRIPT[@]}" >"$root.debootstrap.log" 2>&1 ||
 			die "debootstrap failed twice; see $root.debootstrap.log"
 	fi
 	log "debootstrap done in $(($(now_ms) - t0)) ms"
@@ -131,11 +166,12 @@ _build() {
 cmd_build() {
 	local root
 	root=$(realpath -m "${1:-$DEFAULT_ROOT}")
+	suite_for_root "$root"
 	apt_install debootstrap
 	with_lock "$root.lock" _build "$root"
 	local v
 	v=$(cat "$root/.jk-rig-slurm-version")
-	[[ $v == 24.11.5* ]] || log "WARNING: $SUITE now ships Slurm $v, not 24.11.5"
+	[[ $v == "$EXPECTED_SLURM"* ]] || log "WARNING: $SUITE now ships Slurm $v, not $EXPECTED_SLURM"
 }
 
 
@@ -156,7 +192,7 @@ cmd_start() {
 	# slurmd reads cgroup.conf from slurm.conf's directory; there is no cgroup
 	# filesystem here.
 	echo 'CgroupPlugin=disabled' >"$dir/cgroup.conf"
-	slurm_start --chroot "$root" "$dir" --ctld-port 26817 --slurmd-port 26818 "$@"
+	slurm_start --chroot "$root" "$dir" --ctld-port "$DEFAULT_CTLD_PORT" --slurmd-port "$DEFAULT_SLURMD_PORT" "$@"
 }
 
 cmd_unmount() {
