@@ -4,9 +4,12 @@
 # Check the project's own struct declarations (slurm-headers/layout_<tag>.h)
 # against the real headers of Debian's slurm-wlm source packages.
 #
-# Usage: ci/check-headers.sh [--refresh] [--strict] [22.05.8|24.11.5|26.05.5|all]...
+# Usage: ci/check-headers.sh [--refresh] [--strict] [--runtime|--no-runtime]
+#                            [22.05.8|24.11.5|26.05.5|all]...
 #   default: all.  --refresh: fetch and configure again even if cached.
 #   --strict: also fail when a release could only be partly checked (no source).
+#   --runtime: also gather runtime evidence where the real headers are there
+#   (24.11.5: a self-test of that method); --no-runtime: never.
 #
 # For each release: fetch the exact Debian source package of that suite through a
 # private apt directory (the host's apt sources stay untouched), unpack it (Debian
@@ -30,6 +33,14 @@
 #      plugin of that suite (slurm-wlm-kafka-plugin-dev, jobcomp_common.o; see
 #      ci/headers/binary-offsets.py). A member that differs there fails; members
 #      nothing shows are listed as UNVERIFIED (exit 0, or 1 with --strict).
+#      And runtime evidence (Debian forky 26.05.5 has no source on the mirror):
+#      ci/headers/runtime-probe.sh runs a known job mix under that suite's real
+#      slurmctld (the cached chroot of ci/rig/slurm-chroot.sh) with a probe
+#      jobcomp plugin that dumps every job record; ci/headers/runtime-layout.py
+#      finds each member where its known value is (and each sizeof in xmalloc's
+#      size word). A member found elsewhere fails. Needs root; ~12 s, then
+#      cached under $JK_CACHE/src/RELEASE/runtime until the probe or the
+#      chroot's Slurm changes.
 # Where the real headers are available the binary evidence is still read, as a
 # self-test of that heuristic (a disagreement with the real headers warns).
 set -euo pipefail
@@ -46,16 +57,21 @@ HEADERS=${JK_HEADERS_DIR:-$ROOT/slurm-headers}   # override: for testing the che
 # release -> suite, security suite ("" if none), layout tag
 declare -A SUITE=([22.05.8]=bookworm [24.11.5]=trixie [26.05.5]=forky)
 declare -A SECURITY=([22.05.8]=bookworm-security [24.11.5]=trixie-security [26.05.5]=)
-declare -A LAYOUT=([22.05.8]=22_05_8 [24.11.5]=24_11_7 [26.05.5]=26_05_3)
+declare -A LAYOUT=([22.05.8]=22_05_8 [24.11.5]=24_11_7 [26.05.5]=26_05_5)
+# Releases with a Debian chroot for runtime evidence (ci/headers/runtime-probe.sh).
+declare -A RUNTIME_SUITE=([24.11.5]=trixie [26.05.5]=forky)
 ALL=(22.05.8 24.11.5 26.05.5)
 
 REFRESH=0
 STRICT=0
+RUNTIME=auto
 RELEASES=()
 for arg in "$@"; do
 	case "$arg" in
 	--refresh) REFRESH=1 ;;
 	--strict) STRICT=1 ;;
+	--runtime) RUNTIME=always ;;
+	--no-runtime) RUNTIME=never ;;
 	all) RELEASES+=("${ALL[@]}") ;;
 	-h|--help) sed -n '3,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;;
 	*)
@@ -303,6 +319,34 @@ prepare_binary() {
 	echo "${got%.deb}" >"$base/PROVENANCE"
 }
 
+# prepare_runtime RELEASE: runtime evidence (ci/headers/runtime-probe.sh) in
+# $CACHE/src/RELEASE/runtime, reused while the probe's sources and the
+# chroot's Slurm are unchanged. Returns 1 (with a reason in
+# $CACHE/src/RELEASE/runtime.why) when it cannot be had.
+prepare_runtime() {
+	local rel=$1 base=$CACHE/src/$1 key have=""
+	rm -f "$base/runtime.why"
+	if [[ $(id -u) != 0 ]]; then
+		echo "needs root (chroot)" >"$base/runtime.why"
+		return 1
+	fi
+	local root=$CACHE/chroot-${RUNTIME_SUITE[$rel]}
+	[[ -f $root/.jk-rig-slurm-version ]] && have=$(cat "$root/.jk-rig-slurm-version")
+	key="$(cat "$HERE/headers/runtime-probe.c" "$HERE/headers/runtime-probe.sh" | sha256sum | cut -c1-16) $have"
+	if [[ $REFRESH = 0 && -n $have && -f $base/runtime/KEY && $(cat "$base/runtime/KEY") == "$key" ]]; then
+		return 0
+	fi
+	log "check-headers: $rel: gathering runtime evidence in the ${RUNTIME_SUITE[$rel]} chroot (log: $base/runtime.log)"
+	if ! "$HERE/headers/runtime-probe.sh" "$rel" "$base/runtime" >"$base/runtime.log" 2>&1; then
+		tail -n 15 "$base/runtime.log" >&2
+		echo "ci/headers/runtime-probe.sh failed (see $base/runtime.log)" >"$base/runtime.why"
+		return 1
+	fi
+	have=$(cat "$root/.jk-rig-slurm-version")
+	key="${key% *} $have"
+	echo "$key" >"$base/runtime/KEY"
+}
+
 # ---- the probes --------------------------------------------------------------------
 # members HEADER: "OFF struct member" and "SIZE struct" lines for every member
 # (other than _pad*) and every struct our header defines, read from the struct
@@ -468,19 +512,50 @@ check_release() {
 			sed 's/^/  /' "$work/binary.diff"
 			failed=1
 		fi
-		# Members of the missing structs that the binary did not show either.
-		if [[ $mode == public ]]; then
-			unverified=$(awk -v m=" $missing" 'NR == FNR { seen[$1] = 1; next }
-				$1 == "OFF" && index(m, " " $2 " ") && !(($2 "." $3) in seen) { print $2 "." $3 }
-				$1 == "SIZE" && index(m, " " $2 " ") { print "sizeof(" $2 ")" }' \
-				"$work/binary.out" "$work/members")
+	fi
+
+	# Runtime evidence: where the real internal headers are missing (a
+	# mismatch fails), or with --runtime as a self-test of the method.
+	: >"$work/verified"
+	[[ -f $work/binary.out ]] && awk '{ print $1 }' "$work/binary.out" >>"$work/verified"
+	if [[ -n ${RUNTIME_SUITE[$rel]:-} && $RUNTIME != never && ($mode == public || $RUNTIME == always) ]]; then
+		if [[ ! -f $work/all.out ]]; then
+			write_probe "$work/all.c" "$HERE/headers/ours.h" "$all_structs" "$work/members"
+			"$CC" -std=c11 -DLAYOUT_HEADER="\"$header\"" "$work/all.c" -o "$work/all" &&
+				"$work/all" >"$work/all.out" || die "$rel: probe of $header failed"
 		fi
-	elif [[ $mode == public ]]; then
-		unverified=$(awk -v m=" $missing" '$1 == "OFF" && index(m, " " $2 " ") { print $2 "." $3 }
-			$1 == "SIZE" && index(m, " " $2 " ") { print "sizeof(" $2 ")" }' "$work/members")
+		if prepare_runtime "$rel"; then
+			local rprov summary
+			rprov=$(cat "$base/runtime/PROVENANCE")
+			python3 "$HERE/headers/runtime-layout.py" "$base/runtime" "$work/all.out" >"$work/runtime.out" || true
+			summary=$(grep '^runtime:' "$work/runtime.out" || echo "runtime: no result")
+			if grep -q ': MISMATCH' "$work/runtime.out"; then
+				if [[ $mode == public ]]; then
+					echo "headers $rel (layout_$tag): MISMATCH with the runtime evidence ($rprov):"
+					failed=1
+				else
+					echo "headers $rel (layout_$tag): WARNING: the runtime evidence disagrees with the real headers (runtime-layout.py needs fixing):"
+				fi
+				grep ': MISMATCH' "$work/runtime.out" | sed 's/^/  /'
+			else
+				echo "headers $rel (layout_$tag): runtime cross-check: ${summary#runtime: } [$rprov]"
+			fi
+			sed -n 's/^\([a-z_]*\.[a-z_]*\) offset [0-9]*: confirmed.*/\1/p; s/^sizeof(\([a-z_]*\)) [0-9]*: confirmed.*/sizeof(\1)/p' \
+				"$work/runtime.out" >>"$work/verified"
+		else
+			echo "headers $rel (layout_$tag): no runtime evidence: $(cat "$base/runtime.why")"
+		fi
+	fi
+	# Members of the structs missing from the real headers that no evidence
+	# showed (the binary's or the runtime's).
+	if [[ $mode == public ]]; then
+		unverified=$(awk -v m=" $missing" 'NR == FNR { seen[$1] = 1; next }
+			$1 == "OFF" && index(m, " " $2 " ") && !(($2 "." $3) in seen) { print $2 "." $3 }
+			$1 == "SIZE" && index(m, " " $2 " ") && !(("sizeof(" $2 ")") in seen) { print "sizeof(" $2 ")" }' \
+			"$work/verified" "$work/members")
 	fi
 	if [[ -n "$unverified" ]]; then
-		echo "headers $rel (layout_$tag): PARTIAL: $(grep -c . <<<"$unverified") members/sizes UNVERIFIED (no source, not in public headers, not used by the compiled plugin):"
+		echo "headers $rel (layout_$tag): PARTIAL: $(grep -c . <<<"$unverified") members/sizes UNVERIFIED (no source, not in public headers, not used by the compiled plugin, not confirmed at runtime):"
 		{ tr '\n' ' ' <<<"$unverified"; echo; } | fold -s -w 100 | sed 's/^/  /; s/ *$//'
 		[[ $STRICT = 0 ]] || failed=1
 	fi

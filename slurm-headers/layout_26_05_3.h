@@ -3,7 +3,7 @@
  * jobcomp/kafka: our own declarations of the parts of Slurm's internal
  * structs that the plugin reads, for struct layout 26.05.3.
  *
- * Covers Slurm releases: 26.05.x
+ * Covers Slurm releases: 26.05.0 - 26.05.3
  * (slurm_conf_t: the 26.05 series column).
  *
  * Only the members the plugin uses are declared, at the offsets measured

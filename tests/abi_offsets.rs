@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! The bindgen types generated from slurm-headers/layout_<tag>.h must place every
 //! member the plugin reads exactly where tests/data/abi-offsets.md (measured with
-//! offsetof() against configured upstream Slurm trees) says, and have the measured
-//! sizeof. Every numbered cell of the table must be checked: no silent skips.
+//! offsetof() against configured upstream Slurm trees) and the project's own
+//! measurements of further layouts (tests/data/abi-offsets-<release>.md, same
+//! format) say, and have the measured sizeof. Every numbered cell of the tables
+//! must be checked: no silent skips.
 //!
 //! Cells marked "—" (member absent in that release) are not checkable from Rust: a
 //! missing field is a compile error, so they are simply not listed below.
@@ -11,6 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::mem::{offset_of, size_of};
 
 const TABLE: &str = include_str!("data/abi-offsets.md");
+/// Layouts measured by the project itself, one column each (their provenance is
+/// in each file).
+const EXTRA_TABLES: [(&str, &str); 1] =
+    [("data/abi-offsets-26.05.5.md", include_str!("data/abi-offsets-26.05.5.md"))];
 
 /// One measured cell: layout column ("24.11.7") or series ("24.11") for slurm_conf_t.
 type Key = (String, String, String); // (column, struct, field)
@@ -38,8 +44,29 @@ fn number(cell: &str) -> Option<usize> {
     }
 }
 
+/// The fact sheet with the extra tables' columns added.
 fn parse_table() -> Table {
-    let lines: Vec<&str> = TABLE.lines().collect();
+    let mut t = parse_one(TABLE);
+    assert!(!t.conf.is_empty(), "no slurm_conf_t table");
+    for (name, text) in EXTRA_TABLES {
+        let x = parse_one(text);
+        for col in &x.layouts {
+            assert!(!t.layouts.contains(col), "{name}: column {col} is already in the fact sheet");
+        }
+        t.layouts.extend(x.layouts);
+        for (k, v) in x.offsets {
+            assert!(t.offsets.insert(k.clone(), v).is_none(), "{name}: {k:?} twice");
+        }
+        t.sizes.extend(x.sizes);
+        for (k, v) in x.conf {
+            assert!(t.conf.insert(k.clone(), v).is_none(), "{name}: slurm_conf_t {k:?} twice");
+        }
+    }
+    t
+}
+
+fn parse_one(text: &str) -> Table {
+    let lines: Vec<&str> = text.lines().collect();
     let mut t = Table::default();
     let mut i = 0;
     while i < lines.len() {
@@ -83,8 +110,6 @@ fn parse_table() -> Table {
         }
         i += 1;
     }
-    assert_eq!(t.layouts.len(), 11, "expected 11 layout columns");
-    assert!(!t.conf.is_empty(), "no slurm_conf_t table");
     t
 }
 
@@ -207,6 +232,7 @@ fn measure() -> Measured {
     layout!(m, l25_05_8, "25.05.8", job_record_extra: [failed_node, id], identity: yes, step_id: sluid_only);
     layout!(m, l25_11_7, "25.11.7", job_record_extra: [failed_node, id, step_id], identity: yes, step_id: yes);
     layout!(m, l26_05_3, "26.05.3", job_record_extra: [failed_node, id, step_id], identity: yes, step_id: yes);
+    layout!(m, l26_05_5, "26.05.5", job_record_extra: [failed_node, id, step_id], identity: yes, step_id: yes);
     m
 }
 
@@ -297,10 +323,18 @@ fn declarations_match_the_measured_table() {
 
 #[test]
 fn vendored_table_parses_completely() {
+    // The fact sheet: 11 layouts; guard against a truncated copy.
+    let sheet = parse_one(TABLE);
+    assert_eq!(sheet.layouts.len(), 11, "expected 11 layout columns in the fact sheet");
+    assert_eq!(sheet.layouts.first().map(String::as_str), Some("22.05.8"));
+    assert_eq!(sheet.layouts.last().map(String::as_str), Some("26.05.3"));
+    // With the project's own measurements.
     let t = parse_table();
-    // 11 layouts; guard against a truncated copy.
-    assert_eq!(t.layouts.first().map(String::as_str), Some("22.05.8"));
-    assert_eq!(t.layouts.last().map(String::as_str), Some("26.05.3"));
+    assert_eq!(t.layouts.len(), 12, "expected 12 layout columns");
+    assert_eq!(t.layouts.last().map(String::as_str), Some("26.05.5"));
+    for (col, s) in [("26.05.5", "job_record"), ("26.05.5", "job_details"), ("26.05.5", "identity")] {
+        assert!(t.sizes.contains_key(&(col.to_string(), s.to_string())), "no sizeof {s} for {col}");
+    }
     for s in ["job_record", "job_details", "part_record", "slurmdb_assoc_rec", "slurmdb_assoc_usage", "slurmdb_qos_rec", "identity", "slurm_step_id"] {
         assert!(t.offsets.keys().any(|k| k.1 == s), "no rows for {s}");
     }

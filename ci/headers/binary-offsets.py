@@ -9,6 +9,16 @@
 # the member load that feeds it: `mov OFF(%job),%reg` or, through a pointer
 # member, `mov PTR(%job),%r; mov OFF(%r),%reg`.
 #
+# A few values reach their key through a buffer rather than a register, and
+# are followed that way too: the sluid strings (print_sluid(member, buf) then
+# data_set_string(buf): "sluid" <- db_index, "original_sluid" <- step_id), the
+# exit statuses (member & 0x7f for the signal, _xstrfmtcat(&str, "%d:%d", ..),
+# then _data_set_string_own(&str): "derived_ec", "exit_code") and the times
+# (parse_time_make_str_utc(&member, buf): "@start" <- start_time). end_time is
+# the time member that start_time is compared with (start > end gives
+# "Unknown"), resize_time the other time member tested against 0 (it replaces
+# start_time when set).
+#
 # Usage: binary-offsets.py jobcomp_common.o
 # Prints "struct.member offset N" lines (sorted, unique; a member seen at two
 # different offsets prints both). A heuristic, so ci/check-headers.sh also runs
@@ -32,6 +42,9 @@ DIRECT = {
     "tres_alloc_raw": "tres_alloc_str", "tres_alloc": "tres_fmt_alloc_str",
     "account": "account", "admin_comment": "admin_comment",
     "comment": "comment", "failed_node": "failed_node",
+    "sluid": "db_index", "original_sluid": "step_id",
+    "derived_ec": "derived_ec", "exit_code": "exit_code",
+    "@start": "start_time",
 }
 # JSON key -> (job_record pointer member, pointee struct, pointee member).
 INDIRECT = {
@@ -144,16 +157,43 @@ def analyse(obj):
     home = None    # the register the job pointer was first copied to
     key = None
     seen = set()
+    bufs = {}          # rbp slot of a buffer / string variable -> value it was made from
+    status = None      # the member whose low 7 bits (a signal) were taken last
+    time_members = set()   # members whose address goes to parse_time_make_str_utc
+    zero_tested = set()    # members compared with 0 in memory (cmpq $0x0,M(job))
+    compared = []          # (A, B) for "mov A(job),reg; cmp reg,B(job)"
     for mn, ops, relocs in instructions(obj):
         o = split_operands(ops)
         if mn == "ret":
             # Code after a return is reached by jumps from the main path, where
             # the job pointer is still in its home register.
-            job, regs, key = home, {}, None
+            job, regs, key, status = home, {}, None, None
             continue
         if mn == "call":
             target = relocs[0] if relocs else ""
-            if target == "job_state_string":
+            rdi, rsi = regs.get("%rdi"), regs.get("%rsi")
+            if target == "print_sluid" and rsi and rsi[0] == "stackref":
+                if rdi and rdi[0] == "job":
+                    bufs[rsi[1]] = rdi
+                else:
+                    bufs.pop(rsi[1], None)
+            elif target == "parse_time_make_str_utc" and rdi and rdi[0] == "jobref":
+                time_members.add(rdi[1])
+                if rsi and rsi[0] == "stackref":
+                    bufs[rsi[1]] = ("job", rdi[1])
+            elif target == "parse_time_make_str_utc" and rsi and rsi[0] == "stackref":
+                bufs.pop(rsi[1], None)
+            elif target == "_xstrfmtcat" and rdi and rdi[0] == "stackref":
+                if status is not None:
+                    bufs[rdi[1]] = status
+                else:
+                    bufs.pop(rdi[1], None)
+                status = None
+            if target in ("data_set_string", "_data_set_string_own") and rsi and rsi[0] == "stackref":
+                if key is not None:
+                    record(seen, key, bufs.get(rsi[1]))
+                key = None
+            elif target == "job_state_string":
                 # job_state_string(job_ptr->job_state [& JOB_STATE_BASE])
                 v = regs.get("%rdi")
                 if v and v[0] == "job":
@@ -171,6 +211,29 @@ def analyse(obj):
                 key = lc[relocs[0]]
             regs.pop(REG64.get(o[1], o[1]), None)
             continue
+        if mn == "lea" and len(o) == 2 and REG64.get(o[1]):
+            m = mem(o[0])
+            dreg = REG64[o[1]]
+            if m and m[1] == "%rbp":
+                regs[dreg] = ("stackref", m[0])
+            elif m and m[1] == job:
+                regs[dreg] = ("jobref", m[0])
+            else:
+                regs.pop(dreg, None)
+            continue
+        if mn == "and" and len(o) == 2 and o[0] == "$0x7f":
+            v = regs.get(REG64.get(o[1], ""))
+            if v and v[0] == "job":
+                status = v
+        if mn in ("cmpq", "cmp") and len(o) == 2:
+            m = mem(o[1])
+            if m and m[1] == job and job is not None:
+                if o[0] == "$0x0" and mn == "cmpq":
+                    zero_tested.add(m[0])
+                elif o[0] in REG64:
+                    v = regs.get(REG64[o[0]])
+                    if v and v[0] == "job":
+                        compared.append((v[1], m[0]))
         if mn in ("mov", "movzwl", "movzbl", "movslq", "movq", "movl") and len(o) == 2:
             src, dst = o
             dreg = REG64.get(dst)
@@ -207,6 +270,16 @@ def analyse(obj):
             dreg = REG64.get(o[-1])
             if dreg and mn not in ("cmp", "cmpq", "cmpl", "test", "testb", "push", "cmpb"):
                 regs.pop(dreg, None)
+    starts = [off for s, f, off in seen if (s, f) == ("job_record", "start_time")]
+    if len(starts) == 1:
+        start = starts[0]
+        ends = set(a for a, b in compared if b == start and a in time_members)
+        if len(ends) == 1:
+            end = ends.pop()
+            seen.add(("job_record", "end_time", end))
+            resize = (zero_tested & time_members) - {start, end}
+            if len(resize) == 1:
+                seen.add(("job_record", "resize_time", resize.pop()))
     return seen
 
 

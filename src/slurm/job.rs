@@ -30,14 +30,26 @@ unsafe fn copy_str(text: *const c_char) -> Option<Vec<u8>> {
     }
 }
 
-/// Reads one record with the layout the plugin was built for. `None` when the
-/// pointer is NULL or the record's magic is wrong (which would mean the plugin
-/// was built for another Slurm release than the one running it).
+/// Reads one record with the layout the plugin was built for (a configured
+/// source tree's, when built with SLURM_SRC_DIR). `None` when the pointer is
+/// NULL or the record's magic is wrong (which would mean the plugin was built
+/// for another Slurm release than the one running it).
 ///
 /// # Safety
 /// `job` is NULL or points to a job record of the target layout, and the caller
 /// holds slurmctld's job read or write lock.
 pub unsafe fn read_target(job: *const c_void, taken_at: i64) -> Option<JobSnapshot> {
+    #[cfg(jk_layout_from_source)]
+    {
+        if job.is_null() {
+            return None;
+        }
+        readers::source(job).map(|mut snapshot| {
+            snapshot.taken_at = taken_at;
+            snapshot
+        })
+    }
+    #[cfg(not(jk_layout_from_source))]
     read(crate::target::LAYOUT, job, taken_at)
 }
 
@@ -61,6 +73,7 @@ pub unsafe fn read(layout: Layout, job: *const c_void, taken_at: i64) -> Option<
         Layout::L25_05_8 => readers::l25_05_8(job),
         Layout::L25_11_7 => readers::l25_11_7(job),
         Layout::L26_05_3 => readers::l26_05_3(job),
+        Layout::L26_05_5 => readers::l26_05_5(job),
     };
     snapshot.map(|mut snapshot| {
         snapshot.taken_at = taken_at;
@@ -206,6 +219,16 @@ pub mod readers {
     job_reader!(l25_05_8, l25_05_8, failed_node: yes, identity: yes, step_sluid: no);
     job_reader!(l25_11_7, l25_11_7, failed_node: yes, identity: yes, step_sluid: yes);
     job_reader!(l26_05_3, l26_05_3, failed_node: yes, identity: yes, step_sluid: yes);
+    job_reader!(l26_05_5, l26_05_5, failed_node: yes, identity: yes, step_sluid: yes);
+    // SLURM_SRC_DIR: the tree's own bindings (build.rs says which members exist).
+    #[cfg(all(jk_layout_from_source, jk_source_fields = "v22_05"))]
+    job_reader!(source, source, failed_node: no, identity: no, step_sluid: no);
+    #[cfg(all(jk_layout_from_source, jk_source_fields = "v23_02"))]
+    job_reader!(source, source, failed_node: yes, identity: no, step_sluid: no);
+    #[cfg(all(jk_layout_from_source, jk_source_fields = "v23_11"))]
+    job_reader!(source, source, failed_node: yes, identity: yes, step_sluid: no);
+    #[cfg(all(jk_layout_from_source, jk_source_fields = "v25_11"))]
+    job_reader!(source, source, failed_node: yes, identity: yes, step_sluid: yes);
 }
 
 #[cfg(test)]
@@ -387,6 +410,7 @@ mod tests {
     layout_test!(reads_25_05_8, l25_05_8, L25_05_8, failed_node: yes, identity: yes, step_sluid: no);
     layout_test!(reads_25_11_7, l25_11_7, L25_11_7, failed_node: yes, identity: yes, step_sluid: yes);
     layout_test!(reads_26_05_3, l26_05_3, L26_05_3, failed_node: yes, identity: yes, step_sluid: yes);
+    layout_test!(reads_26_05_5, l26_05_5, L26_05_5, failed_node: yes, identity: yes, step_sluid: yes);
 
     #[test]
     fn null_pointers_are_absent_values() {

@@ -24,6 +24,7 @@ layout_modules! {
     l25_05_8 => "layout_25_05_8.rs",
     l25_11_7 => "layout_25_11_7.rs",
     l26_05_3 => "layout_26_05_3.rs",
+    l26_05_5 => "layout_26_05_5.rs",
 }
 
 /// The target release's structs taken from a configured Slurm source tree
