@@ -1,0 +1,139 @@
+"""End-to-end tests of jobcomp_kafka.so on Slurm 26.05.5 (Debian forky, in a
+chroot), with start events, next to SchedMD's own 26.05.5 plugin.
+
+  pytest tests/e2e26 [--broker-port 61092] [--ctld-port 47817 --slurmd-port 47818]
+
+(ci/e2e26.sh builds what is needed and runs this.) At the start of the
+session one tansu broker comes up, then the same job mix (mix26.py) runs on
+three clusters one after the other, all on the same ports:
+
+  on       our plugin, JobCompParams enable_job_start,send_script,send_comment
+  schedmd  SchedMD's plugin (Debian's slurm-wlm-kafka-plugin), same params
+  off      our plugin, no JobCompParams (start events off), no DebugFlags
+
+and the records of each are read back (finish topic <ClusterName>, start
+topic <ClusterName>-job-start, both defaults). The tests then check them.
+Directories: /tmp/jk-26-e2e-<tag>/ (broker) and
+<chroot>/rig/jk-26-e2e-<tag>-<run>/ (clusters); removed after a passing
+session, kept after a failure (or with JK_E2E_KEEP=1).
+"""
+
+import json
+import os
+import shutil
+import traceback
+
+import pytest
+
+from mix26 import MIX_EXTRA_CONF, Mix
+from rig26 import CHROOT_ROOT, Broker, Cluster, RigError, log
+
+NUMBERS = []
+
+# name -> (plugin, JobCompParams, DebugFlags)
+RUNS = {
+    "on": ("ours", "enable_job_start,send_script,send_comment,flush_timeout=1000", "JobComp"),
+    "schedmd": ("schedmd", "enable_job_start,send_script,send_comment,flush_timeout=1000", "JobComp"),
+    "off": ("ours", "", None),
+}
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("jobcomp-kafka e2e 26.05.5")
+    g.addoption("--broker-port", type=int, default=61092)
+    g.addoption("--ctld-port", type=int, default=47817)
+    g.addoption("--slurmd-port", type=int, default=47818)
+    g.addoption("--counts-file", help="write the outcome counts (JSON) here")
+
+
+@pytest.fixture(scope="session")
+def tag():
+    return os.environ.get("JK_E2E_TAG") or str(os.getpid())
+
+
+@pytest.fixture(scope="session")
+def broker(pytestconfig, tag, request):
+    d = f"/tmp/jk-26-e2e-{tag}"
+    shutil.rmtree(d, ignore_errors=True)
+    b = Broker(os.path.join(d, "kafka"), pytestconfig.getoption("--broker-port"))
+    b.start()
+    yield b
+    b.stop()
+    if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Run:
+    """One cluster's pass through the mix and what came out of it."""
+
+    def __init__(self, name, cluster):
+        self.name = name
+        self.cluster = cluster
+        self.mix = Mix(cluster)
+        self.finish = None  # rig26.Consumed
+        self.start = None
+        self.log = ""
+        self.topics = set()
+        self.error = None
+
+    def require(self):
+        if self.error:
+            pytest.fail(f"run {self.name!r} failed:\n{self.error}")
+        return self
+
+
+@pytest.fixture(scope="session")
+def runs(pytestconfig, tag, broker, request):
+    out = {}
+    ports = (pytestconfig.getoption("--ctld-port"), pytestconfig.getoption("--slurmd-port"))
+    for name, (plugin, params, debugflags) in RUNS.items():
+        c = Cluster(name=f"jk26{name}", dir=CHROOT_ROOT / "rig" / f"jk-26-e2e-{tag}-{name}",
+                    ctld_port=ports[0], slurmd_port=ports[1], plugin=plugin, bootstrap=broker.bootstrap,
+                    params=params, debugflags=debugflags, extra_conf=MIX_EXTRA_CONF)
+        r = out[name] = Run(name, c)
+        try:
+            c.start()
+            r.mix.drive()
+            r.finish = broker.consume(c.finish_topic, expect=r.mix.expected_finish(), timeout=60, linger=2)
+            if "enable_job_start" in params:
+                r.start = broker.consume(c.start_topic, expect=r.mix.expected_start(), timeout=60, linger=2)
+        except (RigError, OSError, AssertionError):
+            r.error = traceback.format_exc()
+            log(f"run {name} FAILED: {r.error.splitlines()[-1]}")
+        finally:
+            c.stop()
+            r.log = c.log_text()
+        try:
+            r.topics = broker.topics()
+        except Exception:  # noqa: BLE001 - reported by the test that needs it
+            r.topics = None
+    yield out
+    for r in out.values():
+        if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+            r.cluster.remove()
+        else:
+            log(f"kept {r.cluster.dir} for inspection")
+
+
+@pytest.fixture
+def numbers(request):
+    def put(text):
+        line = f"{request.node.name}: {text}"
+        NUMBERS.append(line)
+        log(line)
+
+    return put
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if NUMBERS:
+        terminalreporter.section("jobcomp/kafka e2e 26.05.5 numbers")
+        for line in NUMBERS:
+            terminalreporter.write_line(line)
+    path = config.getoption("--counts-file")
+    if path:
+        st = terminalreporter.stats
+        counts = {k: len(st.get(k, [])) for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
+        counts["exitstatus"] = int(exitstatus)
+        with open(path, "w") as f:
+            json.dump(counts, f)
