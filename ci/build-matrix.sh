@@ -2,12 +2,15 @@
 # Builds the plugin for a representative release of every struct layout and
 # checks what each .so exports: exactly the symbols of its Slurm API, and a
 # plugin_version equal to that release's SLURM_VERSION_NUMBER.
-# Usage: ci/build-matrix.sh [release ...]     (default: one release per layout)
+# Usage: ci/build-matrix.sh [release ...]     (default: one release per layout,
+#        and 26.05.4, whose layout is not known, must be refused)
 # Uses its own target directory so that it never disturbs other builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 releases=("$@")
-[ ${#releases[@]} -gt 0 ] || releases=(22.05.8 23.02.2 23.02.7 23.11.10 24.05.8 24.11.0 24.11.3 24.11.7 25.05.8 25.11.7 26.05.5)
+[ ${#releases[@]} -gt 0 ] || releases=(22.05.8 23.02.2 23.02.7 23.11.10 24.05.8 24.11.0 24.11.3 24.11.7 25.05.8 25.11.7 26.05.3 26.05.5)
+# Releases whose layout is not known: the build must refuse them, not guess.
+refused=(26.05.4)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_MATRIX:-target/matrix}
 out=build/matrix
 mkdir -p "$out"
@@ -41,5 +44,17 @@ for release in "${releases[@]}"; do
   fi
   printf 'ok   %-9s plugin_version 0x%06x, %d exports\n' "$release" "$got" "$(echo "$exported" | wc -l)"
 done
+if [ $# -eq 0 ]; then
+  for release in "${refused[@]}"; do
+    if text=$(SLURM_VERSION=$release cargo build --release --lib --quiet 2>&1); then
+      echo "FAIL $release: built, but its struct layout is not known"; failures=$((failures + 1))
+    elif ! grep -q "layout of Slurm $release is not known" <<<"$text"; then
+      echo "FAIL $release: refused without saying why:"; tail -n 5 <<<"$text"; failures=$((failures + 1))
+    else
+      printf 'ok   %-9s refused (struct layout not known)\n' "$release"
+    fi
+  done
+  releases+=("${refused[@]}")
+fi
 echo "build matrix: $(( ${#releases[@]} - failures )) passed, $failures failed"
 [ $failures -eq 0 ]
