@@ -44,7 +44,7 @@ FINAL_STATES = {
 PORTS = {
     "22.05": {"mix": (36817, 36818), "schedmd": None, "restart": (36827, 36828), "reconf": (36837, 36838)},
     "24.11": {"mix": (46817, 46818), "schedmd": (46827, 46828), "restart": (46847, 46848),
-              "reconf": (46837, 46838)},
+              "reconf": (46837, 46838), "reexec": (46857, 46858)},
 }
 # The restart test's own broker (down while the jobs run).
 OUTAGE_BROKER_PORT = {"22.05": 29094, "24.11": 29095}
@@ -107,6 +107,26 @@ def port_open(port, host="127.0.0.1"):
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def bindable(port):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            s.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+def wait_bindable(ports, timeout):
+    """A socket in the way (a client's ephemeral port, or a daemon still
+    going) is gone within TIME_WAIT; a port taken for longer is an error."""
+    t0 = time.monotonic()
+    wait_for(lambda: all(bindable(p) for p in ports), timeout, f"ports {ports} to be free", interval=0.5)
+    if time.monotonic() - t0 > 1:
+        log(f"ports {ports} were busy for {time.monotonic() - t0:.0f}s")
 
 
 def pid_alive(pid):
@@ -565,7 +585,35 @@ class Cluster:
         (self.dir / "kafka.conf").write_text("\n".join(lines) + "\n")
         os.chmod(self.dir / "kafka.conf", 0o600)
 
-    def start(self):
+    def start(self, attempts=3):
+        """Start the cluster. The fixed ports lie inside Linux's ephemeral
+        range (32768-60999): any client socket of the machine may hold one
+        for a while, and the daemon then cannot bind it. Wait until both can
+        be bound, and start again when a daemon lost that race anyway."""
+        for attempt in range(1, attempts + 1):
+            wait_bindable([self.ctld_port, self.slurmd_port], 90)
+            try:
+                return self._start()
+            except RigError as exc:
+                if "Address already in use" not in str(exc) or attempt == attempts:
+                    raise
+                log(f"{self.name}: a port was taken when a daemon bound it; starting again ({attempt})")
+
+    def start_ctld(self, attempts=3):
+        """`start-ctld` (slurmctld again with the same slurm.conf), with the
+        same care for the port as start()."""
+        for attempt in range(1, attempts + 1):
+            wait_bindable([self.ctld_port], 90)
+            try:
+                run([self.rig_script, "start-ctld", self.dir], timeout=90)
+                break
+            except RigError as exc:
+                if "Address already in use" not in str(exc) or attempt == attempts:
+                    raise
+                log(f"{self.name}: ctld port taken; starting slurmctld again ({attempt})")
+        self.check_plugin_loaded()
+
+    def _start(self):
         if self.dir.exists():
             shutil.rmtree(self.dir)
         self.dir.mkdir(parents=True)

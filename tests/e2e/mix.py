@@ -143,7 +143,9 @@ class MixRun:
         self.add("cancel_running", sb("-J", "cancel-running", "--wrap", "sleep 600"),
                  script=wrap_script("sleep 600"), expect_state="CANCELLED", expect_exit="0:0",
                  record_expect={"exit_code": "0:0"})
-        rq_cmd = 'if [ "${SLURM_RESTART_COUNT:-0}" -ge 1 ]; then exit 0; fi; sleep 600'
+        # The first run marks that it really runs (see _requeue), the second ends at once.
+        rq_cmd = ('if [ "${SLURM_RESTART_COUNT:-0}" -ge 1 ]; then exit 0; fi; '
+                  'touch "requeue-started.$SLURM_JOB_ID"; sleep 600')
         self.add("requeue", sb("-J", "requeue", "--requeue", "--wrap", rq_cmd), records=2,
                  script=wrap_script(rq_cmd), expect_state="COMPLETED", expect_exit="0:0")
         self.add("ok", sb("-J", "ok", "--wrap", "echo ok"), script=wrap_script("echo ok"),
@@ -199,7 +201,16 @@ class MixRun:
 
     def _requeue(self, j):
         c = self.cluster
-        j.snapshots["running"] = c.wait_state(j.jobid, {"RUNNING"}, 60)
+        c.wait_state(j.jobid, {"RUNNING"}, 60)
+        # RUNNING in slurmctld is not yet running on the node: a requeue while
+        # slurmd is still launching the batch script makes slurmd kill the job
+        # ("killed while launch was in progress"), and the requeued job ends
+        # CANCELLED. Wait for the script itself, plus a moment for slurmd to
+        # register the launch as complete.
+        marker = c.dir / f"requeue-started.{j.jobid}"
+        wait_for(marker.exists, 60, f"the first run of job {j.jobid} to start its script")
+        time.sleep(1)
+        j.snapshots["running"] = c.wait_state(j.jobid, {"RUNNING"}, 10)
         before = datetime.now(timezone.utc).replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S")
         c.scontrol("requeue", str(j.jobid))
         after = datetime.now(timezone.utc).replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S")

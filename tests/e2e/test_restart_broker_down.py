@@ -13,7 +13,7 @@ stays as it is, as in production. The session's shared broker is not touched
 import pytest
 
 from jk import (KAFKA_PROPS, OUTAGE_BROKER_PORT, Broker, RigError, check_script, compare_with_scontrol,
-                decode_record, log, pid_alive, port_open, read_state_file, record_id_problems, run, series,
+                decode_record, log, pid_alive, port_open, read_state_file, record_id_problems, series,
                 wait_for, wrap_script)
 
 N_JOBS = 10
@@ -28,8 +28,7 @@ def _shutdown_ctld(cluster):
 
 
 def _start_ctld(cluster):
-    run([cluster.rig_script, "start-ctld", cluster.dir], timeout=90)
-    cluster.check_plugin_loaded()
+    cluster.start_ctld()
 
 
 def _leftovers(cluster):
