@@ -36,19 +36,20 @@ BG_PIDS=()
 
 phase() { log "[$(((($(now_ms) - T0) + 500) / 1000))s] $*"; }
 
-# Stop what is still running: our background jobs (pytest gets SIGINT first
-# so its fixtures stop the clusters and brokers), then any rig left in this
-# run's directories.
+# Stop what is still running: our background jobs (pytest takes SIGTERM like
+# Ctrl-C and its fixtures stop the clusters and brokers), then any rig left in
+# this run's directories.
 cleanup() {
 	local rc=$? pid d
 	trap - EXIT INT TERM
 	for pid in "${BG_PIDS[@]}"; do
-		pid_alive "$pid" && kill -INT "$pid" 2>/dev/null || true
+		pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null || true
 	done
 	for pid in "${BG_PIDS[@]}"; do
 		if ! wait_pid_gone "$pid" 60; then
-			log "pid $pid still running 60 s after SIGINT"
-			stop_pid "$pid" 5 "e2e child"
+			log "pid $pid still running 60 s after SIGTERM: SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+			wait_pid_gone "$pid" 5 || true
 		fi
 	done
 	shopt -s nullglob
@@ -106,7 +107,7 @@ phase "builds done"
 run_session() { # RELEASE BROKER_PORT
 	local rel=$1 port=$2
 	# Own session: a Ctrl-C in the terminal reaches only this script, which
-	# passes one SIGINT on (a second one would cut pytest's teardown short).
+	# passes one SIGTERM on (a second signal would cut pytest's teardown short).
 	exec setsid "$RIG_VENV/bin/python" -m pytest tests/e2e -p no:cacheprovider -v -rfEX \
 		--release "$rel" --broker-port "$port" --counts-file "$OUT/counts-$rel.json" "${@:3}" \
 		>"$OUT/pytest-$rel.log" 2>&1
@@ -122,8 +123,8 @@ last_beat=$(now_ms)
 while pid_alive "$P1" || pid_alive "$P2"; do
 	if (($(now_ms) >= deadline)); then
 		log "ERROR: tests still running after ${DEADLINE}s: interrupting them"
-		for p in "$P1" "$P2"; do pid_alive "$p" && kill -INT "$p" 2>/dev/null || true; done
-		for p in "$P1" "$P2"; do wait_pid_gone "$p" 60 || stop_pid "$p" 5 pytest; done
+		for p in "$P1" "$P2"; do pid_alive "$p" && kill -TERM "$p" 2>/dev/null || true; done
+		for p in "$P1" "$P2"; do wait_pid_gone "$p" 60 || { kill -KILL "$p" 2>/dev/null; wait_pid_gone "$p" 5 || true; }; done
 		break
 	fi
 	if (($(now_ms) - last_beat >= 30000)); then

@@ -26,7 +26,7 @@ session, kept after a failure (or with JK_E2E_KEEP=1).
 import json
 import os
 import shutil
-import time
+import signal
 
 import pytest
 
@@ -44,7 +44,16 @@ def pytest_addoption(parser):
     g.addoption("--counts-file", help="write the outcome counts (JSON) here")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def pytest_configure(config):
+    # SIGTERM (ci/e2e.sh stopping us) and SIGINT (even when ignored on entry,
+    # as in a background job) interrupt like Ctrl-C: pytest then tears the
+    # fixtures down, which stops every cluster and broker by PID.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "releases(*r): run only in the sessions of these releases")
     config.addinivalue_line("markers", "mixcheck: checks of the background job mix (run last)")
 
