@@ -45,10 +45,13 @@ dir=$root/rig/headers-probe
 indir=/rig/headers-probe
 work=$(mktemp -d "${TMPDIR:-/tmp}/jk-runtime-probe.XXXXXX")
 cleanup() {
+	local rc=$?
 	if [[ -f $dir/rig.env ]]; then
 		"$CHROOT_SH" stop "$dir" >/dev/null 2>&1 || true
 	fi
 	rm -rf "$work"
+	# The rig directory stays for inspection after a failure.
+	((rc != 0)) || rm -rf "$dir"
 }
 trap cleanup EXIT
 
