@@ -63,6 +63,8 @@ const BACKLOG_POLL_MS: i32 = 10;
 /// Records librdkafka refuses for good (too large, invalid) are written here,
 /// under StateSaveLocation, one file per record, for an administrator to act on.
 pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";
+/// While messages are in flight, delivery reports are served this often.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often a summary of records waiting for Kafka is logged during an outage.
@@ -476,6 +478,12 @@ impl Delivery {
             let backlog = !self.queue.is_empty();
             if backlog {
                 wake = Instant::now();
+            } else if self.producer.queue_len() > 0 {
+                // Messages in flight: serve their delivery reports promptly, so
+                // that acknowledgements reach the spool within milliseconds (a
+                // crash then re-sends as little as possible). poll_interval is
+                // the longest wait, not the only cadence.
+                wake = wake.min(Instant::now() + IN_FLIGHT_POLL);
             }
             let mut stop = false;
             match self.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
@@ -525,10 +533,16 @@ impl Delivery {
             let Some(event) = Event::from_u32(record.event as u32) else { continue };
             let owner = record.snapshot.or(record.payload).map(|l| l.segment);
             if record.payload.is_some() {
+                // The topic it was produced to, even if a reconfigure changed it since.
+                let topic = record
+                    .topic
+                    .as_deref()
+                    .and_then(|t| CString::new(t).ok())
+                    .unwrap_or_else(|| self.topic_for(event).clone());
                 let pending = Pending {
                     job_id: record.job_id,
                     event,
-                    topic: self.topic_for(event).clone(),
+                    topic,
                     owner,
                     payload_at: record.payload,
                     payload: None,
@@ -624,9 +638,10 @@ impl Delivery {
     fn add(&mut self, id: u64, job_id: u32, event: Event, payload: Vec<u8>, owner: Option<u64>, new_record: bool) -> bool {
         let mut owner = owner;
         let mut payload_at = None;
+        let topic = self.topic_for(event).clone();
         if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) {
             log.follow(hot.segment());
-            match log.append_payload(id, job_id, event as u8, &payload, new_record) {
+            match log.append_payload(id, job_id, event as u8, topic.as_bytes(), &payload, new_record) {
                 Ok(at) => {
                     hot.bytes.fetch_add(payload.len() as u64 + 40, Ordering::Relaxed);
                     payload_at = Some(at);
@@ -641,7 +656,6 @@ impl Delivery {
         if keep_in_memory {
             self.queued_bytes += payload.len();
         }
-        let topic = self.topic_for(event).clone();
         let pending = Pending {
             job_id,
             event,

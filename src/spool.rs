@@ -303,11 +303,27 @@ impl DeliveryLog {
         self.file.segment
     }
 
-    /// Writes a record's JSON text. `owner` is set for a record that has no
-    /// snapshot entry (replayed from a state file): it is owned by this segment.
-    pub fn append_payload(&mut self, record_id: u64, job_id: u32, event: u8, payload: &[u8], new_record: bool) -> io::Result<Location> {
+    /// Writes a record's JSON text and the topic it is for (a record produced
+    /// again after a restart goes where it was meant to go, whatever a
+    /// reconfigure changed since). `new_record`: it has no snapshot entry
+    /// (replayed from a state file), so this entry's segment owns it. The
+    /// location returned is the JSON text's.
+    pub fn append_payload(
+        &mut self,
+        record_id: u64,
+        job_id: u32,
+        event: u8,
+        topic: &[u8],
+        payload: &[u8],
+        new_record: bool,
+    ) -> io::Result<Location> {
+        let topic = &topic[..topic.len().min(u16::MAX as usize)];
+        let mut body = Vec::with_capacity(2 + topic.len() + payload.len());
+        body.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+        body.extend_from_slice(topic);
+        body.extend_from_slice(payload);
         self.buffer.clear();
-        encode_entry(Kind::Payload, event, record_id, job_id, payload, &mut self.buffer);
+        encode_entry(Kind::Payload, event, record_id, job_id, &body, &mut self.buffer);
         let offset = self.file.append(&self.buffer)?;
         if new_record {
             *self.owned.entry(self.file.segment).or_default() += 1;
@@ -315,7 +331,7 @@ impl DeliveryLog {
         Ok(Location {
             segment: self.file.segment,
             suffix: Suffix::Dlv,
-            offset: offset + HEADER as u64,
+            offset: offset + (HEADER + 2 + topic.len()) as u64,
             len: payload.len() as u32,
         })
     }
@@ -452,6 +468,13 @@ fn list_segments(dir: &Path) -> Vec<(u64, Suffix)> {
     found
 }
 
+/// A `Payload` body: (topic, JSON text), `None` when malformed.
+fn split_payload(body: &[u8]) -> Option<(&[u8], usize)> {
+    let len = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?) as usize;
+    let topic = body.get(2..2 + len)?;
+    Some((topic, 2 + len))
+}
+
 /// A record still to be delivered, as found at start-up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outstanding {
@@ -459,7 +482,9 @@ pub struct Outstanding {
     pub job_id: u32,
     pub event: u8,
     pub snapshot: Option<Location>,
+    /// The JSON text (with `topic`, the topic it was produced to).
     pub payload: Option<Location>,
+    pub topic: Option<std::sync::Arc<[u8]>>,
 }
 
 /// What recovery found.
@@ -486,6 +511,7 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
     let mut first_seen: BTreeMap<u64, Outstanding> = BTreeMap::new();
     let mut owner: HashMap<u64, u64> = HashMap::new();
     let mut acked: HashSet<u64> = HashSet::new();
+    let mut topics: HashMap<Vec<u8>, std::sync::Arc<[u8]>> = HashMap::new();
     let segments = list_segments(dir);
     for (segment, suffix) in &segments {
         found.next_segment = found.next_segment.max(segment + 1);
@@ -510,12 +536,23 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
             }
         }
         for entry in entries {
-            let location = Location {
+            let mut location = Location {
                 segment: *segment,
                 suffix: *suffix,
                 offset: entry.body_offset,
                 len: entry.body.len() as u32,
             };
+            let mut topic = None;
+            if entry.kind == Kind::Payload {
+                let Some((name, skip)) = split_payload(entry.body) else {
+                    found.errors.push(format!("spool file {}: a malformed entry at byte {} is skipped", path.display(), entry.body_offset));
+                    continue;
+                };
+                location.offset += skip as u64;
+                location.len -= skip as u32;
+                let shared = topics.entry(name.to_vec()).or_insert_with(|| name.into());
+                topic = Some(shared.clone());
+            }
             match entry.kind {
                 Kind::Ack => {
                     for chunk in entry.body.chunks_exact(8) {
@@ -531,11 +568,13 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
                         event: entry.event,
                         snapshot: None,
                         payload: None,
+                        topic: None,
                     });
                     if entry.kind == Kind::Snapshot {
                         record.snapshot = Some(location);
                     } else {
                         record.payload = Some(location);
+                        record.topic = topic;
                     }
                 }
             }
@@ -636,7 +675,7 @@ mod tests {
             let location = snaps.append(id, id as u32, 1, format!("snapshot {id}").as_bytes()).unwrap();
             dlv.count_snapshot(location.segment);
             dlv.follow(snaps.segment());
-            dlv.append_payload(id, id as u32, 1, format!("payload {id}").as_bytes(), false).unwrap();
+            dlv.append_payload(id, id as u32, 1, b"topic-a", format!("payload {id}").as_bytes(), false).unwrap();
             locations.push(location);
         }
         assert!(snaps.segment() >= 2, "segments rotate");
@@ -654,6 +693,7 @@ mod tests {
         let mut reader = DeliveryLog::new(&dir, found.next_segment, found.owned.clone());
         let third = &found.records[0];
         assert_eq!(reader.read(third.payload.as_ref().unwrap()).unwrap(), b"payload 3");
+        assert_eq!(third.topic.as_deref(), Some(&b"topic-a"[..]));
         assert_eq!(reader.read(third.snapshot.as_ref().unwrap()).unwrap(), b"snapshot 3");
 
         // Nothing is deleted while an older segment still has an outstanding record.

@@ -272,3 +272,31 @@ fn acknowledged_records_are_not_produced_again_after_a_crash() {
     println!("acknowledged then kill -9: {tally}");
     assert_eq!((tally.duplicated, tally.lost.len()), (0, 0), "{tally}");
 }
+
+/// Records left in the spool by a crash go, at the next start, to the topic
+/// they were produced to, even though the new configuration names another
+/// (23.11+: `scontrol reconfigure` re-execs slurmctld without fini).
+#[test]
+fn recovered_records_keep_their_topic() {
+    let rig = Rig::new("jk_topic_a", &[("message.timeout.ms", "1000")]);
+    rig.kafka.create_topic("jk_topic_b", 1);
+    rig.kafka.down();
+    let mut host = rig.started("topic=jk_topic_a");
+    host.ok("jobs 5 1");
+    host.ok("sleep 300");
+    host.quit(); // no fini
+    rig.kafka.up();
+    let mut host = rig.started("topic=jk_topic_b");
+    host.ok("jobs 2 6");
+    let old: BTreeSet<u32> = (1..=5).collect();
+    let new: BTreeSet<u32> = (6..=7).collect();
+    rig.kafka.wait_ids("jk_topic_a", &old, 30 * SEC);
+    rig.kafka.wait_ids("jk_topic_b", &new, 30 * SEC);
+    host.ok("fini");
+    host.quit();
+    let in_a = Tally::of(&rig.kafka.read_all("jk_topic_a"), old.iter().copied());
+    let in_b = Tally::of(&rig.kafka.read_all("jk_topic_b"), new.iter().copied());
+    println!("topic a: {in_a}; topic b: {in_b}");
+    assert!(in_a.lost.is_empty() && in_a.unexpected.is_empty(), "{in_a}");
+    assert!(in_b.lost.is_empty() && in_b.unexpected.is_empty(), "{in_b}");
+}
