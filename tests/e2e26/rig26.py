@@ -77,6 +77,20 @@ def wait_for(pred, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
+def bindable(port):
+    """True when 127.0.0.1:port can be bound now (as a daemon would, with
+    SO_REUSEADDR). 47817/47818 lie in Linux's ephemeral range, so a client's
+    outgoing socket can sit on them for a while."""
+    import socket
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 # --- Kafka -------------------------------------------------------------------
 
 
@@ -456,7 +470,17 @@ class Cluster:
             args += ["--conf", f"PluginDir={self.inpath(pdir)}:{SYSTEM_PLUGINDIR}"]
         for kv in self.extra_conf:
             args += ["--conf", kv]
-        run([RIG / "slurm-chroot.sh", *args], timeout=240)
+        for attempt in (1, 2):
+            ports = [self.ctld_port, self.slurmd_port]
+            wait_for(lambda: all(bindable(p) for p in ports), 90, f"ports {ports} to be free", interval=0.5)
+            try:
+                run([RIG / "slurm-chroot.sh", *args], timeout=240)
+                break
+            except RigError as exc:
+                if attempt == 2:
+                    raise
+                log(f"cluster {self.name} did not start ({str(exc).splitlines()[0][:200]}); once more")
+                self.stop()
         self.check_plugin_loaded()
         log(f"cluster {self.name} ({self.plugin} plugin, JobCompParams={self.params or '-'}) up: "
             f"ctld :{self.ctld_port}, dir {self.dir}")
