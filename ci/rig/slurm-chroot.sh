@@ -52,6 +52,7 @@ set_suite() {
 	MARKER_CONTENT="$SUITE ${CHROOT_PACKAGES[*]}"
 }
 SUITE_GIVEN=${SUITE:-${JK_CHROOT_SUITE:-}}
+MIRROR=${JK_CHROOT_MIRROR:-http://deb.debian.org/debian}
 CHROOT_PACKAGES=(slurmctld slurmd slurm-client munge kcat slurm-wlm-kafka-plugin libslurm-dev)
 BIND_MOUNTS=(proc sys dev dev/pts dev/shm)
 # Marker content (set_suite): a changed package list rebuilds the chroot.
