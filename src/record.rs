@@ -370,10 +370,14 @@ impl<'a> RecordBuilder<'a> {
             self.put_int("array_job_id", job.array_job_id);
             self.put_int("array_task_id", job.array_task_id);
         }
-        if job.het_job_id != NO_VAL && !self.start_event {
-            // The old "pack" names are still sent next to the new ones.
-            self.put_int("pack_job_id", job.het_job_id);
-            self.put_int("pack_job_offset", job.het_job_offset);
+        if job.het_job_id != NO_VAL {
+            // The old "pack" names are still sent next to the new ones, in finish
+            // records only; start records (25.05+) carry just the het pair, as
+            // SchedMD's 26.05.5 plugin was seen to send (tests/e2e26 differential).
+            if !self.start_event {
+                self.put_int("pack_job_id", job.het_job_id);
+                self.put_int("pack_job_offset", job.het_job_offset);
+            }
             self.put_int("het_job_id", job.het_job_id);
             self.put_int("het_job_offset", job.het_job_offset);
         }
@@ -1021,7 +1025,7 @@ mod tests {
                 r#""state":"COMPLETED","failed_node":null,"cpu_hours":4.0677776336669922,"#,
                 r#""pack_job_id":0,"pack_job_offset":0,"het_job_id":0,"het_job_offset":0,"#
             ),
-            r#""state":null,"#,
+            r#""state":null,"het_job_id":0,"het_job_offset":0,"#,
         );
         let expected = without(&text, SCRIPT_ENTRY);
         let mut job = example_job();
@@ -1278,10 +1282,14 @@ mod tests {
             r#""priority":1,"#
         );
         assert!(text.contains(expected), "{text}");
-        // A start record keeps the array fields but not the het ones.
+        // A start record keeps the array fields and the het pair, not the pack one.
         let start = render(&job, Event::Start, None, &opts("25.05.0"));
         assert!(
-            start.contains(r#""state":null,"array_job_id":1200,"array_task_id":7,"priority":1,"#)
+            start.contains(concat!(
+                r#""state":null,"array_job_id":1200,"array_task_id":7,"#,
+                r#""het_job_id":1230,"het_job_offset":2,"priority":1,"#
+            )),
+            "{start}"
         );
     }
 
