@@ -22,7 +22,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test unit e2e check-headers matrix demo bench clean
+.PHONY: help build install deps test unit e2e e2e26 check-headers matrix demo bench clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -54,21 +54,28 @@ test: deps
 	$(MAKE) check-headers
 	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 	$(MAKE) e2e
+	$(MAKE) e2e26
 
 # Unit tests and the plugin loaded by a C host against librdkafka's mock cluster.
 unit:
 	$(CARGO) test --release
 
+# Our struct declarations against Debian's real Slurm sources (22.05.8, 24.11.5)
+# and, for 26.05.5 whose source is not published, against three measurements.
 check-headers:
-	ci/check-headers.sh 22.05.8 24.11.5
+	ci/check-headers.sh 22.05.8 24.11.5 26.05.5
 
 # One build per struct layout (22.05 to 26.05): exports and plugin_version checked.
 matrix:
 	ci/build-matrix.sh
 
-# Real slurmctld + real broker.
+# Real slurmctld + real broker: 22.05.8 (host) and 24.11.5 (Debian trixie chroot).
 e2e: build
 	ci/e2e.sh
+
+# The same on 26.05.5 (Debian forky chroot), start events on and off.
+e2e26:
+	ci/e2e26.sh
 
 demo: deps build
 	ci/demo.sh
