@@ -431,7 +431,7 @@ pub struct SpoolLock(#[allow(dead_code)] File);
 impl SpoolLock {
     pub fn acquire(dir: &Path) -> io::Result<SpoolLock> {
         use std::os::unix::io::AsRawFd;
-        let file = OpenOptions::new().create(true).write(true).mode(0o600).open(dir.join("lock"))?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(dir.join("lock"))?;
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(io::Error::last_os_error());
         }

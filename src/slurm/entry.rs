@@ -92,9 +92,13 @@ fn set_location(location: Option<String>) -> c_int {
 }
 
 /// 22.05: slurmctld passes JobCompLoc.
+///
+/// # Safety
+/// `location` is NULL or a NUL-terminated string (slurmctld passes slurm_conf's
+/// job_comp_loc).
 #[cfg(jk_api = "v22_05")]
 #[no_mangle]
-pub extern "C" fn jobcomp_p_set_location(location: *const std::ffi::c_char) -> c_int {
+pub unsafe extern "C" fn jobcomp_p_set_location(location: *const std::ffi::c_char) -> c_int {
     let location = (!location.is_null())
         .then(|| unsafe { std::ffi::CStr::from_ptr(location) }.to_string_lossy().into_owned());
     set_location(location)

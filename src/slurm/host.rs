@@ -46,22 +46,6 @@ fn is_slurmctld_name(path: &str) -> bool {
     name == "slurmctld" || name.starts_with("slurmctld-")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slurmctld_names() {
-        assert!(is_slurmctld_name("/usr/sbin/slurmctld"));
-        assert!(is_slurmctld_name("/usr/sbin/slurmctld-wlm"));
-        assert!(is_slurmctld_name("slurmctld"));
-        assert!(!is_slurmctld_name("/usr/bin/sacct"));
-        assert!(!is_slurmctld_name("/usr/sbin/slurmctld.sh/sacct"));
-        assert!(!is_slurmctld_name("/usr/sbin/slurmctldx"));
-        // The unit-test binary is not slurmctld.
-        assert!(!host_is_slurmctld());
-    }
-}
 
 /// The settings the plugin needs from slurm_conf (`None` when the host has no
 /// slurm_conf symbol).
@@ -128,5 +112,22 @@ impl Drop for AssocReadLock {
         if let Some(unlock) = self.unlock {
             unsafe { unlock(&mut Self::levels()) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slurmctld_names() {
+        assert!(is_slurmctld_name("/usr/sbin/slurmctld"));
+        assert!(is_slurmctld_name("/usr/sbin/slurmctld-wlm"));
+        assert!(is_slurmctld_name("slurmctld"));
+        assert!(!is_slurmctld_name("/usr/bin/sacct"));
+        assert!(!is_slurmctld_name("/usr/sbin/slurmctld.sh/sacct"));
+        assert!(!is_slurmctld_name("/usr/sbin/slurmctldx"));
+        // The unit-test binary is not slurmctld.
+        assert!(!host_is_slurmctld());
     }
 }

@@ -415,9 +415,7 @@ mod tests {
     #[test]
     fn null_pointers_are_absent_values() {
         use crate::slurm::layouts::l24_11_7 as l;
-        let mut job = l::job_record::default();
-        job.magic = JOB_MAGIC;
-        job.job_id = 1;
+        let job = l::job_record { magic: JOB_MAGIC, job_id: 1, ..Default::default() };
         let snap = unsafe { read(Layout::L24_11_7, &job as *const l::job_record as *const c_void, 0) }.unwrap();
         assert_eq!(snap, JobSnapshot { job_id: 1, ..JobSnapshot::default() });
         assert!(unsafe { read(Layout::L24_11_7, std::ptr::null(), 0) }.is_none());
