@@ -13,11 +13,10 @@ own meanwhile; the checks of the mix come last. Tests marked
 `releases(...)` run only in those sessions (the others are deselected).
 
 Ports: tansu 29092 (22.05) / 29093 (24.11) / 29094 (the restart test's own
-broker); host clusters 36817/36818 (mix), 36827/36828 (restart), 36837/36838
-(reconfigure); chroot clusters 46817/46818 (mix, ours), 46827/46828 (mix,
-SchedMD's), 46837/46838 (reconfigure), 46857/46858 (reconfigure, re-exec); all
-in jk.PORTS. The cluster ports lie in Linux's ephemeral range, so a start
-waits until they can be bound and retries (jk.Cluster.start). Directories:
+broker); host clusters 61817/61818 (mix), 61827/61828 (restart), 61837/61838
+(reconfigure); chroot clusters 62817/62818 (mix, ours), 62827/62828 (mix,
+SchedMD's), 62837/62838 (reconfigure), 62857/62858 (reconfigure, re-exec); all
+in jk.PORTS, outside the ephemeral range 32768-60999 (see there). Directories:
 /tmp/jk-e2e-<tag>-<series>/ and <chroot>/rig/jk-e2e-<tag>-<series>-*/ (<tag>
 from JK_E2E_TAG, set by ci/e2e.sh, else the pid); removed after a passing
 session, kept after a failure (or with JK_E2E_KEEP=1).

@@ -40,11 +40,14 @@ FINAL_STATES = {
     "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
 }
 
-# Ports (see conftest.py) per Slurm series and role: (ctld, slurmd).
+# Ports per Slurm series and role: (ctld, slurmd). Outside Linux's ephemeral
+# range (32768-60999): there, any client socket of the machine can hold a
+# port for as long as its connection lives (seen: 36827/36828, first chosen,
+# held by other sessions' connections for over 90 s, so slurmd could not bind).
 PORTS = {
-    "22.05": {"mix": (36817, 36818), "schedmd": None, "restart": (36827, 36828), "reconf": (36837, 36838)},
-    "24.11": {"mix": (46817, 46818), "schedmd": (46827, 46828), "restart": (46847, 46848),
-              "reconf": (46837, 46838), "reexec": (46857, 46858)},
+    "22.05": {"mix": (61817, 61818), "schedmd": None, "restart": (61827, 61828), "reconf": (61837, 61838)},
+    "24.11": {"mix": (62817, 62818), "schedmd": (62827, 62828), "restart": (62847, 62848),
+              "reconf": (62837, 62838), "reexec": (62857, 62858)},
 }
 # The restart test's own broker (down while the jobs run).
 OUTAGE_BROKER_PORT = {"22.05": 29094, "24.11": 29095}
@@ -586,10 +589,9 @@ class Cluster:
         os.chmod(self.dir / "kafka.conf", 0o600)
 
     def start(self, attempts=3):
-        """Start the cluster. The fixed ports lie inside Linux's ephemeral
-        range (32768-60999): any client socket of the machine may hold one
-        for a while, and the daemon then cannot bind it. Wait until both can
-        be bound, and start again when a daemon lost that race anyway."""
+        """Start the cluster: once both ports can be bound (a daemon of an
+        earlier run may still be going), and again when a daemon could not
+        bind its port anyway."""
         for attempt in range(1, attempts + 1):
             wait_bindable([self.ctld_port, self.slurmd_port], 90)
             try:
