@@ -30,9 +30,6 @@ ROOT=${JK_ROOT:-$RIG_CACHE/chroot-trixie}
 export JK_ROOT=$ROOT RIG_CACHE
 # The trixie chroot (Slurm 24.11.5), whatever the caller's environment says.
 export SUITE=trixie JK_CHROOT_SUITE=trixie
-# slurm-chroot.sh (since 9fb3bc3) uses $MIRROR without setting it: a cold
-# chroot build stopped with "MIRROR: unbound variable". Harmless once fixed.
-export MIRROR=${MIRROR:-${JK_CHROOT_MIRROR:-http://deb.debian.org/debian}}
 T0=$(now_ms)
 
 BG_PIDS=()
