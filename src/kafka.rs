@@ -76,7 +76,10 @@ unsafe impl Send for Producer {}
 unsafe impl Sync for Producer {}
 
 /// Properties set before the administrator's, so that the file can override them.
-const DEFAULT_PROPERTIES: [(&str, &str); 1] = [("client.id", "slurmctld-jobcomp-kafka")];
+/// The spool is the buffer for an outage, so librdkafka's own queue need not
+/// hold 100000 messages (its default) in slurmctld's memory.
+const DEFAULT_PROPERTIES: [(&str, &str); 2] =
+    [("client.id", "slurmctld-jobcomp-kafka"), ("queue.buffering.max.messages", "10000")];
 
 impl Producer {
     /// Creates a producer from `key=value` properties. An error names the

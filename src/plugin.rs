@@ -54,17 +54,23 @@ const BATCH: usize = 1024;
 /// Records that could not be spooled (disk full, unwritable) are kept in memory,
 /// at most this many; beyond, they are counted as lost.
 pub const MEMORY_ONLY_LIMIT: usize = 100_000;
+/// At fini, up to this many undelivered records are moved from the spool into
+/// the state file (SchedMD's format); a larger backlog stays in the spool.
+pub const STATE_FILE_HANDOVER_LIMIT: usize = 10_000;
+/// Beyond this many records waiting for the delivery thread, the hot path queues
+/// only their place in the spool, not their fields.
+const CHANNEL_SNAPSHOT_LIMIT: usize = 4096;
 /// Payloads waiting for librdkafka are kept in memory up to this many bytes;
 /// beyond, they are read back from the spool when their turn comes.
 const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
-/// While records wait for room in librdkafka's queue, delivery reports (which
-/// make room) are waited for this long at a time.
-const BACKLOG_POLL_MS: i32 = 10;
 /// Records librdkafka refuses for good (too large, invalid) are written here,
 /// under StateSaveLocation, one file per record, for an administrator to act on.
 pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";
-/// While messages are in flight, delivery reports are served this often.
-const IN_FLIGHT_POLL: Duration = Duration::from_millis(20);
+/// While active, the delivery thread looks for new records and delivery reports
+/// this often (a record then waits at most this long before it is built).
+const TICK_MS: i32 = 5;
+/// Active for this long after the last record; then it sleeps until woken.
+const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often a summary of records waiting for Kafka is logged during an outage.
@@ -74,7 +80,9 @@ const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 pub const RECORD_ID_HEADER: &CStr = c"jobcomp.record_id";
 
 enum Command {
-    Record { job: Box<JobSnapshot>, event: Event, id: u64, snapshot: Option<Location> },
+    /// `job` is `None` when the channel was long: the snapshot is then read back
+    /// from the spool (`snapshot`), so memory does not grow with a backlog.
+    Record { job: Option<Box<JobSnapshot>>, job_id: u32, event: Event, id: u64, snapshot: Option<Location> },
     Reconfigure(Box<Settings>),
     Stop,
 }
@@ -166,6 +174,10 @@ static RUNNING: RwLock<Option<Running>> = RwLock::new(None);
 /// Whether start events are wanted (25.05+ enable_job_start): checked before a
 /// start event reads anything, so that a disabled start event costs nothing.
 static START_EVENTS: AtomicBool = AtomicBool::new(false);
+
+fn millis_until(when: Instant) -> i32 {
+    when.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32
+}
 
 pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -318,6 +330,8 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         last_summary: Instant::now(),
         sync_failed: false,
         reconfigured: false,
+        last_record: Instant::now(),
+        left_in_spool: 0,
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()
@@ -388,7 +402,11 @@ pub fn submit(job: JobSnapshot, event: Event) -> bool {
         }
         return false;
     }
-    running.sender.send(Command::Record { job: Box::new(job), event, id, snapshot }).is_ok()
+    // Far behind (a burst, a slow disk): the snapshot is in the spool already, so
+    // only its place is queued; memory stays flat however long the queue gets.
+    let job_id = job.job_id;
+    let job = if snapshot.is_some() && running.sender.len() > CHANNEL_SNAPSHOT_LIMIT { None } else { Some(Box::new(job)) };
+    running.sender.send(Command::Record { job, job_id, event, id, snapshot }).is_ok()
 }
 
 /// True between a successful init and fini.
@@ -460,6 +478,11 @@ struct Delivery {
     sync_failed: bool,
     /// Settings changed: timers are re-armed with the new intervals.
     reconfigured: bool,
+    /// When the last record came from the hot path (active/idle, see `run`).
+    last_record: Instant,
+    /// Records in the spool that this run could not take up (the spool must not
+    /// be emptied at fini).
+    left_in_spool: usize,
 }
 
 impl Delivery {
@@ -473,44 +496,50 @@ impl Delivery {
             if let Some(Reverse((due, _))) = self.retry.peek() {
                 wake = wake.min(*due);
             }
-            // Records waiting for room in librdkafka's queue: do not sleep on the
-            // channel; the poll below waits for delivery reports instead.
+            // Idle (no record for a while, nothing queued or in flight): sleep on
+            // the channel, so that an idle plugin costs nothing. Active: never
+            // block on the channel but in librdkafka's poll below, a tick at a
+            // time. A sender then never has to wake a sleeping receiver, which
+            // would be a futex syscall on slurmctld's hot path for every record.
             let backlog = !self.queue.is_empty();
-            if backlog {
-                wake = Instant::now();
-            } else if self.producer.queue_len() > 0 {
-                // Messages in flight: serve their delivery reports promptly, so
-                // that acknowledgements reach the spool within milliseconds (a
-                // crash then re-sends as little as possible). poll_interval is
-                // the longest wait, not the only cadence.
-                wake = wake.min(Instant::now() + IN_FLIGHT_POLL);
-            }
+            let active = backlog || self.producer.queue_len() > 0 || self.last_record.elapsed() < ACTIVE_WINDOW;
             let mut stop = false;
-            match self.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-                Ok(command) => {
-                    stop = self.handle(command);
-                    for _ in 1..BATCH {
-                        if stop {
-                            break;
-                        }
-                        match self.receiver.try_recv() {
-                            Ok(command) => stop = self.handle(command),
-                            Err(_) => break,
-                        }
+            let mut received = 0usize;
+            if !active {
+                match self.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                    Ok(command) => {
+                        stop = self.handle(command);
+                        received += 1;
                     }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => stop = true,
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => stop = true,
+            }
+            while !stop && received < BATCH {
+                match self.receiver.try_recv() {
+                    Ok(command) => {
+                        stop = self.handle(command);
+                        received += 1;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => stop = true,
+                }
             }
             if stop {
                 break;
+            }
+            if received > 0 {
+                self.last_record = Instant::now();
             }
             if std::mem::take(&mut self.reconfigured) {
                 let now = Instant::now();
                 next_poll = next_poll.min(now + poll_every(&self.settings));
                 next_sync = next_sync.min(now + self.settings.params.spool_sync_interval);
             }
-            self.serve_reports(if backlog { BACKLOG_POLL_MS } else { 0 });
+            // Active and nothing arrived: wait one tick in librdkafka's poll (it
+            // returns at once when a delivery report comes in).
+            let tick = if active && received == 0 { TICK_MS.min(millis_until(wake)) } else { 0 };
+            self.serve_reports(tick);
             self.requeue_due();
             self.drain_queue();
             let now = Instant::now();
@@ -583,12 +612,23 @@ impl Delivery {
     /// True on Stop.
     fn handle(&mut self, command: Command) -> bool {
         match command {
-            Command::Record { job, event, id, snapshot } => {
+            Command::Record { job, job_id, event, id, snapshot } => {
                 let owner = snapshot.map(|at| at.segment);
                 if let (Some(log), Some(owner)) = (self.log.as_mut(), owner) {
                     log.count_snapshot(owner);
                 }
-                self.publish(*job, event, id, owner, snapshot.is_none());
+                let job = job.map(|job| *job).or_else(|| {
+                    let bytes = self.log.as_mut()?.read(snapshot.as_ref()?).ok()?;
+                    codec::decode(&bytes)
+                });
+                match job {
+                    Some(job) => self.publish(job, event, id, owner, snapshot.is_none()),
+                    None => {
+                        // Left in the spool (not acknowledged): the next start retries it.
+                        self.left_in_spool += 1;
+                        log::error(&format!("job {job_id}: its spooled record cannot be read back now; it is produced at the next start"));
+                    }
+                }
                 false
             }
             Command::Reconfigure(settings) => {
@@ -974,11 +1014,16 @@ impl Delivery {
         // spool has it, it stays there with its record id, so that the copy
         // produced at the next start is recognisable as a duplicate. Every other
         // pending record goes to the state file (SchedMD's format) and leaves the spool.
+        // A large backlog stays in the spool as it is: converting it would hold
+        // slurmctld's shutdown for as long as it takes to rewrite it (42 s and
+        // 7.7 GiB of memory for a million records), for the sake of a file that
+        // only SchedMD's plugin needs.
         let spooled = self.log.is_some();
+        let hand_over_all = !spooled || self.records.len() <= STATE_FILE_HANDOVER_LIMIT;
         let mut ids: Vec<u64> = self
             .records
             .iter()
-            .filter(|(_, p)| !(spooled && p.in_flight && p.owner.is_some()))
+            .filter(|(_, p)| p.owner.is_none() || (hand_over_all && !(spooled && p.in_flight)))
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
@@ -1013,7 +1058,7 @@ impl Delivery {
                         if all.len() > ours { format!(" ({} of them from another controller's file)", all.len() - ours) } else { String::new() }
                     ));
                 }
-                if kept_in_spool == 0 && handed_over.len() == self.records.len() {
+                if kept_in_spool == 0 && self.left_in_spool == 0 && handed_over.len() == self.records.len() {
                     if let Some(log) = self.log.as_mut() {
                         log.remove_all();
                     }
@@ -1021,10 +1066,16 @@ impl Delivery {
                     self.acks.extend(handed_over.iter().copied());
                     self.write_acks();
                     self.sync_spool();
-                    if kept_in_spool > 0 {
+                    if kept_in_spool > 0 && hand_over_all {
                         log::info(&format!(
                             "{kept_in_spool} record(s) were in flight at shutdown and stay in the spool: \
                              produced again at the next start with the same jobcomp.record_id (maybe a duplicate)"
+                        ));
+                    } else if kept_in_spool > 0 {
+                        log::info(&format!(
+                            "{kept_in_spool} undelivered record(s) stay in {} (more than {STATE_FILE_HANDOVER_LIMIT}: \
+                             not copied to the state file); they are produced at the next start",
+                            dir.join(spool::SPOOL_DIR).display()
                         ));
                     }
                 }
