@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -417,7 +416,7 @@ def parse_scontrol_jobs(raw):
         if not chunk.strip():
             continue
         f = parse_scontrol_job(chunk)
-        snap = Snapshot(f, time.time())
+        snap = Snapshot(f)
         jobs[snap.jobid] = snap
     return jobs
 
@@ -425,7 +424,6 @@ def parse_scontrol_jobs(raw):
 @dataclass
 class Snapshot:
     fields: dict
-    taken: float
 
     def get(self, key, default=None):
         v = self.fields.get(key)
@@ -890,10 +888,3 @@ def check_script(rec, expected, label):
 def wrap_script(cmd):
     """The batch script sbatch --wrap creates (22.05 and 24.11 alike)."""
     return f"#!/bin/sh\n# This script was created by sbatch --wrap.\n\n{cmd}\n"
-
-
-def kill_pid(pid, sig=signal.SIGTERM):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass

@@ -15,7 +15,8 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from jk import (FINAL_STATES, RigError, log, scontrol_time_utc, wait_for, wrap_script)
+from jk import (FINAL_STATES, InvalidRecord, RigError, check_script, compare_with_scontrol, decode_record, log,
+                record_id_problems, schema_problems, scontrol_time_utc, wait_for, wrap_script)
 
 # Names with quotes, a backslash, slashes, a tab, control characters, a
 # newline and UTF-8 (never " Capital=": see jk.parse_scontrol_job).
@@ -267,9 +268,6 @@ def normalise_ids(text, mix):
 
 
 # --- checking the records of a mix ----------------------------------------------
-
-from jk import (InvalidRecord, compare_with_scontrol, check_script, decode_record,  # noqa: E402
-                record_id_problems, schema_problems)
 
 
 @dataclass

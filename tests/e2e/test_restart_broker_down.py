@@ -27,10 +27,6 @@ def _shutdown_ctld(cluster):
     wait_for(lambda: not pid_alive(pid), 30, f"slurmctld {pid} to exit after scontrol shutdown")
 
 
-def _start_ctld(cluster):
-    cluster.start_ctld()
-
-
 def _leftovers(cluster):
     return sorted(p.name for p in cluster.state_dir.glob("jobcomp_kafka_state*")
                   if not p.name.endswith(".old"))
@@ -67,7 +63,7 @@ def test_restart_with_broker_down(release, session_dir, make_cluster, numbers):
 
         broker.start()
         try:
-            _start_ctld(c)
+            c.start_ctld()
             got = broker.consume(topic, expect=N_JOBS, timeout=60, linger=3)
             by_id = {}
             invalid = 0
@@ -105,7 +101,7 @@ def test_restart_with_broker_down(release, session_dir, make_cluster, numbers):
                 _, recs = read_state_file(c.state_dir / "jobcomp_kafka_state")
                 assert not recs, f"{len(recs)} record(s) saved although all were delivered"
             assert not (c.state_dir / "jobcomp_kafka_state.replaying").exists()
-            _start_ctld(c)
+            c.start_ctld()
             again = broker.consume(topic, expect=N_JOBS + 1, timeout=60, linger=4)
             ids_again = sorted(dict(decode_record(m.value))["jobid"] for m in again.messages)
             numbers(f"after a second restart: records expected={N_JOBS + 1} received={len(again.messages)}")
