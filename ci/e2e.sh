@@ -17,6 +17,7 @@
 # JK_E2E_KEEP=1 keeps the test directories.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck disable=SC2034 # read by log() in common.sh
 RIG_NAME=e2e
 . ci/lib/common.sh
 
@@ -168,4 +169,8 @@ done
 phase "done"
 echo "e2e wall time: $((($(now_ms) - T0) / 1000)) s"
 echo "$passed passed, $failed failed"
-((ok && failed == 0))
+if ((ok && failed == 0)); then
+	rm -rf "$OUT" # everything is printed above; kept after a failure
+	exit 0
+fi
+exit 1
