@@ -44,12 +44,15 @@ FINAL_STATES = {
 # port for as long as its connection lives (seen: 36827/36828, first chosen,
 # held by other sessions' connections for over 90 s, so slurmd could not bind).
 PORTS = {
-    "22.05": {"mix": (61817, 61818), "schedmd": None, "restart": (61827, 61828), "reconf": (61837, 61838)},
+    "22.05": {"mix": (61817, 61818), "schedmd": None, "restart": (61827, 61828), "reconf": (61837, 61838),
+              "crash": (61847, 61848)},
     "24.11": {"mix": (62817, 62818), "schedmd": (62827, 62828), "restart": (62847, 62848),
-              "reconf": (62837, 62838), "reexec": (62857, 62858)},
+              "reconf": (62837, 62838), "reexec": (62857, 62858), "crash": (62867, 62868)},
 }
 # The restart test's own broker (down while the jobs run).
 OUTAGE_BROKER_PORT = {"22.05": 29094, "24.11": 29095}
+# The crash tests' own broker (down while the jobs run, up after the crash).
+CRASH_BROKER_PORT = {"22.05": 29096, "24.11": 29097}
 # librdkafka properties of every cluster: no record may time out while a
 # test runs (the broker is up, or comes back within the test).
 KAFKA_PROPS = {"message.timeout.ms": "120000", "reconnect.backoff.max.ms": "1000"}
