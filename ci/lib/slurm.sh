@@ -7,8 +7,8 @@
 #   DIR/rig.env          what `start` chose (kind, root, ports, auth, ...)
 #   DIR/slurm.conf       the configuration (paths as the daemons see them)
 #   DIR/state/           StateSaveLocation      DIR/spool/  SlurmdSpoolDir
-#   DIR/slurmctld.pid    SlurmctldPidFile (also written by us at launch)
-#   DIR/slurmd.pid       SlurmdPidFile
+#   DIR/slurmctld.pid    the PID we launched (SlurmctldPidFile is DIR/slurmctld.daemon.pid)
+#   DIR/slurmd.pid       the PID we launched (SlurmdPidFile is DIR/slurmd.daemon.pid)
 #   DIR/slurmctld.log    DIR/slurmd.log (SlurmctldDebug=verbose)
 #   DIR/*.stderr         the daemons' stdout/stderr
 #   DIR/bin/             wrappers (sbatch, squeue, scontrol, ...) bound to DIR
@@ -74,8 +74,11 @@ _write_conf() {
 		esac
 		echo "StateSaveLocation=$d/state"
 		echo "SlurmdSpoolDir=$d/spool"
-		echo "SlurmctldPidFile=$d/slurmctld.pid"
-		echo "SlurmdPidFile=$d/slurmd.pid"
+		# Not the rig's own PID files: slurmctld truncates and rewrites its
+		# PID file while starting, and a read of the rig's file in that window
+		# took a starting slurmctld for dead (and stopped it).
+		echo "SlurmctldPidFile=$d/slurmctld.daemon.pid"
+		echo "SlurmdPidFile=$d/slurmd.daemon.pid"
 		echo "SlurmctldLogFile=$d/slurmctld.log"
 		echo "SlurmdLogFile=$d/slurmd.log"
 		echo "SlurmctldDebug=verbose"
