@@ -1,0 +1,485 @@
+"""In-process benchmark of the jobcomp/kafka plugin: bench/host_bench.c loads the
+plugin like slurmctld and calls log_record back to back; this script drives it
+per scenario, watches the plugin's spool to learn when every record was
+acknowledged by Kafka (or, with the broker down, built and spooled), samples
+the host's memory and CPU, and writes one JSON file per scenario.
+
+Usage (rig venv's python: numpy comes with matplotlib):
+  run_inproc.py --plugin SO --release 22.05.8 --work DIR --out DIR
+                [--tansu HOST:PORT] SCENARIO...
+Scenarios: up down slow onecore script100k paced-up paced-down paced-slow
+scale-10k scale-100k scale-1m
+(see SCENARIOS below). Records N, workload and broker come from the table;
+--records-scale F multiplies every N (quick trial runs); --rounds R splits every
+scenario not marked single into R interleaved runs of N/R records, merged.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPOOL = "jobcomp_kafka_spool"
+MAGIC = 0x4A4B5331
+HEADER = 32
+KIND_PAYLOAD, KIND_ACK = 2, 3
+DEAD_PORT = 59099
+
+# name: broker (up | down | slow), records, workload, options
+SCENARIOS = {
+    # The three broker conditions, same workload and size.
+    "up": dict(broker="up", records=100_000, workload="mix"),
+    "down": dict(broker="down", records=100_000, workload="mix"),
+    "slow": dict(broker="slow", records=100_000, workload="mix", rtt_ms=50),
+    # Everything (hot path, delivery thread, librdkafka) on one core.
+    "onecore": dict(broker="up", records=100_000, workload="mix", cpus="1"),
+    # Every job has a 100 KiB batch script (read and sent by the delivery thread).
+    "script100k": dict(broker="up", records=5_000, workload="script100k", single=True),
+    # slurmctld's cadence (a record every 5 ms, not back to back): the hot
+    # path then pays for cold caches and for waking the delivery thread.
+    "paced-up": dict(broker="up", records=4_000, workload="mix", rate=200),
+    "paced-down": dict(broker="down", records=4_000, workload="mix", rate=200),
+    "paced-slow": dict(broker="slow", records=4_000, workload="mix", rate=200, rtt_ms=50),
+    # Backlog growth with the broker down.
+    "scale-10k": dict(broker="down", records=10_000, workload="mix", fini=True, single=True),
+    "scale-100k": dict(broker="down", records=100_000, workload="mix", fini=True, single=True),
+    "scale-1m": dict(broker="down", records=1_000_000, workload="mix", fini=True, single=True),
+}
+
+RELEASES = {
+    # release: (layout header tag, API define, SLURM_VERSION_NUMBER)
+    "22.05.8": ("22_05_8", "-DJK_API_22_05", 0x160508),
+    "24.11.5": ("24_11_3", "-DJK_API_23_02", 0x180B05),
+}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')} inproc] {msg}", file=sys.stderr, flush=True)
+
+
+def build_host(release, work):
+    tag, api, version = RELEASES[release]
+    out = os.path.join(work, f"host-{tag}", "slurmctld-bench")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    cmd = [
+        "cc", "-O2", "-g", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
+        "-include", os.path.join(REPO, f"slurm-headers/layout_{tag}.h"), api,
+        f"-DEXPECTED_VERSION={version:#x}", os.path.join(HERE, "host_bench.c"),
+        "-o", out + ".tmp", "-rdynamic", "-ldl", "-lpthread",
+    ]
+    subprocess.run(cmd, check=True)
+    os.rename(out + ".tmp", out)
+    return out
+
+
+class SpoolWatch:
+    """Counts Payload entries (records built by the delivery thread) and acknowledged
+    ids (Ack entries) in the plugin's .dlv spool files, reading only new entries.
+    Files are kept open: a retired (deleted) segment can still be read to its end."""
+
+    def __init__(self, state):
+        self.dir = os.path.join(state, SPOOL)
+        self.files = {}  # name -> [fd, offset]
+        self.payloads = 0
+        self.acks = 0
+
+    def scan(self):
+        try:
+            names = [n for n in os.listdir(self.dir) if n.endswith(".dlv")]
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            if name not in self.files:
+                try:
+                    self.files[name] = [os.open(os.path.join(self.dir, name), os.O_RDONLY), 0]
+                except FileNotFoundError:
+                    continue
+        for entry in self.files.values():
+            fd, offset = entry
+            size = os.fstat(fd).st_size
+            while offset + HEADER <= size:
+                head = os.pread(fd, HEADER, offset)
+                if len(head) < HEADER or int.from_bytes(head[0:4], "little") != MAGIC:
+                    break
+                body = int.from_bytes(head[8:12], "little")
+                total = (HEADER + body + 7) // 8 * 8
+                if offset + HEADER + body > size:
+                    break
+                if head[4] == KIND_PAYLOAD:
+                    self.payloads += 1
+                elif head[4] == KIND_ACK:
+                    self.acks += body // 8
+                offset += total
+            entry[1] = offset
+
+    def close(self):
+        for fd, _ in self.files.values():
+            os.close(fd)
+        self.files = {}
+
+
+def dir_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def read_status(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM", "Threads"):
+                    out[k] = int(v.split()[0])
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def proc_cpu_s(pid, tid=None):
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid):
+    """CPU seconds per thread name (summed over threads of that name)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            # ns resolution (stat's utime/stime tick at 10 ms)
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                cpu = int(f.read().split()[0]) / 1e9
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        key = "main" if int(tid) == pid else ("librdkafka" if name.startswith("rdk:") else name)
+        out[key] = out.get(key, 0.0) + cpu
+    return out
+
+
+def dist(values_ns):
+    a = np.asarray(values_ns, dtype=np.float64)
+    if a.size == 0:
+        return {}
+    q = np.percentile(a, [50, 90, 99, 99.9], method="inverted_cdf")
+    return {
+        "n": int(a.size), "mean_us": float(a.mean() / 1e3), "p50_us": float(q[0] / 1e3),
+        "p90_us": float(q[1] / 1e3), "p99_us": float(q[2] / 1e3), "p999_us": float(q[3] / 1e3),
+        "max_us": float(a.max() / 1e3),
+    }
+
+
+class Broker:
+    def __init__(self, kind, tansu, rtt_ms, work):
+        self.kind, self.proc = kind, None
+        if kind == "up":
+            if not tansu:
+                raise SystemExit("scenario needs --tansu HOST:PORT")
+            self.bootstrap = tansu
+        elif kind == "down":
+            self.bootstrap = f"127.0.0.1:{DEAD_PORT}"
+        elif kind == "slow":
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "mock_broker.py"), "--rtt", str(rtt_ms)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            line = self.proc.stdout.readline().split()
+            if len(line) != 2 or line[0] != "bootstrap":
+                raise SystemExit(f"mock broker did not start: {line}")
+            self.bootstrap = line[1]
+        else:
+            raise ValueError(kind)
+
+    def create_topic(self, topic):
+        """Creates the run's topic first: the pipeline time then does not include
+        the broker creating it on the first record."""
+        if self.kind != "up":
+            # down: nothing to create; slow: the mock cluster does not answer
+            # CreateTopics in time, and creates topics on first use quickly.
+            return
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 3})
+        try:
+            admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(15)
+        except Exception as exc:  # the plugin's first produce creates it then
+            log(f"create topic {topic}: {exc}")
+
+    def stop(self):
+        if self.proc:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def fresh_state(state):
+    """The state directory of a workload is reused (its batch scripts take a while
+    to write); what the plugin left there is removed before every run."""
+    os.makedirs(state, exist_ok=True)
+    for name in os.listdir(state):
+        if name.startswith("jobcomp_kafka"):
+            path = os.path.join(state, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+
+
+def run_once(name, spec, args, host, records, tag):
+    """One host process. Returns the raw observations."""
+    work = os.path.join(args.work, f"{name}{tag}")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    state = os.path.join(args.work, f"state-{spec['workload']}")
+    fresh_state(state)
+    broker = Broker(spec["broker"], args.tansu, spec.get("rtt_ms", 0), work)
+    loc = os.path.join(work, "jobcomp_kafka.conf")
+    with open(loc, "w") as f:
+        f.write(f"bootstrap.servers={broker.bootstrap}\n")
+        # Defaults otherwise (linger.ms, queue sizes, message.timeout.ms): what a site gets.
+        for prop in spec.get("props", []):
+            f.write(prop + "\n")
+    os.chmod(loc, 0o600)
+    topic = f"bench-{name}{tag}-{int(time.time())}"
+    broker.create_topic(topic)
+    lat_path, kinds_path = os.path.join(work, "lat.u32"), os.path.join(work, "kinds.u8")
+    cmd = [host, args.plugin, "--state", state, "--loc", loc, "--params", f"topic={topic}",
+           "--cluster", "bench", "--records", str(records), "--workload", spec["workload"],
+           "--lat", lat_path, "--kinds", kinds_path, "--interactive"]
+    if spec.get("rate"):
+        cmd += ["--rate", str(spec["rate"])]
+    if spec.get("cpus"):
+        cmd = ["taskset", "-c", spec["cpus"]] + cmd
+    log(f"{name}{tag}: {records} records, workload {spec['workload']}, broker {spec['broker']} ({broker.bootstrap})"
+        + (f", cpus {spec['cpus']}" if spec.get("cpus") else "") + (f", {spec['rate']}/s" if spec.get("rate") else ""))
+    stderr = open(os.path.join(work, "host.log"), "w")
+    t_launch = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    raw = {"records": records, "bootstrap": broker.bootstrap, "topic": topic}
+    timeline = []
+    stop_sampling = threading.Event()
+
+    def sample():
+        while not stop_sampling.is_set():
+            st = read_status(proc.pid)
+            try:
+                cpu = proc_cpu_s(proc.pid)
+            except (FileNotFoundError, ProcessLookupError):
+                break
+            if st:
+                timeline.append((time.monotonic(), st.get("VmRSS", 0), cpu))
+            stop_sampling.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    watch = SpoolWatch(state)
+    try:
+        line = proc.stdout.readline()
+        if not line.startswith("hot-done "):
+            raise SystemExit(f"{name}: host failed: {line!r}; see {stderr.name}")
+        hot = json.loads(line.split(" ", 1)[1])
+        raw["hot"] = hot
+        t0 = hot["t0_mono_ns"] / 1e9
+        # Done: every record acknowledged (broker up/slow) or built and spooled (down).
+        want_acks = spec["broker"] != "down"
+        deadline = time.monotonic() + args.timeout
+        done_at = None
+        progress = []  # (time since the first call, records done)
+        while time.monotonic() < deadline:
+            watch.scan()
+            got = watch.acks if want_acks else watch.payloads
+            now = time.monotonic()
+            if not progress or progress[-1][1] != got:
+                progress.append((now - t0, got))
+            if got >= records:
+                done_at = now
+                break
+            time.sleep(0.02)
+        raw["progress"] = progress
+        raw["complete"] = done_at is not None
+        raw["acks"], raw["payloads"] = watch.acks, watch.payloads
+        if done_at is None:
+            log(f"{name}: NOT complete after {args.timeout} s (acks {watch.acks}, payloads {watch.payloads})")
+            done_at = time.monotonic()
+        raw["pipeline_s"] = done_at - t0
+        raw["threads_cpu_s"] = thread_cpu(proc.pid)
+        proc.stdin.write("measure\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        raw["measure"] = json.loads(line.split(" ", 1)[1])
+        raw["spool_bytes"] = dir_bytes(os.path.join(state, SPOOL))
+        if spec.get("fini"):
+            proc.stdin.write("fini\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+            raw["fini"] = json.loads(line.split(" ", 1)[1])
+            try:
+                raw["state_file_bytes"] = os.path.getsize(os.path.join(state, "jobcomp_kafka_state"))
+            except FileNotFoundError:
+                raw["state_file_bytes"] = 0
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        proc.wait(60)
+    finally:
+        stop_sampling.set()
+        sampler.join()
+        watch.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr.close()
+        broker.stop()
+    raw["lat"] = np.fromfile(lat_path, dtype=np.uint32)
+    raw["kinds"] = np.fromfile(kinds_path, dtype=np.uint8)
+    raw["timeline"] = [(t - t0, rss, cpu) for t, rss, cpu in timeline]
+    raw["launch_to_first_call_s"] = t0 - t_launch
+    # Keep the disk clean: spool and state files of big runs are large.
+    if not args.keep:
+        fresh_state(state)
+        shutil.rmtree(work, ignore_errors=True)
+    m = raw["measure"]
+    log(f"{name}{tag}: hot p50 {np.percentile(raw['lat'], 50) / 1e3:.2f} us p99 "
+        f"{np.percentile(raw['lat'], 99) / 1e3:.2f} us, hot rate {hot['hot_rate']:.0f}/s, "
+        f"pipeline {records / raw['pipeline_s']:.0f}/s ({'complete' if raw['complete'] else 'INCOMPLETE'}), "
+        f"cpu/rec {m['cpu_per_record_us']:.1f} us, hwm {m['hwm_kb'] / 1024:.0f} MiB, "
+        f"spool {raw['spool_bytes'] / 2**20:.0f} MiB" + (f", fini {raw['fini']['fini_ms']:.0f} ms" if "fini" in raw else ""))
+    return raw
+
+
+def summarize(name, spec, raws, args):
+    """Merges the rounds of one scenario into its result JSON (same keys as one run)."""
+    n = sum(r["records"] for r in raws)
+    lat = np.concatenate([r["lat"] for r in raws])
+    kinds = np.concatenate([r["kinds"] for r in raws])
+    sum_call_s = float(lat.sum()) / 1e9
+    loop_s = sum(r["hot"]["loop_wall_s"] for r in raws)
+    hot_cpu = sum(r["hot"]["main_thread_cpu_s"] for r in raws)
+    cpu = sum(r["measure"]["cpu_s"] for r in raws)
+    threads = {}
+    for r in raws:
+        for k, v in r["threads_cpu_s"].items():
+            threads[k] = threads.get(k, 0.0) + v
+    first = raws[0]
+    result = {
+        "scenario": name, "spec": spec, "rounds": len(raws), "records": n,
+        "topics": [r["topic"] for r in raws], "bootstrap": [r["bootstrap"] for r in raws],
+        "hot": {
+            "hot_rate": n / sum_call_s, "loop_rate": n / loop_s, "loop_wall_s": loop_s,
+            "main_thread_cpu_s": hot_cpu, "hwm_kb": max(r["hot"]["hwm_kb"] for r in raws),
+            "rss_kb": max(r["hot"]["rss_kb"] for r in raws),
+            "failed_calls": sum(r["hot"]["failed_calls"] for r in raws),
+            "timer_overhead_p50_ns": first["hot"]["timer_overhead"]["p50_ns"],
+            "init_ms": [r["hot"]["init_ms"] for r in raws],
+        },
+        "complete": all(r["complete"] for r in raws),
+        "acks": sum(r["acks"] for r in raws), "payloads": sum(r["payloads"] for r in raws),
+        "pipeline_s": sum(r["pipeline_s"] for r in raws),
+        "threads_cpu_s": threads,
+        "measure": {
+            "cpu_s": cpu, "cpu_per_record_us": cpu / n * 1e6,
+            "rss_kb": max(r["measure"]["rss_kb"] for r in raws),
+            "hwm_kb": max(r["measure"]["hwm_kb"] for r in raws),
+            "log_errors": sum(r["measure"]["log_errors"] for r in raws),
+        },
+        "spool_bytes": max(r["spool_bytes"] for r in raws),
+        "lat": dist(lat),
+    }
+    result["pipeline_rate"] = n / result["pipeline_s"]
+    # Steady rate: records done between 10% and 90% of each run, over the time that took
+    # (excludes start-up and the last delivery reports, served at the next poll tick).
+    done, spent = 0, 0.0
+    for r in raws:
+        prog, m = r.get("progress", []), r["records"]
+        t10 = next((t for t, c in prog if c >= 0.1 * m), None)
+        t90 = next((t for t, c in prog if c >= 0.9 * m), None)
+        if t10 is not None and t90 is not None and t90 > t10:
+            done += 0.8 * m
+            spent += t90 - t10
+    result["pipeline_rate_steady"] = done / spent if spent else None
+    if "fini" in first:
+        result["fini"] = first["fini"]
+        result["state_file_bytes"] = first["state_file_bytes"]
+    names = ["short", "array", "longnodes", "script100k", "nobatch"]
+    result["lat_by_kind"] = {names[k]: dist(lat[kinds == k]) for k in range(len(names)) if (kinds == k).any()}
+    # Per-call time along the (first) run: percentiles per block of 1% of the calls (backlog growth).
+    l0 = first["lat"]
+    block = max(1000, len(l0) // 100)
+    result["lat_blocks"] = [
+        {"first": int(i), "p50_us": float(np.percentile(l0[i:i + block], 50) / 1e3),
+         "p99_us": float(np.percentile(l0[i:i + block], 99) / 1e3),
+         "mean_us": float(l0[i:i + block].mean() / 1e3)}
+        for i in range(0, len(l0), block)
+    ]
+    result["timeline"] = first["timeline"]
+    with open(os.path.join(args.out, f"inproc-{name}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    lt = result["lat"]
+    log(f"{name}: {n} records in {len(raws)} round(s): p50 {lt['p50_us']:.2f} us p99 {lt['p99_us']:.2f} us "
+        f"p99.9 {lt['p999_us']:.1f} us, hot rate {result['hot']['hot_rate']:.0f}/s, "
+        f"pipeline {result['pipeline_rate']:.0f}/s, cpu/rec {result['measure']['cpu_per_record_us']:.1f} us")
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--plugin", required=True)
+    ap.add_argument("--release", default="22.05.8")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--tansu")
+    ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--records-scale", type=float, default=1.0)
+    ap.add_argument("--rounds", type=int, default=1, help="split each scenario into this many interleaved runs")
+    ap.add_argument("--keep", action="store_true", help="keep state directories and raw latencies")
+    ap.add_argument("scenarios", nargs="+")
+    args = ap.parse_args()
+    for s in args.scenarios:
+        if s not in SCENARIOS:
+            raise SystemExit(f"unknown scenario {s}; known: {' '.join(SCENARIOS)}")
+    os.makedirs(args.work, exist_ok=True)
+    os.makedirs(args.out, exist_ok=True)
+    args.plugin = os.path.abspath(args.plugin)
+    host = build_host(args.release, args.work)
+    # Rounds interleave the scenarios (A B C A B C ...) so that a change of load
+    # on the machine hits all of them alike; scenarios marked single run once.
+    multi = [s for s in args.scenarios if not SCENARIOS[s].get("single")]
+    single = [s for s in args.scenarios if SCENARIOS[s].get("single")]
+    raws = {s: [] for s in args.scenarios}
+    for k in range(args.rounds):
+        for s in multi:
+            spec = SCENARIOS[s]
+            scale = 1 if spec.get("rate") else args.records_scale
+            records = max(500, int(spec["records"] * scale / args.rounds))
+            raws[s].append(run_once(s, spec, args, host, records, f"-r{k + 1}" if args.rounds > 1 else ""))
+    for s in single:
+        spec = SCENARIOS[s]
+        records = max(1000, int(spec["records"] * args.records_scale))
+        raws[s].append(run_once(s, spec, args, host, records, ""))
+    for s in args.scenarios:
+        summarize(s, SCENARIOS[s], raws[s], args)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    main()

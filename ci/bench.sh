@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# make bench: the plugin's benchmarks; results in bench/results/ (RESULTS.md,
+# bench.png, raw/*.json). See bench/README.md for what each part measures.
+#
+# Usage: ci/bench.sh [PART...]      (after `make build`; `make bench` does both)
+#   PART: inproc  in-process host, broker up / down / slow, one core, paced
+#         scale   in-process, broker down, 10k / 100k / 1M records
+#         ctld    real slurmctld with the timing shim: SchedMD's plugin vs ours
+#                 (24.11.5 chroot), ours on the 22.05.8 host; end-to-end latency
+#   Default: all three, then the report.
+# Environment:
+#   BENCH_TASKS=N        job array tasks per slurmctld configuration (default 2000, in 4
+#                        interleaved rounds)
+#   BENCH_SCALE=F        multiply the in-process record counts (quick trials: 0.1)
+#   BENCH_PORT=P         first port tried for tansu (default 59092)
+#   BENCH_WORK=DIR       scratch directory (default /tmp/jk-bench-work)
+# Ports: tansu 59092+, host cluster 56817/56818, chroot cluster 57817/57818.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+RIG_NAME=bench
+. ci/lib/common.sh
+
+t_start=$(date +%s)
+parts=("$@")
+((${#parts[@]})) || parts=(inproc scale ctld)
+want() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
+
+work=${BENCH_WORK:-/tmp/jk-bench-work}
+results=$repo/bench/results
+raw=$results/raw
+host_version=${SLURM_VERSION:-$(ci/slurm-version.sh)}
+[[ -n $host_version ]] || die "no Slurm headers installed (libslurm-dev): run make deps"
+host_so=$repo/build/slurm-$host_version/jobcomp_kafka.so
+[[ -f $host_so ]] || die "$host_so is missing: run make build (make bench does)"
+chroot_root=$RIG_CACHE/chroot-trixie
+
+rm -rf "$work"
+mkdir -p "$work" "$raw"
+
+# --- tools -------------------------------------------------------------------
+ensure_venv
+py=$RIG_VENV/bin/python
+if ! "$py" -c 'import matplotlib, numpy' 2>/dev/null; then
+	log "installing matplotlib into $RIG_VENV"
+	"$py" -m pip install -q --disable-pip-version-check matplotlib >&2
+fi
+
+# Our plugin, snapshotted: others may rebuild build/ while we run.
+cp "$host_so" "$work/ours-$host_version.so"
+if want ctld; then
+	# The 24.11.5 build gets its own cargo target directory, so that it does
+	# not flip the shared target/ between releases under other users' feet.
+	log "building the plugin for 24.11.5 (separate target dir; first time ~2 min)"
+	CARGO_TARGET_DIR=$RIG_CACHE/bench-target/plugin \
+		make --no-print-directory build SLURM_VERSION=24.11.5 \
+		PROFILE_DIR="$RIG_CACHE/bench-target/plugin/release" >"$work/build-24.11.5.log" 2>&1 ||
+		{ tail -n 30 "$work/build-24.11.5.log" >&2; die "build for 24.11.5 failed"; }
+	cp build/slurm-24.11.5/jobcomp_kafka.so "$work/ours-24.11.5.so"
+	ci/rig/slurm-chroot.sh build "$chroot_root"
+	cc -O2 -g -Wall -Wextra -Werror -shared -fPIC -o "$work/jobcomp_timing.so" bench/shim/jobcomp_timing.c -ldl
+fi
+
+# --- broker --------------------------------------------------------------------
+tansu_dir=$work/tansu
+cleanup() {
+	trap - EXIT INT TERM
+	ci/rig/tansu.sh stop "$tansu_dir" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+port=${BENCH_PORT:-59092}
+started=0
+# A port in the ephemeral range can be taken for a moment by an outgoing
+# connection: try a few.
+for p in "$port" $((port + 1)) $((port + 2)) $((port + 3)); do
+	if ci/rig/tansu.sh start "$tansu_dir" "$p" >"$work/tansu-start.log" 2>&1; then
+		port=$p started=1
+		break
+	fi
+	rm -f "$tansu_dir/tansu.pid"
+done
+((started)) || { cat "$work/tansu-start.log" >&2; die "tansu did not start on ports $port..$((port + 3))"; }
+tansu=127.0.0.1:$port
+
+# --- runs ----------------------------------------------------------------------
+scale=${BENCH_SCALE:-1}
+if want inproc; then
+	rm -f "$raw"/inproc-{up,down,slow,onecore,script100k,paced-up,paced-down,paced-slow}.json
+	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
+		--work "$work/inproc" --out "$raw" --tansu "$tansu" --records-scale "$scale" --rounds 4 \
+		up down slow onecore paced-up paced-down paced-slow script100k
+fi
+if want ctld; then
+	rm -f "$raw"/ctld-*.json
+	tasks=${BENCH_TASKS:-2000}
+	"$py" bench/run_ctld.py --tansu "$tansu" --shim "$work/jobcomp_timing.so" --out "$raw" \
+		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "$tasks" --rounds 4 \
+		chroot-schedmd chroot-ours host-ours chroot-ours-linger0 chroot-ours-linger5 chroot-schedmd-linger0
+fi
+if want scale; then
+	rm -f "$raw"/inproc-scale-*.json
+	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
+		--work "$work/inproc" --out "$raw" --records-scale "$scale" --timeout 900 \
+		scale-10k scale-100k scale-1m
+fi
+
+# --- report --------------------------------------------------------------------
+sha() { [[ -f $1 ]] && sha256sum "$1" | cut -d' ' -f1 || echo n/a; }
+dirty=$(git status --porcelain -- src Cargo.toml Cargo.lock build.rs slurm-headers 2>/dev/null | wc -l)
+wall=$(($(date +%s) - t_start))
+model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem_gib=$(awk '/^MemTotal/ {printf "%.0f", $2 / 1048576}' /proc/meminfo)
+virt=$(grep -q firecracker /proc/1/cmdline 2>/dev/null && echo "Firecracker microVM" || echo "virtual machine")
+schedmd_rdkafka=$(chroot "$chroot_root" dpkg-query -W -f='${Version}' librdkafka1 2>/dev/null || echo '?')
+"$py" - "$work/meta.json" <<EOF
+import json, sys
+json.dump({
+    "date": "$(date -u '+%Y-%m-%d %H:%M UTC')",
+    "wall": "$((wall / 60)) min $((wall % 60)) s (parts: ${parts[*]})",
+    "machine": "$(nproc) vCPUs ($model), ${mem_gib} GiB RAM, $virt, Linux $(uname -r) guest kernel; shared with other jobs during the run",
+    "commit": "$(git rev-parse --short HEAD)" + (" + uncommitted changes in src/ ($dirty files)" if $dirty else ""),
+    "sha_2205": "$(sha "$work/ours-$host_version.so")",
+    "sha_2411": "$(sha "$work/ours-24.11.5.so")",
+    "schedmd_librdkafka": "$schedmd_rdkafka",
+}, open(sys.argv[1], "w"))
+EOF
+"$py" bench/report.py --raw "$raw" --out "$results" --meta "$work/meta.json"
+# The workloads' script trees (500 MB of 100 KiB scripts); logs stay in $work.
+rm -rf "$work"/inproc/state-*
+log "results: $results/RESULTS.md and $results/bench.png (took $((wall / 60)) min $((wall % 60)) s)"
