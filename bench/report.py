@@ -182,9 +182,8 @@ def main():
                   "with ~4 KB fragmented node lists, 9% interactive jobs, 1% 100 KiB scripts), one call after the other. "
                   "hot rate = records / sum of call times; loop rate = records / wall time of the loop; pipeline = "
                   "records / time from the first call until the last record was acknowledged by Kafka (up, slow) or "
-                  "built and spooled by the delivery thread (down), which includes the wait for the last delivery "
-                  "reports (served at the plugin's next poll tick, up to poll_interval = 2 s); steady = rate between "
-                  "10% and 90% of the records done. CPU = getrusage(RUSAGE_SELF) over that time, all "
+                  "built and spooled by the delivery thread (down), start-up and the last delivery reports included; "
+                  "steady = rate between 10% and 90% of the records done. CPU = getrusage(RUSAGE_SELF) over that time, all "
                   "threads. HWM = VmHWM.\n")
         rows = []
         for name in ("up", "down", "slow", "onecore", "script100k", "paced-up", "paced-down", "paced-slow"):
