@@ -17,22 +17,23 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+# Helpers shared with the 22.05/24.11 end-to-end tests (tests/e2e/jk.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
+from jk import (  # noqa: E402
+    KAFKA_PROPS, KEY_TYPES, NULLABLE, RECORD_ID_HEADER, SYSTEM_PLUGINDIR, TIME_RE, TZ, TZ_OFFSET, _KEY_AT,
+    Consumed, InvalidRecord, RigError, _show, jsonc_dumps, name_id, scontrol_null, scontrol_seconds, wait_for,
+    wrap_script,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 RIG = REPO / "ci" / "rig"
 RELEASE = "26.05.5"
 CHROOT_ROOT = Path(os.environ.get("JK_FORKY_ROOT")
                    or os.path.join(os.environ.get("RIG_CACHE", "/var/tmp/jobcomp-kafka"), "chroot-forky"))
-SYSTEM_PLUGINDIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
 
-# Daemons and clients run 5 h 30 min east of UTC (a POSIX TZ string, no tzdata
-# needed): scontrol prints local time, the record must carry UTC.
-TZ = "XST-05:30"
-TZ_OFFSET = timedelta(hours=5, minutes=30)
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED",
                 "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
-# librdkafka properties of every cluster: nothing may time out during a test.
-KAFKA_PROPS = {"message.timeout.ms": "120000", "reconnect.backoff.max.ms": "1000"}
 
 _print_lock = threading.Lock()
 
@@ -41,15 +42,6 @@ def log(msg):
     """Progress on the real stderr (not captured by pytest)."""
     with _print_lock:
         print(f"[{time.strftime('%H:%M:%S')} e2e26] {msg}", file=sys.__stderr__, flush=True)
-
-
-class RigError(RuntimeError):
-    pass
-
-
-def _show(b, limit=3000):
-    text = b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b)
-    return text if len(text) <= limit else "..." + text[-limit:]
 
 
 def run(argv, *, check=True, timeout=120, cwd=None, input=None, env=None):
@@ -64,17 +56,6 @@ def run(argv, *, check=True, timeout=120, cwd=None, input=None, env=None):
     if check and p.returncode != 0:
         raise RigError(f"{argv!r} exited {p.returncode}\nstdout: {_show(p.stdout)}\nstderr: {_show(p.stderr)}")
     return p
-
-
-def wait_for(pred, timeout, what, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise RigError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def bindable(port):
@@ -101,13 +82,6 @@ class Message:
     key: bytes | None
     value: bytes | None
     headers: dict = field(default_factory=dict)
-
-
-@dataclass
-class Consumed:
-    messages: list
-    rc: int  # consume.py: 0 ok, 3 too few before the timeout, 5 more than expected
-    stderr: str
 
 
 class Broker:
@@ -157,10 +131,6 @@ class Broker:
         return set(md.topics)
 
 
-# Our plugin's one message header: a decimal id unique to the record.
-RECORD_ID_HEADER = "jobcomp.record_id"
-
-
 def record_id_problems(messages):
     bad, seen = [], {}
     for m in messages:
@@ -176,10 +146,6 @@ def record_id_problems(messages):
 
 
 # --- the record's text form (json-c, compact) ----------------------------------
-
-
-class InvalidRecord(ValueError):
-    pass
 
 
 def _jsonc_string(s):
@@ -210,10 +176,6 @@ def jsonc_value(v):
     if isinstance(v, str):
         return _jsonc_string(v)
     raise InvalidRecord(f"unexpected JSON value type {type(v).__name__}: {v!r}")
-
-
-def jsonc_dumps(pairs):
-    return "{" + ",".join(_jsonc_string(k) + ":" + jsonc_value(v) for k, v in pairs) + "}"
 
 
 def decode_record(value, *, replace_invalid_utf8=False):
@@ -267,15 +229,6 @@ FINISH_ONLY = ["@end", "elapsed", "derived_ec", "exit_code", "failed_node", "cpu
 ALWAYS = ["jobid", "sluid", "container", "username", "user_id", "groupname", "group_id", "partition",
           "alloc_node", "nodes", "total_cpus", "total_nodes", "state"]
 ALWAYS_FINISH = ["derived_ec", "exit_code", "failed_node", "cpu_hours", "elapsed"]
-KEY_TYPES = {
-    "jobid": int, "user_id": int, "group_id": int, "elapsed": int, "total_cpus": int, "total_nodes": int,
-    "cpu_hours": float, "array_job_id": int, "array_task_id": int, "pack_job_id": int,
-    "pack_job_offset": int, "het_job_id": int, "het_job_offset": int, "priority": int,
-    "@queue_wait": int, "ntasks": int, "ntasks_per_node": int, "ntasks_per_tres": int,
-    "cpus_per_task": int, "time_limit": int,
-}
-NULLABLE = {"container", "username", "groupname", "partition", "alloc_node", "nodes", "state", "failed_node"}
-TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
 SLUID_RE = re.compile(r"^s[0-9A-HJKMNP-TV-Z]{13}$")
 
 
@@ -321,8 +274,6 @@ def schema_problems(pairs, start):
 
 # --- scontrol ----------------------------------------------------------------
 
-_KEY_AT = re.compile(r"(?:^| )([A-Z][A-Za-z0-9_/:]*)=")
-
 
 @dataclass
 class Snapshot:
@@ -365,34 +316,10 @@ def parse_scontrol_jobs(raw):
     return jobs
 
 
-def scontrol_null(v):
-    return v in (None, "", "(null)", "N/A")
-
-
 def scontrol_time_utc(v):
     if v in (None, "", "Unknown", "None", "N/A", "(null)"):
         return None
     return (datetime.strptime(v, "%Y-%m-%dT%H:%M:%S") - TZ_OFFSET).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def scontrol_seconds(v):
-    if v in ("UNLIMITED", "Partition_Limit", "NONE"):
-        return None
-    days = 0
-    if "-" in v:
-        d, v = v.split("-", 1)
-        days = int(d)
-    parts = [int(x) for x in v.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    h, m, s = parts
-    return ((days * 24 + h) * 60 + m) * 60 + s
-
-
-def name_id(v):
-    m = re.fullmatch(r"(.*)\((\d+)\)", v)
-    assert m, f"unexpected user/group text {v!r}"
-    return m.group(1), int(m.group(2))
 
 
 # --- a Slurm 26.05.5 cluster in the forky chroot --------------------------------
@@ -558,6 +485,3 @@ class Cluster:
             return ""
 
 
-def wrap_script(cmd):
-    """The batch script `sbatch --wrap` creates."""
-    return f"#!/bin/sh\n# This script was created by sbatch --wrap.\n\n{cmd}\n"
