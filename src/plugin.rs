@@ -384,11 +384,24 @@ pub fn start_events_enabled() -> bool {
     START_EVENTS.load(Ordering::Relaxed)
 }
 
-/// The hot path's hand-off: spool the snapshot, queue it. Never blocks on the
-/// network or fsync. False when the plugin is not running or the record is lost.
-pub fn submit(job: JobSnapshot, event: Event) -> bool {
+/// Why `submit` did not take a record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotTaken {
+    /// No successful init (or after fini).
+    NotRunning,
+    /// `read` found no record to read.
+    Unreadable,
+    /// Neither the spool nor memory could hold it (counted, logged).
+    Lost,
+}
+
+/// The hot path's hand-off: read the record (only when running), spool the
+/// snapshot, queue it. One look at the plugin's state; never blocks on the
+/// network or fsync.
+pub fn submit(event: Event, read: impl FnOnce() -> Option<JobSnapshot>) -> Result<(), NotTaken> {
     let running = RUNNING.read();
-    let Some(running) = running.as_ref() else { return false };
+    let Some(running) = running.as_ref() else { return Err(NotTaken::NotRunning) };
+    let job = read().ok_or(NotTaken::Unreadable)?;
     let id = running.next_id.fetch_add(1, Ordering::Relaxed);
     let snapshot = running.spool.as_ref().and_then(|spool| spool.append(id, &job, event));
     if snapshot.is_none() && running.counters.memory_only.fetch_add(1, Ordering::Relaxed) >= MEMORY_ONLY_LIMIT {
@@ -400,18 +413,13 @@ pub fn submit(job: JobSnapshot, event: Event) -> bool {
                 job.job_id
             ));
         }
-        return false;
+        return Err(NotTaken::Lost);
     }
     // Far behind (a burst, a slow disk): the snapshot is in the spool already, so
     // only its place is queued; memory stays flat however long the queue gets.
     let job_id = job.job_id;
     let job = if snapshot.is_some() && running.sender.len() > CHANNEL_SNAPSHOT_LIMIT { None } else { Some(Box::new(job)) };
-    running.sender.send(Command::Record { job, job_id, event, id, snapshot }).is_ok()
-}
-
-/// True between a successful init and fini.
-pub fn is_running() -> bool {
-    RUNNING.read().is_some()
+    running.sender.send(Command::Record { job, job_id, event, id, snapshot }).map_err(|_| NotTaken::NotRunning)
 }
 
 /// fini(): the delivery thread purges, flushes and saves what is left.

@@ -5,7 +5,7 @@
 //! undefined behaviour, so a panic becomes an error line and SLURM_ERROR.
 
 use super::{host, job, log};
-use crate::plugin;
+use crate::plugin::{self, NotTaken};
 use crate::snapshot::Event;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -114,23 +114,19 @@ pub extern "C" fn jobcomp_p_set_location() -> c_int {
 /// The hot path: copy the record and hand it over. Runs under the job write lock.
 fn record(job: *const c_void, event: Event) -> c_int {
     guarded("log_record", SLURM_ERROR, || {
-        if !plugin::is_running() {
-            return status(!host_is_slurmctld_cached());
-        }
-        match unsafe { job::read_target(job, plugin::unix_now()) } {
-            Some(snapshot) => status(plugin::submit(snapshot, event)),
-            None => {
+        // SAFETY: slurmctld passes a job record of the release we were built for,
+        // under its job lock, for the duration of this call.
+        match plugin::submit(event, || unsafe { job::read_target(job, plugin::unix_now()) }) {
+            Ok(()) => SLURM_SUCCESS,
+            // Outside slurmctld the plugin is inert and every call succeeds.
+            Err(NotTaken::NotRunning) => status(!host::host_is_slurmctld()),
+            Err(NotTaken::Unreadable) => {
                 log::error("log_record called with a NULL or unrecognised job record (wrong Slurm release?)");
                 SLURM_ERROR
             }
+            Err(NotTaken::Lost) => SLURM_ERROR,
         }
     })
-}
-
-/// Outside slurmctld the plugin is inert and every call succeeds.
-fn host_is_slurmctld_cached() -> bool {
-    static IS_CTLD: once_cell::sync::OnceCell<bool> = once_cell::sync::OnceCell::new();
-    *IS_CTLD.get_or_init(host::host_is_slurmctld)
 }
 
 #[cfg(not(jk_api = "v25_05"))]

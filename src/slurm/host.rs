@@ -33,6 +33,13 @@ unsafe fn owned(text: *const c_char) -> Option<String> {
 /// Debian installs the binary as /usr/sbin/slurmctld-wlm behind an alternatives
 /// link named slurmctld, so both argv[0] and the executable's name are checked.
 pub fn host_is_slurmctld() -> bool {
+    // The process does not change: look once (it is asked on every call of an
+    // inert plugin).
+    static IS_SLURMCTLD: OnceCell<bool> = OnceCell::new();
+    *IS_SLURMCTLD.get_or_init(look_at_process)
+}
+
+fn look_at_process() -> bool {
     let argv0 = std::fs::read("/proc/self/cmdline")
         .ok()
         .and_then(|cmdline| cmdline.split(|b| *b == 0).next().map(|a| String::from_utf8_lossy(a).into_owned()));
@@ -129,5 +136,6 @@ mod tests {
         assert!(!is_slurmctld_name("/usr/sbin/slurmctldx"));
         // The unit-test binary is not slurmctld.
         assert!(!host_is_slurmctld());
+        assert!(!look_at_process());
     }
 }
