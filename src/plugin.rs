@@ -100,6 +100,10 @@ struct Settings {
 struct HotSpool {
     dir: PathBuf,
     writer: Mutex<(SnapshotLog, Vec<u8>)>,
+    /// The segment the writer appends to, published after each append so that
+    /// the delivery thread need not take the writer's lock (the hot path's) to
+    /// learn it.
+    segment: AtomicU64,
     /// Approximate size of the spool on disk.
     bytes: AtomicU64,
     max_bytes: AtomicU64,
@@ -122,6 +126,7 @@ impl HotSpool {
         }
         match log.append(id, job.job_id, event as u8, buffer) {
             Ok(location) => {
+                self.segment.store(location.segment, Ordering::Release);
                 self.bytes.fetch_add(buffer.len() as u64 + 40, Ordering::Relaxed);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     log::info(&format!("the spool in {} is writable again", self.dir.display()));
@@ -145,7 +150,7 @@ impl HotSpool {
     }
 
     fn segment(&self) -> u64 {
-        self.writer.lock().0.segment()
+        self.segment.load(Ordering::Acquire)
     }
 }
 
@@ -236,6 +241,7 @@ fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSpool>, spool
     }
     let hot = HotSpool {
         writer: Mutex::new((SnapshotLog::new(&dir, recovered.next_segment, segment_bytes(params)), Vec::new())),
+        segment: AtomicU64::new(recovered.next_segment),
         bytes: AtomicU64::new(spool::disk_usage(&dir)),
         max_bytes: AtomicU64::new(params.spool_max_mb << 20),
         failing: AtomicBool::new(false),
