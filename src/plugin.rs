@@ -75,6 +75,9 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often a summary of records waiting for Kafka is logged during an outage.
 const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+/// A topic name as librdkafka takes it, shared rather than copied per record.
+type Topic = Arc<CStr>;
+
 /// Kafka header carrying the record's id: stable across crashes and restarts of
 /// slurmctld, so that a consumer can drop a duplicate.
 pub const RECORD_ID_HEADER: &CStr = c"jobcomp.record_id";
@@ -91,8 +94,9 @@ enum Command {
 #[derive(Clone, Debug)]
 struct Settings {
     params: Params,
-    topic: CString,
-    start_topic: CString,
+    /// Shared with every pending record (no copy per record).
+    topic: Topic,
+    start_topic: Topic,
     debug: bool,
 }
 
@@ -202,7 +206,7 @@ fn settings_from(host: &HostSettings, release: Release) -> Settings {
     log_problems(&problems);
     let (topic, start_topic, problems) = config::resolve_topics(&params, &host.cluster_name);
     log_problems(&problems);
-    let c = |text: String| CString::new(text.replace('\0', "")).unwrap_or_default();
+    let c = |text: String| Topic::from(CString::new(text.replace('\0', "")).unwrap_or_default());
     Settings { params, topic: c(topic), start_topic: c(start_topic), debug: host.jobcomp_debug }
 }
 
@@ -450,7 +454,7 @@ struct Startup {
 struct Pending {
     job_id: u32,
     event: Event,
-    topic: CString,
+    topic: Topic,
     /// Segment whose count this record belongs to (`None`: not on disk).
     owner: Option<u64>,
     /// Where the JSON text is in the spool.
@@ -572,16 +576,24 @@ impl Delivery {
     /// Produces what the last run left: the spool's records first (older), then
     /// the state file's.
     fn start(&mut self, startup: Startup) {
+        // Recovered records name a handful of topics: one shared copy of each.
+        let mut topics: HashMap<Vec<u8>, Topic> = HashMap::new();
         for record in startup.recovered {
             let Some(event) = Event::from_u32(record.event as u32) else { continue };
             let owner = record.snapshot.or(record.payload).map(|l| l.segment);
             if record.payload.is_some() {
                 // The topic it was produced to, even if a reconfigure changed it since.
-                let topic = record
-                    .topic
-                    .as_deref()
-                    .and_then(|t| CString::new(t).ok())
-                    .unwrap_or_else(|| self.topic_for(event).clone());
+                let topic = match record.topic.as_deref() {
+                    Some(name) => match topics.get(name) {
+                        Some(topic) => topic.clone(),
+                        None => {
+                            let topic = CString::new(name).map(Topic::from).unwrap_or_else(|_| self.topic_for(event).clone());
+                            topics.insert(name.to_vec(), topic.clone());
+                            topic
+                        }
+                    },
+                    None => self.topic_for(event).clone(),
+                };
                 let pending = Pending {
                     job_id: record.job_id,
                     event,
@@ -654,7 +666,7 @@ impl Delivery {
         }
     }
 
-    fn topic_for(&self, event: Event) -> &CString {
+    fn topic_for(&self, event: Event) -> &Topic {
         match event {
             Event::Finish => &self.settings.topic,
             Event::Start => &self.settings.start_topic,
@@ -695,7 +707,7 @@ impl Delivery {
         let topic = self.topic_for(event).clone();
         if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) {
             log.follow(hot.segment());
-            match log.append_payload(id, job_id, event as u8, topic.as_bytes(), &payload, new_record) {
+            match log.append_payload(id, job_id, event as u8, topic.to_bytes(), &payload, new_record) {
                 Ok(at) => {
                     hot.bytes.fetch_add(payload.len() as u64 + 40, Ordering::Relaxed);
                     payload_at = Some(at);
