@@ -25,7 +25,7 @@ use crate::record::{self, RecordOptions};
 use crate::release::Release;
 use crate::slurm::log;
 use crate::snapshot::{codec, Event, JobSnapshot};
-use crate::spool::{self, DeliveryLog, Location, SnapshotLog, SpoolLock};
+use crate::spool::{self, DeliveryLog, Location, SnapshotLog, SnapshotPrep, SpoolLock};
 use crate::state_file::{self, SavedMessage};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
@@ -104,6 +104,9 @@ struct Settings {
 struct HotSpool {
     dir: PathBuf,
     writer: Mutex<(SnapshotLog, Vec<u8>)>,
+    /// The delivery thread's side of the snapshot segments (space made ready
+    /// ahead of the writer, syncing).
+    prep: SnapshotPrep,
     /// The segment the writer appends to, published after each append so that
     /// the delivery thread need not take the writer's lock (the hot path's) to
     /// learn it.
@@ -243,8 +246,10 @@ fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSpool>, spool
     for line in &recovered.notes {
         log::verbose(line);
     }
+    let snapshots = SnapshotLog::new(&dir, recovered.next_segment, segment_bytes(params));
     let hot = HotSpool {
-        writer: Mutex::new((SnapshotLog::new(&dir, recovered.next_segment, segment_bytes(params)), Vec::new())),
+        prep: snapshots.prep(),
+        writer: Mutex::new((snapshots, Vec::new())),
         segment: AtomicU64::new(recovered.next_segment),
         bytes: AtomicU64::new(spool::disk_usage(&dir)),
         max_bytes: AtomicU64::new(params.spool_max_mb << 20),
@@ -560,6 +565,10 @@ impl Delivery {
             self.serve_reports(tick);
             self.requeue_due();
             self.drain_queue();
+            if let Some(hot) = &self.hot {
+                // Errors show up on the hot path's next append, which reports them.
+                let _ = hot.prep.prepare(false);
+            }
             let now = Instant::now();
             if now >= next_poll {
                 next_poll = now + poll_every(&self.settings);
@@ -962,9 +971,13 @@ impl Delivery {
     /// fdatasync of the spool files (power loss). True when it worked.
     fn sync_spool(&mut self) -> bool {
         let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return false };
-        let snapshot_file = hot.writer.lock().0.sync_handle();
-        match spool::sync(&[snapshot_file, log.sync_handle()], &hot.dir) {
+        let mut files = hot.prep.sync_handles();
+        files.extend(log.sync_handle());
+        match spool::sync(&files, &hot.dir) {
             Ok(()) => {
+                // Written back pages are write-protected again by the kernel:
+                // fault the writer's next ones in now, not on the hot path.
+                let _ = hot.prep.prepare(true);
                 self.sync_failed = false;
                 true
             }

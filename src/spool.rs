@@ -4,10 +4,11 @@
 //! Layout: `<StateSaveLocation>/jobcomp_kafka_spool/seg-<N>.snap` and
 //! `seg-<N>.dlv`, N a hex segment number that only grows.
 //! - `.snap` files are appended by the hot path: one `Snapshot` entry per record
-//!   (the job fields as copied from slurmctld, see `snapshot::codec`). One
-//!   `write()` per record, no fsync: a process crash cannot lose what the page
-//!   cache holds; the delivery thread makes it durable with fdatasync on a
-//!   cadence (power loss).
+//!   (the job fields as copied from slurmctld, see `snapshot::codec`), copied
+//!   into a shared mapping of the file (`mapped`), no system call, no fsync: a
+//!   process crash cannot lose what the page cache holds; the delivery thread
+//!   makes it durable with fdatasync on a cadence (power loss), and allocates
+//!   and faults in the space ahead of the hot path.
 //! - `.dlv` files are appended by the delivery thread: the record's JSON text
 //!   (`Payload`, so that a record produced again after a restart is the same
 //!   bytes) and `Ack` entries listing the ids Kafka acknowledged.
@@ -28,6 +29,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+mod mapped;
+use mapped::MappedSegment;
 
 pub const SPOOL_DIR: &str = "jobcomp_kafka_spool";
 const MAGIC: u32 = 0x4A4B_5331; // "1SKJ" little-endian
@@ -163,7 +170,11 @@ pub fn parse_segment(bytes: &[u8]) -> (Vec<Entry<'_>>, Vec<Damage>) {
             offset += size;
             continue;
         }
-        // Zero bytes to the end: space never written (or a cut tail).
+        // Zero bytes to the end: space reserved and never written (a snapshot
+        // segment's normal end, see `mapped`).
+        if bytes[offset..].iter().all(|&b| b == 0) {
+            break;
+        }
         let bad_start = offset;
         let mut next = offset + ALIGN;
         while next < bytes.len() && entry_at(bytes, next).is_none() {
@@ -227,45 +238,183 @@ impl SegmentFile {
     }
 }
 
-/// The hot path's side of the spool: appends `Snapshot` entries.
+/// The hot path's side of the spool: appends `Snapshot` entries, each a
+/// `memcpy` into a mapped segment (see `mapped`). Segments are created ahead of
+/// time by the delivery thread through [`SnapshotPrep`].
 pub struct SnapshotLog {
-    file: SegmentFile,
+    current: Option<Arc<MappedSegment>>,
+    /// The segment appended to (the first one to create while `current` is None).
+    segment: u64,
     buffer: Vec<u8>,
+    shared: Arc<SnapshotShared>,
+}
+
+/// What the hot path and the delivery thread share about the snapshot segments.
+/// Its lock is taken by the hot path only when it changes segment.
+struct SnapshotShared {
+    dir: PathBuf,
     segment_bytes: u64,
+    inner: Mutex<SharedSegments>,
+}
+
+#[derive(Default)]
+struct SharedSegments {
+    current: Option<Arc<MappedSegment>>,
+    /// Created ahead of time by the delivery thread, for the hot path to switch to.
+    next: Option<Arc<MappedSegment>>,
+    /// Segments the hot path has left: trimmed and synced by the delivery thread.
+    finished: Vec<Arc<MappedSegment>>,
+}
+
+impl SnapshotShared {
+    fn next_number(&self, inner: &SharedSegments, first: u64) -> u64 {
+        inner.current.as_ref().map_or(first, |current| current.segment + 1)
+    }
+
+    fn create(&self, segment: u64, min_capacity: usize) -> io::Result<Arc<MappedSegment>> {
+        let capacity = (self.segment_bytes as usize).max(min_capacity);
+        MappedSegment::create(&segment_path(&self.dir, segment, Suffix::Snap), segment, capacity).map(Arc::new)
+    }
 }
 
 impl SnapshotLog {
     pub fn new(dir: &Path, first_segment: u64, segment_bytes: u64) -> SnapshotLog {
         SnapshotLog {
-            file: SegmentFile::new(dir, Suffix::Snap, first_segment),
+            current: None,
+            segment: first_segment,
             buffer: Vec::with_capacity(4096),
-            segment_bytes,
+            shared: Arc::new(SnapshotShared {
+                dir: dir.to_path_buf(),
+                segment_bytes,
+                inner: Mutex::new(SharedSegments::default()),
+            }),
         }
     }
 
-    /// Writes one record's snapshot (`body`, from `snapshot::codec`). One write().
+    /// The delivery thread's handle.
+    pub fn prep(&self) -> SnapshotPrep {
+        SnapshotPrep { shared: self.shared.clone(), first_segment: self.segment }
+    }
+
+    /// Writes one record's snapshot (`body`, from `snapshot::codec`): a copy into
+    /// the mapped segment, no system call unless the delivery thread has fallen
+    /// behind in preparing space.
     pub fn append(&mut self, record_id: u64, job_id: u32, event: u8, body: &[u8]) -> io::Result<Location> {
-        if self.file.size >= self.segment_bytes {
-            self.file.move_to(self.file.segment + 1);
-        }
         self.buffer.clear();
         encode_entry(Kind::Snapshot, event, record_id, job_id, body, &mut self.buffer);
-        let offset = self.file.append(&self.buffer)?;
+        let len = self.buffer.len();
+        let full = match &self.current {
+            None => true,
+            Some(current) => current.used() as u64 >= self.shared.segment_bytes || !current.fits(len),
+        };
+        if full {
+            self.switch_segment(len)?;
+        }
+        let current = self.current.as_ref().expect("a segment after switch_segment");
+        let offset = current.append(&self.buffer)?;
         Ok(Location {
-            segment: self.file.segment,
+            segment: current.segment,
             suffix: Suffix::Snap,
-            offset: offset + HEADER as u64,
+            offset: (offset + HEADER) as u64,
             len: body.len() as u32,
         })
     }
 
-    pub fn segment(&self) -> u64 {
-        self.file.segment
+    /// Moves to the next segment: the one the delivery thread prepared, or a new
+    /// one created here (start-up, a burst, an entry larger than a segment).
+    fn switch_segment(&mut self, len: usize) -> io::Result<()> {
+        let mut inner = self.shared.inner.lock();
+        let number = self.shared.next_number(&inner, self.segment);
+        let prepared = inner.next.take().filter(|next| next.segment == number);
+        let segment = match prepared {
+            Some(next) if next.capacity() >= len => next,
+            other => {
+                if let Some(unusable) = other {
+                    // Too small for this entry: created afresh below, larger.
+                    let _ = fs::remove_file(segment_path(&self.shared.dir, unusable.segment, Suffix::Snap));
+                }
+                self.shared.create(number, len)?
+            }
+        };
+        if let Some(old) = inner.current.replace(segment.clone()) {
+            inner.finished.push(old);
+        }
+        self.segment = number;
+        self.current = Some(segment);
+        Ok(())
     }
 
-    /// A handle on the current file for fdatasync outside the hot path's lock.
-    pub fn sync_handle(&self) -> Option<File> {
-        self.file.handle()
+    pub fn segment(&self) -> u64 {
+        self.segment
+    }
+}
+
+impl Drop for SnapshotLog {
+    /// Gives back the space reserved past the last entry, and removes a prepared
+    /// segment nobody wrote to.
+    fn drop(&mut self) {
+        let mut inner = self.shared.inner.lock();
+        for segment in inner.current.iter().chain(inner.finished.iter()) {
+            segment.trim();
+        }
+        if let Some(next) = inner.next.take() {
+            if next.used() == 0 {
+                let _ = fs::remove_file(segment_path(&self.shared.dir, next.segment, Suffix::Snap));
+            }
+        }
+    }
+}
+
+/// The delivery thread's side of the snapshot segments: keeps space ready
+/// ahead of the hot path and syncs what it wrote.
+pub struct SnapshotPrep {
+    shared: Arc<SnapshotShared>,
+    first_segment: u64,
+}
+
+impl SnapshotPrep {
+    /// Allocates and faults in space ahead of the writer, and creates the next
+    /// segment once the current one is half full. `after_sync`: the pages were
+    /// just written back. Returns the bytes of disk newly taken.
+    pub fn prepare(&self, after_sync: bool) -> io::Result<u64> {
+        let (current, number, have_next) = {
+            let inner = self.shared.inner.lock();
+            (inner.current.clone(), self.shared.next_number(&inner, self.first_segment), inner.next.is_some())
+        };
+        let mut added = 0u64;
+        if let Some(current) = &current {
+            added += current.prepare_ahead(after_sync)? as u64;
+        }
+        let half_full = current.as_ref().is_none_or(|c| c.used() as u64 >= self.shared.segment_bytes / 2);
+        if !have_next && half_full {
+            let next = self.shared.create(number, 0)?;
+            added += next.reserved() as u64;
+            let mut inner = self.shared.inner.lock();
+            if inner.next.is_none() && self.shared.next_number(&inner, self.first_segment) == number {
+                inner.next = Some(next);
+            } else {
+                // The hot path moved on meanwhile (it created the segment itself).
+                drop(inner);
+                let _ = fs::remove_file(segment_path(&self.shared.dir, number, Suffix::Snap));
+            }
+        }
+        Ok(added)
+    }
+
+    /// Descriptors to fdatasync: the current segment and those finished since
+    /// the last call (trimmed to their entries first).
+    pub fn sync_handles(&self) -> Vec<File> {
+        let (current, finished) = {
+            let mut inner = self.shared.inner.lock();
+            (inner.current.clone(), std::mem::take(&mut inner.finished))
+        };
+        let mut files = Vec::new();
+        for segment in &finished {
+            segment.trim();
+            files.extend(segment.sync_handle());
+        }
+        files.extend(current.and_then(|c| c.sync_handle()));
+        files
     }
 }
 
@@ -440,8 +589,8 @@ impl SpoolLock {
 }
 
 /// fdatasync on a file and its directory (the entries of new segment files).
-pub fn sync(files: &[Option<File>], dir: &Path) -> io::Result<()> {
-    for file in files.iter().flatten() {
+pub fn sync(files: &[File], dir: &Path) -> io::Result<()> {
+    for file in files {
         file.sync_data()?;
     }
     File::open(dir)?.sync_all()
@@ -720,6 +869,7 @@ mod tests {
         for id in 1..=3 {
             snaps.append(id, 1, 1, b"0123456789abcdef").unwrap();
         }
+        drop(snaps); // gives back the reserved space past the entries
         let path = segment_path(&dir, 0, Suffix::Snap);
         let mut bytes = fs::read(&path).unwrap();
         let entry_len = bytes.len() / 3;
@@ -732,6 +882,38 @@ mod tests {
         assert_eq!(found.errors.len(), 1, "{:?}", found.errors);
         assert!(found.errors[0].contains("checksum"));
         assert_eq!(found.notes.len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_writer_switches_to_the_segment_prepared_for_it() {
+        let dir = temp_dir("prepared");
+        let mut snaps = SnapshotLog::new(&dir, 5, 64 << 10);
+        let prep = snaps.prep();
+        prep.prepare(false).unwrap();
+        assert!(segment_path(&dir, 5, Suffix::Snap).exists(), "the first segment is made ready before any record");
+        let body = vec![7u8; 1000];
+        let first = snaps.append(1, 1, 1, &body).unwrap();
+        assert_eq!(first.segment, 5);
+        let mut id = 1;
+        while snaps.segment() == 5 {
+            prep.prepare(false).unwrap();
+            id += 1;
+            snaps.append(id, 1, 1, &body).unwrap();
+        }
+        assert_eq!(snaps.segment(), 6);
+        // An entry larger than a segment gets a segment of its own.
+        let large = vec![1u8; 200 << 10];
+        let at = snaps.append(id + 1, 1, 1, &large).unwrap();
+        assert_eq!((at.segment, at.len as usize), (7, large.len()));
+        let handles = prep.sync_handles();
+        assert_eq!(handles.len(), 3, "two finished segments and the current one");
+        drop(snaps);
+        let found = recover(&dir).unwrap();
+        assert_eq!(found.records.len() as u64, id + 1);
+        assert!(found.errors.is_empty() && found.notes.is_empty(), "{:?} {:?}", found.errors, found.notes);
+        let mut reader = DeliveryLog::new(&dir, found.next_segment, found.owned.clone());
+        assert_eq!(reader.read(&at).unwrap(), large);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -167,17 +167,23 @@ fn damaged_spool_files_are_reported_and_the_rest_delivered() {
     let dlvs = spool_files(&rig.state, "dlv");
     assert!(!snaps.is_empty() && !dlvs.is_empty(), "a spool is left: {:?}", names_in(&rig.state.join("jobcomp_kafka_spool")));
     // Flip a byte a quarter into the job fields, and one three quarters into
-    // the JSON texts: two different records lose one of their two copies.
+    // the JSON texts: two different records lose one of their two copies. (The
+    // job fields' segment is allocated ahead of the writer: zeros follow its
+    // last entry, so the quarters are of the part written.)
+    let written = |bytes: &[u8]| bytes.iter().rposition(|&b| b != 0).map_or(0, |last| (last + 1).next_multiple_of(8));
     for (file, quarters) in [(&snaps[0], 1), (&dlvs[0], 3)] {
         let mut bytes = std::fs::read(file).unwrap();
-        let at = bytes.len() * quarters / 4;
+        let at = written(&bytes) * quarters / 4;
         bytes[at] ^= 0x40;
         std::fs::write(file, &bytes).unwrap();
     }
-    // And a torn entry at the end of the job fields (a crash mid-write).
+    // And a torn entry right after the last one (a crash mid-write).
     let mut bytes = std::fs::read(&snaps[0]).unwrap();
     let first_entry = bytes[..64].to_vec();
+    let end = written(&bytes);
+    bytes.truncate(end);
     bytes.extend_from_slice(&first_entry[..40]);
+    bytes.resize(end + 4096, 0);
     std::fs::write(&snaps[0], &bytes).unwrap();
 
     rig.kafka.up();
