@@ -257,23 +257,28 @@ struct SnapshotShared {
     inner: Mutex<SharedSegments>,
 }
 
-#[derive(Default)]
 struct SharedSegments {
     current: Option<Arc<MappedSegment>>,
     /// Created ahead of time by the delivery thread, for the hot path to switch to.
     next: Option<Arc<MappedSegment>>,
     /// Segments the hot path has left: trimmed and synced by the delivery thread.
     finished: Vec<Arc<MappedSegment>>,
+    /// The next unused segment number. Whoever creates a segment takes its
+    /// number from here under the lock, so the hot path and the delivery thread
+    /// never create the same file (numbers may be skipped; they only grow).
+    next_free: u64,
+    /// The delivery thread is creating a segment (outside the lock).
+    creating: bool,
 }
 
 impl SnapshotShared {
-    fn next_number(&self, inner: &SharedSegments, first: u64) -> u64 {
-        inner.current.as_ref().map_or(first, |current| current.segment + 1)
-    }
-
     fn create(&self, segment: u64, min_capacity: usize) -> io::Result<Arc<MappedSegment>> {
         let capacity = (self.segment_bytes as usize).max(min_capacity);
         MappedSegment::create(&segment_path(&self.dir, segment, Suffix::Snap), segment, capacity).map(Arc::new)
+    }
+
+    fn remove(&self, segment: &MappedSegment) {
+        let _ = fs::remove_file(segment_path(&self.dir, segment.segment, Suffix::Snap));
     }
 }
 
@@ -286,14 +291,20 @@ impl SnapshotLog {
             shared: Arc::new(SnapshotShared {
                 dir: dir.to_path_buf(),
                 segment_bytes,
-                inner: Mutex::new(SharedSegments::default()),
+                inner: Mutex::new(SharedSegments {
+                    current: None,
+                    next: None,
+                    finished: Vec::new(),
+                    next_free: first_segment,
+                    creating: false,
+                }),
             }),
         }
     }
 
     /// The delivery thread's handle.
     pub fn prep(&self) -> SnapshotPrep {
-        SnapshotPrep { shared: self.shared.clone(), first_segment: self.segment }
+        SnapshotPrep { shared: self.shared.clone() }
     }
 
     /// Writes one record's snapshot (`body`, from `snapshot::codec`): a copy into
@@ -324,22 +335,22 @@ impl SnapshotLog {
     /// one created here (start-up, a burst, an entry larger than a segment).
     fn switch_segment(&mut self, len: usize) -> io::Result<()> {
         let mut inner = self.shared.inner.lock();
-        let number = self.shared.next_number(&inner, self.segment);
-        let prepared = inner.next.take().filter(|next| next.segment == number);
-        let segment = match prepared {
+        let segment = match inner.next.take() {
             Some(next) if next.capacity() >= len => next,
-            other => {
-                if let Some(unusable) = other {
-                    // Too small for this entry: created afresh below, larger.
-                    let _ = fs::remove_file(segment_path(&self.shared.dir, unusable.segment, Suffix::Snap));
+            unusable => {
+                if let Some(small) = unusable {
+                    // Too small for this entry: a larger one is created below.
+                    self.shared.remove(&small);
                 }
+                let number = inner.next_free;
+                inner.next_free += 1;
                 self.shared.create(number, len)?
             }
         };
         if let Some(old) = inner.current.replace(segment.clone()) {
             inner.finished.push(old);
         }
-        self.segment = number;
+        self.segment = segment.segment;
         self.current = Some(segment);
         Ok(())
     }
@@ -358,9 +369,7 @@ impl Drop for SnapshotLog {
             segment.trim();
         }
         if let Some(next) = inner.next.take() {
-            if next.used() == 0 {
-                let _ = fs::remove_file(segment_path(&self.shared.dir, next.segment, Suffix::Snap));
-            }
+            self.shared.remove(&next);
         }
     }
 }
@@ -369,33 +378,40 @@ impl Drop for SnapshotLog {
 /// ahead of the hot path and syncs what it wrote.
 pub struct SnapshotPrep {
     shared: Arc<SnapshotShared>,
-    first_segment: u64,
 }
 
 impl SnapshotPrep {
     /// Allocates and faults in space ahead of the writer, and creates the next
-    /// segment once the current one is half full. `after_sync`: the pages were
-    /// just written back. Returns the bytes of disk newly taken.
+    /// segment once the current one is half full (or before the first record).
+    /// `after_sync`: the pages were just written back. Returns the bytes of disk
+    /// newly taken.
     pub fn prepare(&self, after_sync: bool) -> io::Result<u64> {
-        let (current, number, have_next) = {
-            let inner = self.shared.inner.lock();
-            (inner.current.clone(), self.shared.next_number(&inner, self.first_segment), inner.next.is_some())
+        let (current, number) = {
+            let mut inner = self.shared.inner.lock();
+            let current = inner.current.clone();
+            let half_full = current.as_ref().is_none_or(|c| c.used() as u64 >= self.shared.segment_bytes / 2);
+            let number = (inner.next.is_none() && !inner.creating && half_full).then(|| {
+                inner.creating = true;
+                inner.next_free += 1;
+                inner.next_free - 1
+            });
+            (current, number)
         };
         let mut added = 0u64;
         if let Some(current) = &current {
             added += current.prepare_ahead(after_sync)? as u64;
         }
-        let half_full = current.as_ref().is_none_or(|c| c.used() as u64 >= self.shared.segment_bytes / 2);
-        if !have_next && half_full {
-            let next = self.shared.create(number, 0)?;
-            added += next.reserved() as u64;
+        if let Some(number) = number {
+            let created = self.shared.create(number, 0);
             let mut inner = self.shared.inner.lock();
-            if inner.next.is_none() && self.shared.next_number(&inner, self.first_segment) == number {
+            inner.creating = false;
+            let next = created?;
+            if inner.current.as_ref().is_none_or(|c| c.segment < number) {
+                added += next.reserved() as u64;
                 inner.next = Some(next);
             } else {
-                // The hot path moved on meanwhile (it created the segment itself).
-                drop(inner);
-                let _ = fs::remove_file(segment_path(&self.shared.dir, number, Suffix::Snap));
+                // The hot path could not wait and created a later one itself.
+                self.shared.remove(&next);
             }
         }
         Ok(added)
