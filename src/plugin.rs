@@ -57,9 +57,6 @@ pub const MEMORY_ONLY_LIMIT: usize = 100_000;
 /// At fini, up to this many undelivered records are moved from the spool into
 /// the state file (SchedMD's format); a larger backlog stays in the spool.
 pub const STATE_FILE_HANDOVER_LIMIT: usize = 10_000;
-/// Beyond this many records waiting for the delivery thread, the hot path queues
-/// only their place in the spool, not their fields.
-const CHANNEL_SNAPSHOT_LIMIT: usize = 4096;
 /// Payloads waiting for librdkafka are kept in memory up to this many bytes;
 /// beyond, they are read back from the spool when their turn comes.
 const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
@@ -83,9 +80,9 @@ type Topic = Arc<CStr>;
 pub const RECORD_ID_HEADER: &CStr = c"jobcomp.record_id";
 
 enum Command {
-    /// `job` is `None` when the channel was long: the snapshot is then read back
-    /// from the spool (`snapshot`), so memory does not grow with a backlog.
-    Record { job: Option<Box<JobSnapshot>>, job_id: u32, event: Event, id: u64, snapshot: Option<Location> },
+    /// A new record: where its snapshot is in the spool, or (spool not
+    /// writable) the snapshot's encoded bytes themselves.
+    Record { encoded: Option<Vec<u8>>, job_id: u32, event: Event, id: u64, snapshot: Option<Location> },
     Reconfigure(Box<Settings>),
     Stop,
 }
@@ -119,30 +116,36 @@ struct HotSpool {
 }
 
 impl HotSpool {
-    /// Appends a snapshot; `None` when the spool cannot take it (the record is
-    /// then kept in memory only).
-    fn append(&self, id: u64, job: &JobSnapshot, event: Event) -> Option<Location> {
+    /// Spools the snapshot `encode` writes (see `submit`). `Err(None)`: no
+    /// record to read; `Err(Some(bytes))`: the spool cannot take it now (the
+    /// record is then kept in memory only, as these bytes).
+    fn append(
+        &self,
+        id: u64,
+        event: Event,
+        encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>,
+    ) -> Result<(u32, Location), Option<(u32, Vec<u8>)>> {
         let mut writer = self.writer.lock();
         let (log, buffer) = &mut *writer;
         buffer.clear();
-        codec::encode(job, buffer);
+        let job_id = encode(buffer).ok_or(None)?;
         let max = self.max_bytes.load(Ordering::Relaxed);
         if self.bytes.load(Ordering::Relaxed) + buffer.len() as u64 > max {
             self.failed(&format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
-            return None;
+            return Err(Some((job_id, buffer.clone())));
         }
-        match log.append(id, job.job_id, event as u8, buffer) {
+        match log.append(id, job_id, event as u8, buffer) {
             Ok(location) => {
                 self.segment.store(location.segment, Ordering::Release);
                 self.bytes.fetch_add(buffer.len() as u64 + 40, Ordering::Relaxed);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     log::info(&format!("the spool in {} is writable again", self.dir.display()));
                 }
-                Some(location)
+                Ok((job_id, location))
             }
             Err(e) => {
                 self.failed(&format!("cannot write to the spool in {}: {e}", self.dir.display()));
-                None
+                Err(Some((job_id, buffer.clone())))
             }
         }
     }
@@ -410,31 +413,44 @@ pub enum NotTaken {
     Lost,
 }
 
-/// The hot path's hand-off: read the record (only when running), spool the
-/// snapshot, queue it. One look at the plugin's state; never blocks on the
-/// network or fsync.
-pub fn submit(event: Event, read: impl FnOnce() -> Option<JobSnapshot>) -> Result<(), NotTaken> {
+/// The hot path's hand-off: read the record (only when running) and spool it,
+/// queue its place for the delivery thread. `encode` reads the job and appends
+/// its snapshot (`snapshot::codec`) to the buffer it is given, returning the
+/// job id (`None`: nothing to read); it runs under the spool writer's lock, so
+/// the record goes from slurmctld's memory to the spool without an allocation.
+/// One look at the plugin's state; never blocks on the network or fsync.
+pub fn submit(event: Event, encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>) -> Result<(), NotTaken> {
     let running = RUNNING.read();
     let Some(running) = running.as_ref() else { return Err(NotTaken::NotRunning) };
-    let job = read().ok_or(NotTaken::Unreadable)?;
     let id = running.next_id.fetch_add(1, Ordering::Relaxed);
-    let snapshot = running.spool.as_ref().and_then(|spool| spool.append(id, &job, event));
-    if snapshot.is_none() && running.counters.memory_only.fetch_add(1, Ordering::Relaxed) >= MEMORY_ONLY_LIMIT {
-        running.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
-        let lost = running.counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
-        if lost.is_power_of_two() {
-            log::error(&format!(
-                "job {}: record lost: the spool cannot be written and {MEMORY_ONLY_LIMIT} records already wait in memory ({lost} lost so far)",
-                job.job_id
-            ));
+    let spooled = match running.spool.as_ref() {
+        Some(spool) => spool.append(id, event, encode),
+        None => {
+            let mut bytes = Vec::new();
+            match encode(&mut bytes) {
+                Some(job_id) => Err(Some((job_id, bytes))),
+                None => Err(None),
+            }
         }
-        return Err(NotTaken::Lost);
-    }
-    // Far behind (a burst, a slow disk): the snapshot is in the spool already, so
-    // only its place is queued; memory stays flat however long the queue gets.
-    let job_id = job.job_id;
-    let job = if snapshot.is_some() && running.sender.len() > CHANNEL_SNAPSHOT_LIMIT { None } else { Some(Box::new(job)) };
-    running.sender.send(Command::Record { job, job_id, event, id, snapshot }).map_err(|_| NotTaken::NotRunning)
+    };
+    let command = match spooled {
+        Ok((job_id, location)) => Command::Record { encoded: None, job_id, event, id, snapshot: Some(location) },
+        Err(None) => return Err(NotTaken::Unreadable),
+        Err(Some((job_id, bytes))) => {
+            if running.counters.memory_only.fetch_add(1, Ordering::Relaxed) >= MEMORY_ONLY_LIMIT {
+                running.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
+                let lost = running.counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
+                if lost.is_power_of_two() {
+                    log::error(&format!(
+                        "job {job_id}: record lost: the spool cannot be written and {MEMORY_ONLY_LIMIT} records already wait in memory ({lost} lost so far)"
+                    ));
+                }
+                return Err(NotTaken::Lost);
+            }
+            Command::Record { encoded: Some(bytes), job_id, event, id, snapshot: None }
+        }
+    };
+    running.sender.send(command).map_err(|_| NotTaken::NotRunning)
 }
 
 /// fini(): the delivery thread purges, flushes and saves what is left.
@@ -647,15 +663,13 @@ impl Delivery {
     /// True on Stop.
     fn handle(&mut self, command: Command) -> bool {
         match command {
-            Command::Record { job, job_id, event, id, snapshot } => {
+            Command::Record { encoded, job_id, event, id, snapshot } => {
                 let owner = snapshot.map(|at| at.segment);
                 if let (Some(log), Some(owner)) = (self.log.as_mut(), owner) {
                     log.count_snapshot(owner);
                 }
-                let job = job.map(|job| *job).or_else(|| {
-                    let bytes = self.log.as_mut()?.read(snapshot.as_ref()?).ok()?;
-                    codec::decode(&bytes)
-                });
+                let encoded = encoded.or_else(|| self.log.as_mut()?.read(snapshot.as_ref()?).ok());
+                let job = encoded.as_deref().and_then(codec::decode);
                 match job {
                     Some(job) => self.publish(job, event, id, owner, snapshot.is_none()),
                     None => {

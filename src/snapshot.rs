@@ -35,88 +35,150 @@ pub type Bytes = Option<Vec<u8>>;
 
 /// Fields of `struct job_details` (NULL `details` pointer -> `JobSnapshot::details == None`).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct DetailsSnapshot {
+pub struct DetailsFields<S> {
     pub submit_time: i64,
     pub begin_time: i64,
-    pub work_dir: Bytes,
-    pub std_err: Bytes,
-    pub std_in: Bytes,
-    pub std_out: Bytes,
+    pub work_dir: Option<S>,
+    pub std_err: Option<S>,
+    pub std_in: Option<S>,
+    pub std_out: Option<S>,
     pub num_tasks: u32,
     pub ntasks_per_node: u16,
     pub ntasks_per_tres: u16,
     pub cpus_per_task: u16,
-    pub orig_dependency: Bytes,
-    pub exc_nodes: Bytes,
-    pub features: Bytes,
+    pub orig_dependency: Option<S>,
+    pub exc_nodes: Option<S>,
+    pub features: Option<S>,
 }
 
-/// Everything a record needs, copied from `job_record_t` and the structs it points to.
+/// Details as copied (owned bytes).
+pub type DetailsSnapshot = DetailsFields<Vec<u8>>;
+
+/// Everything a record needs from `job_record_t` and the structs it points to.
+/// `S` is how a string is held: borrowed from slurmctld's memory while the
+/// hot path encodes it ([`JobView`]), or owned ([`JobSnapshot`]). `C` holds the
+/// association chain.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct JobSnapshot {
+pub struct JobFields<S, C> {
     pub job_id: u32,
     /// `db_index` (26.05's "sluid" is derived from it).
     pub db_index: u64,
     /// `step_id.sluid` (25.11+; 0 when the layout has none).
     pub step_sluid: u64,
-    pub container: Bytes,
+    pub container: Option<S>,
     pub user_id: u32,
     pub group_id: u32,
     /// User name carried by slurmctld (23.11+ identity `pw_name`); `None` means
     /// "resolve `user_id` with the name service" -- done off the hot path.
-    pub user_name: Bytes,
+    pub user_name: Option<S>,
     /// Group name for `group_id` from the identity (23.11+); `None` as above.
-    pub group_name: Bytes,
+    pub group_name: Option<S>,
     pub start_time: i64,
     pub end_time: i64,
     pub resize_time: i64,
     /// The full `job_state`, flags included.
     pub job_state: u32,
     /// `partition`: the job's (possibly requested, comma-separated) partition list.
-    pub partition: Bytes,
+    pub partition: Option<S>,
     /// `part_ptr->name` (`None` when part_ptr is NULL).
-    pub part_ptr_name: Bytes,
+    pub part_ptr_name: Option<S>,
     /// `part_ptr->max_time` (`None` when part_ptr is NULL).
     pub part_max_time: Option<u32>,
-    pub alloc_node: Bytes,
-    pub nodes: Bytes,
+    pub alloc_node: Option<S>,
+    pub nodes: Option<S>,
     pub total_cpus: u32,
     pub total_nodes: u32,
     pub derived_ec: u32,
     pub exit_code: u32,
     /// `failed_node` (23.02+; `None` on 22.05).
-    pub failed_node: Bytes,
+    pub failed_node: Option<S>,
     pub array_job_id: u32,
     pub array_task_id: u32,
     pub het_job_id: u32,
     pub het_job_offset: u32,
     pub priority: u32,
-    pub details: Option<DetailsSnapshot>,
+    pub details: Option<DetailsFields<S>>,
     /// `assoc_ptr->cluster` (`None` when assoc_ptr is NULL).
-    pub cluster: Bytes,
+    pub cluster: Option<S>,
     /// `qos_ptr->name`.
-    pub qos: Bytes,
+    pub qos: Option<S>,
     pub time_limit: u32,
-    pub name: Bytes,
-    pub resv_name: Bytes,
-    pub wckey: Bytes,
-    pub tres_req_str: Bytes,
-    pub tres_fmt_req_str: Bytes,
-    pub tres_alloc_str: Bytes,
-    pub tres_fmt_alloc_str: Bytes,
-    pub account: Bytes,
-    pub admin_comment: Bytes,
-    pub comment: Bytes,
+    pub name: Option<S>,
+    pub resv_name: Option<S>,
+    pub wckey: Option<S>,
+    pub tres_req_str: Option<S>,
+    pub tres_fmt_req_str: Option<S>,
+    pub tres_alloc_str: Option<S>,
+    pub tres_fmt_alloc_str: Option<S>,
+    pub account: Option<S>,
+    pub admin_comment: Option<S>,
+    pub comment: Option<S>,
     pub batch_flag: u16,
     /// The `acct` of `assoc_ptr` and each parent association, child first, as
     /// walked under the association read lock. `None` when assoc_ptr is NULL.
-    pub assoc_chain: Option<Vec<Vec<u8>>>,
+    pub assoc_chain: Option<C>,
     /// Wall-clock time (Unix seconds) at which the snapshot was taken; stands in
     /// for "now" (e.g. @end of a resizing job).
     pub taken_at: i64,
 }
 
-impl JobSnapshot {
+/// A record as the delivery thread uses it (owned bytes).
+pub type JobSnapshot = JobFields<Vec<u8>, Vec<Vec<u8>>>;
+
+/// A record as the hot path reads it: strings borrowed from slurmctld's memory,
+/// valid while slurmctld's locks are held, encoded into the spool at once and
+/// never copied one by one (no allocation per string).
+pub type JobView<'a> = JobFields<&'a [u8], AssocChain<'a>>;
+
+/// Longest association chain kept (a guard against a cycle in corrupt data;
+/// real hierarchies are a handful deep).
+pub const MAX_ASSOC_DEPTH: usize = 64;
+
+/// The accounts of an association chain, borrowed, without an allocation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AssocChain<'a> {
+    len: usize,
+    accounts: [&'a [u8]; MAX_ASSOC_DEPTH],
+}
+
+impl Default for AssocChain<'_> {
+    fn default() -> Self {
+        AssocChain { len: 0, accounts: [&[]; MAX_ASSOC_DEPTH] }
+    }
+}
+
+impl<'a> AssocChain<'a> {
+    /// False when the chain is full (the account is not kept).
+    pub fn push(&mut self, account: &'a [u8]) -> bool {
+        if self.len == MAX_ASSOC_DEPTH {
+            return false;
+        }
+        self.accounts[self.len] = account;
+        self.len += 1;
+        true
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == MAX_ASSOC_DEPTH
+    }
+}
+
+impl<'a> AsRef<[&'a [u8]]> for AssocChain<'a> {
+    fn as_ref(&self) -> &[&'a [u8]] {
+        &self.accounts[..self.len]
+    }
+}
+
+impl JobView<'_> {
+    /// The owned copy (tests; the hot path encodes the view directly).
+    pub fn to_snapshot(&self) -> JobSnapshot {
+        let mut bytes = Vec::new();
+        codec::encode(self, &mut bytes);
+        codec::decode(&bytes).expect("a freshly encoded snapshot decodes")
+    }
+}
+
+impl<S, C> JobFields<S, C> {
     /// The job id whose directory holds the batch script: the array master's id
     /// for array tasks, else the job's own (plugin-abi.md).
     pub fn script_owner_id(&self) -> u32 {
@@ -133,12 +195,13 @@ impl JobSnapshot {
 /// `u32::MAX` for NULL, then the bytes). Written on the hot path, so it is a
 /// plain field-by-field copy; versioned so that a spool survives an upgrade.
 pub mod codec {
-    use super::{Bytes, DetailsSnapshot, JobSnapshot};
+    use super::{Bytes, DetailsSnapshot, JobFields, JobSnapshot};
 
     const VERSION: u8 = 1;
     const NULL: u32 = u32::MAX;
 
-    pub fn encode(job: &JobSnapshot, out: &mut Vec<u8>) {
+    /// Appends `job`'s binary form to `out` (owned or borrowed strings alike).
+    pub fn encode<S: AsRef<[u8]>, C: AsRef<[S]>>(job: &JobFields<S, C>, out: &mut Vec<u8>) {
         let mut w = Writer(out);
         w.u8(VERSION);
         w.u32(job.job_id);
@@ -209,9 +272,10 @@ pub mod codec {
         match &job.assoc_chain {
             None => w.u32(NULL),
             Some(chain) => {
+                let chain = chain.as_ref();
                 w.u32(chain.len() as u32);
                 for acct in chain {
-                    w.raw(acct);
+                    w.raw(acct.as_ref());
                 }
             }
         }
@@ -326,9 +390,9 @@ pub mod codec {
             self.u32(bytes.len() as u32);
             self.0.extend_from_slice(bytes);
         }
-        fn bytes(&mut self, value: &Bytes) {
+        fn bytes<S: AsRef<[u8]>>(&mut self, value: &Option<S>) {
             match value {
-                Some(bytes) => self.raw(bytes),
+                Some(bytes) => self.raw(bytes.as_ref()),
                 None => self.u32(NULL),
             }
         }

@@ -6,7 +6,7 @@
 
 use super::{host, job, log};
 use crate::plugin::{self, NotTaken};
-use crate::snapshot::Event;
+use crate::snapshot::{codec, Event};
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -114,9 +114,15 @@ pub extern "C" fn jobcomp_p_set_location() -> c_int {
 /// The hot path: copy the record and hand it over. Runs under the job write lock.
 fn record(job: *const c_void, event: Event) -> c_int {
     guarded("log_record", SLURM_ERROR, || {
-        // SAFETY: slurmctld passes a job record of the release we were built for,
-        // under its job lock, for the duration of this call.
-        match plugin::submit(event, || unsafe { job::read_target(job, plugin::unix_now()) }) {
+        let encode = |buffer: &mut Vec<u8>| {
+            // SAFETY: slurmctld passes a job record of the release we were built
+            // for, under its job lock, for the duration of this call; the view
+            // is encoded and dropped before it returns.
+            let read = unsafe { job::read_target(job, plugin::unix_now()) }?;
+            codec::encode(&read.view, buffer);
+            Some(read.view.job_id)
+        };
+        match plugin::submit(event, encode) {
             Ok(()) => SLURM_SUCCESS,
             // Outside slurmctld the plugin is inert and every call succeeds.
             Err(NotTaken::NotRunning) => status(!host::host_is_slurmctld()),
