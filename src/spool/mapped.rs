@@ -31,12 +31,15 @@ use std::path::Path;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// The file grows by this much at a time.
-pub const CHUNK: usize = 256 << 10;
+/// The file grows by this much at a time. Small, because allocated space is
+/// taken from the disk before it is needed: on a nearly full disk the spool
+/// should not be what fills it.
+pub const CHUNK: usize = 64 << 10;
 /// How far ahead of the writer the delivery thread keeps pages allocated and
-/// faulted in: a few seconds of records at a busy controller's rate, so that
-/// the prepared pages are used before the kernel writes them back.
-pub const LOOKAHEAD: usize = 256 << 10;
+/// faulted in: about 100 records, a few seconds at a busy controller's rate
+/// (the pages are faulted in again after each sync anyway). A burst beyond it
+/// makes the writer allocate a chunk itself, one system call per ~100 records.
+pub const LOOKAHEAD: usize = 64 << 10;
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
