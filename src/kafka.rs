@@ -76,10 +76,14 @@ unsafe impl Send for Producer {}
 unsafe impl Sync for Producer {}
 
 /// Properties set before the administrator's, so that the file can override them.
-/// The spool is the buffer for an outage, so librdkafka's own queue need not
-/// hold 100000 messages (its default) in slurmctld's memory.
-const DEFAULT_PROPERTIES: [(&str, &str); 2] =
-    [("client.id", "slurmctld-jobcomp-kafka"), ("queue.buffering.max.messages", "10000")];
+/// - The spool is the buffer for an outage, so librdkafka's own queue need not
+///   hold 100000 messages (its default) in slurmctld's memory.
+/// - linger.ms=0 (librdkafka: 5): the delivery thread already gathers the
+///   records of one tick (plugin::TICK) and hands them over together, so a
+///   second wait inside librdkafka would only add latency (and a wake-up of its
+///   broker thread per record).
+pub const DEFAULT_PROPERTIES: [(&str, &str); 3] =
+    [("client.id", "slurmctld-jobcomp-kafka"), ("queue.buffering.max.messages", "10000"), ("linger.ms", "0")];
 
 impl Producer {
     /// Creates a producer from `key=value` properties. An error names the

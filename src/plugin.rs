@@ -64,8 +64,12 @@ const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
 /// under StateSaveLocation, one file per record, for an administrator to act on.
 pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";
 /// While active, the delivery thread looks for new records and delivery reports
-/// this often (a record then waits at most this long before it is built).
-const TICK_MS: i32 = 5;
+/// this often: a record waits 5 ms on average before it is built and produced,
+/// what librdkafka's default linger.ms would have added (our producer's default
+/// is linger.ms=0, see `kafka::DEFAULT_PROPERTIES`). Each wake-up costs 40-70 us
+/// of CPU on the VMs this runs on (bench/README.md), so the tick is the plugin's
+/// main CPU cost at a steady trickle of jobs; 10 ms halves it against 5 ms.
+const TICK: Duration = Duration::from_millis(10);
 /// Active for this long after the last record; then it sleeps until woken.
 const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -189,10 +193,6 @@ static RUNNING: RwLock<Option<Running>> = RwLock::new(None);
 /// Whether start events are wanted (25.05+ enable_job_start): checked before a
 /// start event reads anything, so that a disabled start event costs nothing.
 static START_EVENTS: AtomicBool = AtomicBool::new(false);
-
-fn millis_until(when: Instant) -> i32 {
-    when.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32
-}
 
 pub fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
@@ -347,6 +347,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         last_failure: String::new(),
         last_summary: Instant::now(),
         sync_failed: false,
+        syncer: None,
         reconfigured: false,
         last_record: Instant::now(),
         left_in_spool: 0,
@@ -463,6 +464,52 @@ pub fn shutdown() {
     }
 }
 
+/// Runs the spool's periodic fdatasync off the delivery thread.
+struct Syncer {
+    sender: Sender<Vec<std::fs::File>>,
+    busy: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Syncer {
+    fn start(hot: Arc<HotSpool>) -> Option<Syncer> {
+        let (sender, receiver) = crossbeam_channel::bounded::<Vec<std::fs::File>>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let done = busy.clone();
+        let thread = std::thread::Builder::new()
+            .name("jobcomp_kafka_sync".into())
+            .spawn(move || {
+                let mut failing = false;
+                for files in receiver {
+                    match spool::sync(&files, &hot.dir) {
+                        Ok(()) => {
+                            if std::mem::take(&mut failing) {
+                                log::info(&format!("the spool in {} can be synced again", hot.dir.display()));
+                            }
+                            // Written back pages are write-protected again by the
+                            // kernel: fault the writer's next ones in now.
+                            let _ = hot.prep.prepare(true);
+                        }
+                        Err(e) => {
+                            if !std::mem::replace(&mut failing, true) {
+                                log::error(&format!("cannot sync the spool in {}: {e}", hot.dir.display()));
+                            }
+                        }
+                    }
+                    done.store(false, Ordering::Release);
+                }
+            })
+            .map_err(|e| log::error(&format!("cannot start the spool's sync thread ({e}); syncing on the delivery thread")))
+            .ok()?;
+        Some(Syncer { sender, busy, thread })
+    }
+
+    fn stop(self) {
+        drop(self.sender);
+        let _ = self.thread.join();
+    }
+}
+
 /// What the delivery thread produces before new records.
 struct Startup {
     /// From a state file (fini of the last run, or SchedMD's plugin).
@@ -515,6 +562,8 @@ struct Delivery {
     last_failure: String,
     last_summary: Instant,
     sync_failed: bool,
+    /// The thread that runs the periodic fdatasync (`None` until first needed).
+    syncer: Option<Syncer>,
     /// Settings changed: timers are re-armed with the new intervals.
     reconfigured: bool,
     /// When the last record came from the hot path (active/idle, see `run`).
@@ -575,10 +624,13 @@ impl Delivery {
                 next_poll = next_poll.min(now + poll_every(&self.settings));
                 next_sync = next_sync.min(now + self.settings.params.spool_sync_interval);
             }
-            // Active and nothing arrived: wait one tick in librdkafka's poll (it
-            // returns at once when a delivery report comes in).
-            let tick = if active && received == 0 { TICK_MS.min(millis_until(wake)) } else { 0 };
-            self.serve_reports(tick);
+            // Active and nothing arrived: sleep one tick. Not in librdkafka's poll:
+            // that would wake for every delivery report, a second wake-up per
+            // record; reports wait for the tick like new records do.
+            if active && received == 0 {
+                std::thread::sleep(TICK.min(wake.saturating_duration_since(Instant::now())));
+            }
+            self.serve_reports(0);
             self.requeue_due();
             self.drain_queue();
             if let Some(hot) = &self.hot {
@@ -592,7 +644,7 @@ impl Delivery {
             }
             if now >= next_sync {
                 next_sync = now + self.settings.params.spool_sync_interval;
-                self.sync_spool();
+                self.sync_spool_in_background();
             }
         }
         self.finish();
@@ -1005,6 +1057,27 @@ impl Delivery {
         }
     }
 
+    /// The periodic sync, on its own thread: an fdatasync takes milliseconds
+    /// (more under other I/O), during which new records would wait. Skipped
+    /// while the previous one still runs.
+    fn sync_spool_in_background(&mut self) {
+        let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return };
+        if self.syncer.is_none() {
+            self.syncer = Syncer::start(hot.clone());
+        }
+        let Some(syncer) = self.syncer.as_ref() else {
+            self.sync_spool();
+            return;
+        };
+        if syncer.busy.load(Ordering::Acquire) {
+            return;
+        }
+        let mut files = hot.prep.sync_handles();
+        files.extend(log.sync_handle());
+        syncer.busy.store(true, Ordering::Release);
+        let _ = syncer.sender.send(files);
+    }
+
     fn outage_summary(&mut self) {
         if self.failures_since_summary == 0 || self.last_summary.elapsed() < OUTAGE_SUMMARY_EVERY {
             return;
@@ -1043,6 +1116,9 @@ impl Delivery {
     /// fini: purge, flush, then hand every record not yet acknowledged over to
     /// the state file, and empty the spool.
     fn finish(mut self) {
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
+        }
         let params = self.settings.params.clone();
         let mut flags = kafka::PURGE_QUEUE;
         if params.purge_in_flight || params.requeue_purge_in_flight {
