@@ -151,8 +151,8 @@ def main():
 
         md.append("## 2. CPU per record, all threads (inside slurmctld)\n")
         md.append("Hot path: the shim's thread CPU time inside the call. Plugin threads: CPU time "
-                  "(/proc/PID/task/TID/schedstat, ns) of librdkafka's threads (rdk:*) and our delivery thread "
-                  "(jobcomp_kafka), from just before the array was submitted until its last record was read by "
+                  "(/proc/PID/task/TID/schedstat, ns) of librdkafka's threads (rdk:*) and our threads "
+                  "(jobcomp_kafka delivery + jobcomp_sync), from just before the array was submitted until its last record was read by "
                   "the consumer; divided by the records. SchedMD's poll thread is not named and is not counted "
                   "(it wakes every 2 s).\n")
         rows = []

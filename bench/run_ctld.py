@@ -70,7 +70,14 @@ def thread_cpu(pid):
 
 
 def plugin_thread(name):
-    return name.startswith("rdk:") or name == "jobcomp_kafka"
+    return name.startswith("rdk:") or name.startswith("jobcomp_")
+
+
+def thread_group(name):
+    """librdkafka's threads, ours (jobcomp_kafka: delivery, jobcomp_sync: fdatasync), or the name."""
+    if name.startswith("rdk:"):
+        return "librdkafka"
+    return "jobcomp_kafka" if name.startswith("jobcomp_") else name
 
 
 def cpu_delta(before, after):
@@ -78,7 +85,7 @@ def cpu_delta(before, after):
     groups = {}
     for tid, (name, cpu) in after.items():
         used = cpu - before.get(tid, (name, 0.0))[1]
-        key = "librdkafka" if name.startswith("rdk:") else name
+        key = thread_group(name)
         groups[key] = groups.get(key, 0.0) + used
     return groups
 

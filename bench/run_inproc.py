@@ -170,7 +170,9 @@ def thread_cpu(pid):
                 cpu = int(f.read().split()[0]) / 1e9
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue
-        key = "main" if int(tid) == pid else ("librdkafka" if name.startswith("rdk:") else name)
+        # Ours: jobcomp_kafka (delivery) and jobcomp_sync (fdatasync), counted together.
+        key = "main" if int(tid) == pid else ("librdkafka" if name.startswith("rdk:")
+                                              else "jobcomp_kafka" if name.startswith("jobcomp_") else name)
         out[key] = out.get(key, 0.0) + cpu
     return out
 

@@ -477,7 +477,7 @@ impl Syncer {
         let busy = Arc::new(AtomicBool::new(false));
         let done = busy.clone();
         let thread = std::thread::Builder::new()
-            .name("jobcomp_kafka_sync".into())
+            .name("jobcomp_sync".into())
             .spawn(move || {
                 let mut failing = false;
                 for files in receiver {
