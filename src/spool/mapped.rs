@@ -40,6 +40,8 @@ pub const CHUNK: usize = 64 << 10;
 /// (the pages are faulted in again after each sync anyway). A burst beyond it
 /// makes the writer allocate a chunk itself, one system call per ~100 records.
 pub const LOOKAHEAD: usize = 64 << 10;
+/// The most the delivery thread prepares ahead during a burst.
+pub const MAX_LOOKAHEAD: usize = 8 << 20;
 
 fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
@@ -68,6 +70,8 @@ pub struct MappedSegment {
     grow: Mutex<()>,
     /// `MADV_POPULATE_WRITE` refused (kernel older than 5.14): not tried again.
     no_populate: AtomicBool,
+    /// `used` at the delivery thread's last `prepare_ahead` (its own use only).
+    used_at_last_prepare: AtomicUsize,
 }
 
 // SAFETY: the mapping is plain shared memory. Only one thread (the writer,
@@ -111,8 +115,9 @@ impl MappedSegment {
             used: AtomicUsize::new(0),
             grow: Mutex::new(()),
             no_populate: AtomicBool::new(false),
+            used_at_last_prepare: AtomicUsize::new(0),
         };
-        if let Err(error) = mapped.reserve(CHUNK.min(capacity)) {
+        if let Err(error) = mapped.reserve(CHUNK.min(capacity), true) {
             drop(mapped);
             let _ = std::fs::remove_file(path);
             return Err(error);
@@ -134,8 +139,8 @@ impl MappedSegment {
     }
 
     /// Makes sure the first `end` bytes of the file exist and are allocated, and
-    /// faults their pages in. Returns the bytes newly allocated.
-    pub fn reserve(&self, end: usize) -> io::Result<usize> {
+    /// (`populate`) faults their pages in. Returns the bytes newly allocated.
+    pub fn reserve(&self, end: usize, populate: bool) -> io::Result<usize> {
         if end <= self.reserved.load(Ordering::Acquire) {
             return Ok(0);
         }
@@ -153,7 +158,9 @@ impl MappedSegment {
         if rc != 0 {
             return Err(io::Error::from_raw_os_error(rc));
         }
-        self.populate(from, to);
+        if populate {
+            self.populate(from, to);
+        }
         self.reserved.store(to, Ordering::Release);
         Ok(to - from)
     }
@@ -177,13 +184,16 @@ impl MappedSegment {
         }
     }
 
-    /// Delivery thread: keeps `LOOKAHEAD` bytes past the writer allocated and
-    /// faulted in. `after_sync`: the pages were just written back (fdatasync),
-    /// which makes the kernel write-protect them; fault them in again. Returns
-    /// the bytes newly allocated.
+    /// Delivery thread: keeps space past the writer allocated and faulted in:
+    /// `LOOKAHEAD`, or twice what the writer used since the last call (a burst),
+    /// at most `MAX_LOOKAHEAD`. `after_sync`: the pages were just written back
+    /// (fdatasync), which makes the kernel write-protect them; fault them in
+    /// again. Returns the bytes newly allocated.
     pub fn prepare_ahead(&self, after_sync: bool) -> io::Result<usize> {
         let used = self.used();
-        let added = self.reserve((used + LOOKAHEAD).min(self.capacity))?;
+        let since = used.saturating_sub(self.used_at_last_prepare.swap(used, Ordering::Relaxed));
+        let ahead = (2 * since).clamp(LOOKAHEAD, MAX_LOOKAHEAD);
+        let added = self.reserve((used + ahead).min(self.capacity), true)?;
         if after_sync && added == 0 {
             self.populate(used, self.reserved());
         }
@@ -192,14 +202,16 @@ impl MappedSegment {
 
     /// Writer: copies `bytes` (whole entries) to the end of the segment and
     /// returns the offset they start at. Allocates more of the file first if the
-    /// delivery thread has not got that far (a burst).
+    /// delivery thread has not got that far (a burst); without faulting the
+    /// pages in, which would make one call in a hundred slow: the stores then
+    /// fault a page at a time.
     ///
     /// Only one thread may call this (the hot path holds its lock around it).
     pub fn append(&self, bytes: &[u8]) -> io::Result<usize> {
         let offset = self.used.load(Ordering::Relaxed);
         let end = offset + bytes.len();
         if end > self.reserved.load(Ordering::Acquire) {
-            self.reserve(end)?;
+            self.reserve(end, false)?;
         }
         // SAFETY: `[offset, end)` is inside the mapping (reserve checked against
         // the capacity) and inside the allocated file; nobody else stores there.
@@ -285,8 +297,9 @@ mod tests {
         let segment = MappedSegment::create(&path, 1, 4 * CHUNK).unwrap();
         segment.append(&vec![1u8; CHUNK - 10]).unwrap();
         assert_eq!(segment.reserved(), CHUNK);
-        assert_eq!(segment.prepare_ahead(false).unwrap(), CHUNK, "LOOKAHEAD past the writer, in whole chunks");
-        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, 2 * CHUNK);
+        // Twice what the writer used since the last call (a burst), in whole chunks.
+        assert_eq!(segment.prepare_ahead(false).unwrap(), 2 * CHUNK);
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, 3 * CHUNK);
         assert_eq!(segment.prepare_ahead(true).unwrap(), 0, "already far enough ahead");
     }
 
