@@ -208,6 +208,12 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_SPOOL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 /// How large the spool may grow (MiB) before new records are kept in memory only.
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 4096;
+/// While jobs finish, the delivery thread takes new records this often: a
+/// record waits half of it on average before it is produced, and each tick is a
+/// thread wake-up (CPU). See `plugin::Delivery::run`.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(10);
+/// Bounds of `tick_ms`.
+pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=1000;
 
 /// The plugin's settings from JobCompParams.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,6 +240,8 @@ pub struct Params {
     pub spool_sync_interval: Duration,
     /// Size limit of the spool in MiB.
     pub spool_max_mb: u64,
+    /// The delivery thread's tick while jobs finish (`tick_ms`).
+    pub tick: Duration,
 }
 
 impl Default for Params {
@@ -252,6 +260,7 @@ impl Default for Params {
             send_comment: false,
             spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
+            tick: DEFAULT_TICK,
         }
     }
 }
@@ -310,11 +319,12 @@ const FLAGS: [(&str, Flag, (u8, u8)); 7] = [
 ];
 
 /// Value tokens and the series they need.
-const VALUE_KEYS: [(&str, (u8, u8)); 6] = [
+const VALUE_KEYS: [(&str, (u8, u8)); 7] = [
     ("flush_timeout", (0, 0)),
     ("poll_interval", (0, 0)),
     ("spool_sync_interval", (0, 0)),
     ("spool_max_mb", (0, 0)),
+    ("tick_ms", (0, 0)),
     ("topic", (0, 0)),
     ("topic_job_start", (25, 5)),
 ];
@@ -487,6 +497,19 @@ pub fn parse_params(text: Option<&str>, release: Release) -> (Params, Vec<Proble
                     )));
                 }
             },
+            "tick_ms" => match value.parse::<u64>() {
+                Ok(ms) if TICK_MS_RANGE.contains(&ms) => params.tick = Duration::from_millis(ms),
+                _ => {
+                    params.tick = DEFAULT_TICK;
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: tick_ms must be a whole number of \
+                         milliseconds from {} to {}; using the default of {} ms.",
+                        TICK_MS_RANGE.start(),
+                        TICK_MS_RANGE.end(),
+                        DEFAULT_TICK.as_millis()
+                    )));
+                }
+            },
             _ => {
                 // topic / topic_job_start
                 let slot = if name == "topic" {
@@ -601,7 +624,7 @@ pub fn describe(params: &Params) -> String {
         "flush_timeout={flush}, poll_interval={poll}, topic={}, \
          requeue_on_msg_timeout={}, purge_in_flight={}, purge_non_blocking={}, \
          requeue_purge_in_flight={}, enable_job_start={}, topic_job_start={}, \
-         send_script={}, send_comment={}, spool_sync_interval={} s, spool_max_mb={}",
+         send_script={}, send_comment={}, spool_sync_interval={} s, spool_max_mb={}, tick_ms={}",
         params.topic.as_deref().unwrap_or("(ClusterName)"),
         yn(params.requeue_on_msg_timeout),
         yn(params.purge_in_flight),
@@ -615,7 +638,8 @@ pub fn describe(params: &Params) -> String {
         yn(params.send_script),
         yn(params.send_comment),
         params.spool_sync_interval.as_secs(),
-        params.spool_max_mb
+        params.spool_max_mb,
+        params.tick.as_millis()
     )
 }
 
@@ -824,6 +848,7 @@ mod tests {
                 send_comment: true,
                 spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
                 spool_max_mb: DEFAULT_SPOOL_MAX_MB,
+                tick: DEFAULT_TICK,
             }
         );
     }
@@ -982,11 +1007,20 @@ mod tests {
     #[test]
     fn spool_tokens() {
         let r = Release::new(24, 11, 5);
-        let (p, problems) = parse_params(Some("spool_sync_interval=5,spool_max_mb=64"), r);
+        let (p, problems) = parse_params(Some("spool_sync_interval=5,spool_max_mb=64,tick_ms=2"), r);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(p.spool_sync_interval, Duration::from_secs(5));
         assert_eq!(p.spool_max_mb, 64);
-        for bad in ["spool_sync_interval=0", "spool_sync_interval=x", "spool_max_mb=0", "spool_max_mb=-3"] {
+        assert_eq!(p.tick, Duration::from_millis(2));
+        for bad in [
+            "spool_sync_interval=0",
+            "spool_sync_interval=x",
+            "spool_max_mb=0",
+            "spool_max_mb=-3",
+            "tick_ms=0",
+            "tick_ms=1001",
+            "tick_ms=5ms",
+        ] {
             let (p, problems) = parse_params(Some(bad), r);
             assert_eq!(p, Params::default(), "{bad}");
             assert!(matches!(&problems[..], [Problem::Error(text)] if text.contains(bad)), "{bad}: {problems:?}");

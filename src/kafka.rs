@@ -79,7 +79,7 @@ unsafe impl Sync for Producer {}
 /// - The spool is the buffer for an outage, so librdkafka's own queue need not
 ///   hold 100000 messages (its default) in slurmctld's memory.
 /// - linger.ms=0 (librdkafka: 5): the delivery thread already gathers the
-///   records of one tick (plugin::TICK) and hands them over together, so a
+///   records of one tick (JobCompParams tick_ms) and hands them over together, so a
 ///   second wait inside librdkafka would only add latency (and a wake-up of its
 ///   broker thread per record).
 pub const DEFAULT_PROPERTIES: [(&str, &str); 3] =

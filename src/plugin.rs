@@ -63,13 +63,6 @@ const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
 /// Records librdkafka refuses for good (too large, invalid) are written here,
 /// under StateSaveLocation, one file per record, for an administrator to act on.
 pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";
-/// While active, the delivery thread looks for new records and delivery reports
-/// this often: a record waits 5 ms on average before it is built and produced,
-/// what librdkafka's default linger.ms would have added (our producer's default
-/// is linger.ms=0, see `kafka::DEFAULT_PROPERTIES`). Each wake-up costs 40-70 us
-/// of CPU on the VMs this runs on (bench/README.md), so the tick is the plugin's
-/// main CPU cost at a steady trickle of jobs; 10 ms halves it against 5 ms.
-const TICK: Duration = Duration::from_millis(10);
 /// Active for this long after the last record; then it sleeps until woken.
 const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -624,11 +617,17 @@ impl Delivery {
                 next_poll = next_poll.min(now + poll_every(&self.settings));
                 next_sync = next_sync.min(now + self.settings.params.spool_sync_interval);
             }
-            // Active and nothing arrived: sleep one tick. Not in librdkafka's poll:
-            // that would wake for every delivery report, a second wake-up per
-            // record; reports wait for the tick like new records do.
+            // Active and nothing arrived: sleep one tick (`tick_ms`). A record
+            // then waits half a tick on average before it is built and produced
+            // (what librdkafka's default linger.ms would have added: our
+            // producer's default is linger.ms=0, see kafka::DEFAULT_PROPERTIES).
+            // Each wake-up costs 40-70 us of CPU on the VMs this runs on
+            // (bench/wakeup_cost.c), so the tick is the plugin's main CPU cost
+            // at a trickle of jobs. Not in librdkafka's poll: that would wake
+            // for every delivery report, a second wake-up per record; reports
+            // wait for the tick like new records do.
             if active && received == 0 {
-                std::thread::sleep(TICK.min(wake.saturating_duration_since(Instant::now())));
+                std::thread::sleep(self.settings.params.tick.min(wake.saturating_duration_since(Instant::now())));
             }
             self.serve_reports(0);
             self.requeue_due();
