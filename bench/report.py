@@ -339,6 +339,25 @@ def main():
     if targets:
         md.insert(6, "## Targets\n\n" + table(["target", "measured", "verdict"], targets) + "\n")
 
+    # ---------------------------------------------------------------- wakeup
+    wake_path = os.path.join(args.raw, "wakeup.json")
+    if os.path.exists(wake_path):
+        with open(wake_path) as f:
+            w = json.load(f)
+        md.append("## 6. What a thread wake-up costs on this machine (bench/wakeup_cost.c)\n")
+        md.append("The floor under CPU per record at a trickle of jobs: our delivery thread and librdkafka's "
+                  "broker thread each wake at least once per record. Sleeper: a thread that sleeps N ms in "
+                  "pthread_cond_timedwait, its CPU time per wake-up. Waker: the wall time of one FUTEX_WAKE of a "
+                  "waiting thread after idle time, what log_record would pay to wake the delivery thread (it "
+                  "does not).\n")
+        sl = w.get("sleeper_cpu_us_per_wakeup", {})
+        md.append(table(["sleep between wake-ups"] + [f"{k} ms" for k in sl],
+                        [["CPU us per wake-up"] + [fmt(v) for v in sl.values()]]) + "\n")
+        fw = w.get("futex_wake_wall_us", {})
+        md.append(table(["FUTEX_WAKE after", "p50 us", "p90 us", "p99 us"],
+                        [[k.replace("after_", "").replace("_", " "), fmt(v["p50"]), fmt(v["p90"]), fmt(v["p99"])]
+                         for k, v in fw.items()]) + "\n")
+
     md.append("Where the time goes, and the performance problems these numbers point at in src/: "
               "see bench/README.md, section \"Findings\".\n")
     md.append("![plots](bench.png)\n")

@@ -105,6 +105,11 @@ if want scale; then
 		scale-10k scale-100k scale-1m
 fi
 
+# What a thread wake-up costs here (the floor under CPU per record), every run:
+# a few seconds, and the report explains the CPU target with it.
+cc -O2 -pthread -o "$work/wakeup_cost" bench/wakeup_cost.c
+"$work/wakeup_cost" >"$raw/wakeup.json"
+
 # --- report --------------------------------------------------------------------
 sha() { [[ -f $1 ]] && sha256sum "$1" | cut -d' ' -f1 || echo n/a; }
 dirty=$(git status --porcelain -- src Cargo.toml Cargo.lock build.rs slurm-headers 2>/dev/null | wc -l)
