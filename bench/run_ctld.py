@@ -38,12 +38,14 @@ JOBID_OFFSET = {"host": 360, "chroot": 392}
 PORTS = {"host": (56817, 56818), "chroot": (57817, 57818)}
 
 RUNS = {
-    # name: where, plugin, tasks factor, extra librdkafka properties
+    # name: where, plugin, tasks factor, extra librdkafka properties, extra JobCompParams
     "chroot-schedmd": dict(where="chroot", plugin="schedmd"),
     "chroot-ours": dict(where="chroot", plugin="ours"),
     "host-ours": dict(where="host", plugin="ours"),
-    "chroot-ours-linger0": dict(where="chroot", plugin="ours", props=["linger.ms=0"], tasks=0.25),
+    # Our defaults are linger.ms=0, tick_ms=10: librdkafka's linger, and our tick both ways.
     "chroot-ours-linger5": dict(where="chroot", plugin="ours", props=["linger.ms=5"], tasks=0.25),
+    "chroot-ours-tick2": dict(where="chroot", plugin="ours", params=["tick_ms=2"], tasks=0.25),
+    "chroot-ours-tick40": dict(where="chroot", plugin="ours", params=["tick_ms=40"], tasks=0.25),
     "chroot-schedmd-linger0": dict(where="chroot", plugin="schedmd", props=["linger.ms=0"], tasks=0.25),
 }
 
@@ -156,7 +158,7 @@ def run_once(name, spec, args, tasks, tag):
         os.path.join(hostdir, "c"), "--fresh", "--cluster", "jkbench",
         "--ctld-port", str(ctld_port), "--slurmd-port", str(slurmd_port),
         "--jobcomp", "jobcomp/kafka", "--jobcomp-loc", os.path.join(indir, "kafka.conf"),
-        "--jobcomp-params", f"topic={topic}",
+        "--jobcomp-params", ",".join([f"topic={topic}"] + spec.get("params", [])),
     ]
     want_so = f"{SYSTEM_PLUGINDIR}/jobcomp_kafka.so"
     if plugin == "ours":
@@ -174,7 +176,8 @@ def run_once(name, spec, args, tasks, tag):
                JK_SHIM_JOBID_OFFSET=str(JOBID_OFFSET[where]))
 
     log(f"{name}{tag}: {plugin} plugin in {where} slurmctld, {tasks} array tasks, topic {topic}"
-        + (f", {' '.join(spec['props'])}" if spec.get("props") else ""))
+        + (f", {' '.join(spec['props'])}" if spec.get("props") else "")
+        + (f", JobCompParams {','.join(spec['params'])}" if spec.get("params") else ""))
     consumer_out = os.path.join(hostdir, "consumed.jsonl")
     ready = os.path.join(hostdir, "consumer.ready")
     consumer = subprocess.Popen(

@@ -96,7 +96,7 @@ if want ctld; then
 	tasks=${BENCH_TASKS:-2000}
 	"$py" bench/run_ctld.py --tansu "$tansu" --shim "$work/jobcomp_timing.so" --out "$raw" \
 		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "$tasks" --rounds 4 \
-		chroot-schedmd chroot-ours host-ours chroot-ours-linger0 chroot-ours-linger5 chroot-schedmd-linger0
+		chroot-schedmd chroot-ours host-ours chroot-ours-linger5 chroot-ours-tick2 chroot-ours-tick40 chroot-schedmd-linger0
 fi
 if want scale; then
 	rm -f "$raw"/inproc-scale-*.json
