@@ -473,15 +473,19 @@ impl Syncer {
             .name("jobcomp_sync".into())
             .spawn(move || {
                 let mut failing = false;
-                for files in receiver {
-                    match spool::sync(&files, &hot.dir) {
+                for delivery_files in receiver {
+                    // The hot path's files first, and their pages faulted in again
+                    // right after: writeback write-protects them, and a store of
+                    // the hot path before that would fault (and may wait on the
+                    // file system) in slurmctld's thread.
+                    let snapshots = hot.prep.sync_handles();
+                    let synced = snapshots.iter().try_for_each(|file| file.sync_data());
+                    let _ = hot.prep.prepare(true);
+                    match synced.and_then(|()| spool::sync(&delivery_files, &hot.dir)) {
                         Ok(()) => {
                             if std::mem::take(&mut failing) {
                                 log::info(&format!("the spool in {} can be synced again", hot.dir.display()));
                             }
-                            // Written back pages are write-protected again by the
-                            // kernel: fault the writer's next ones in now.
-                            let _ = hot.prep.prepare(true);
                         }
                         Err(e) => {
                             if !std::mem::replace(&mut failing, true) {
@@ -1071,8 +1075,7 @@ impl Delivery {
         if syncer.busy.load(Ordering::Acquire) {
             return;
         }
-        let mut files = hot.prep.sync_handles();
-        files.extend(log.sync_handle());
+        let files: Vec<std::fs::File> = log.sync_handle().into_iter().collect();
         syncer.busy.store(true, Ordering::Release);
         let _ = syncer.sender.send(files);
     }
