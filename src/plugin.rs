@@ -97,7 +97,7 @@ struct Settings {
 /// The hot path's side of the spool.
 struct HotSpool {
     dir: PathBuf,
-    writer: Mutex<(SnapshotLog, Vec<u8>)>,
+    writer: Mutex<SnapshotLog>,
     /// The delivery thread's side of the snapshot segments (space made ready
     /// ahead of the writer, syncing).
     prep: SnapshotPrep,
@@ -123,18 +123,17 @@ impl HotSpool {
         encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>,
     ) -> Result<(u32, Location), Option<(u32, Vec<u8>)>> {
         let mut writer = self.writer.lock();
-        let (log, buffer) = &mut *writer;
-        buffer.clear();
-        let job_id = encode(buffer).ok_or(None)?;
+        let job_id = writer.stage(id, event as u8, encode).ok_or(None)?;
+        let len = writer.staged_len() as u64;
         let max = self.max_bytes.load(Ordering::Relaxed);
-        if self.bytes.load(Ordering::Relaxed) + buffer.len() as u64 > max {
+        if self.bytes.load(Ordering::Relaxed) + len > max {
             self.failed(&format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
-            return Err(Some((job_id, buffer.clone())));
+            return Err(Some((job_id, writer.staged_body().to_vec())));
         }
-        match log.append(id, job_id, event as u8, buffer) {
+        match writer.write_staged() {
             Ok(location) => {
                 self.segment.store(location.segment, Ordering::Release);
-                self.bytes.fetch_add(buffer.len() as u64 + 40, Ordering::Relaxed);
+                self.bytes.fetch_add(len, Ordering::Relaxed);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     log::info(&format!("the spool in {} is writable again", self.dir.display()));
                 }
@@ -142,7 +141,7 @@ impl HotSpool {
             }
             Err(e) => {
                 self.failed(&format!("cannot write to the spool in {}: {e}", self.dir.display()));
-                Err(Some((job_id, buffer.clone())))
+                Err(Some((job_id, writer.staged_body().to_vec())))
             }
         }
     }
@@ -245,7 +244,7 @@ fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSpool>, spool
     let snapshots = SnapshotLog::new(&dir, recovered.next_segment, segment_bytes(params));
     let hot = HotSpool {
         prep: snapshots.prep(),
-        writer: Mutex::new((snapshots, Vec::new())),
+        writer: Mutex::new(snapshots),
         segment: AtomicU64::new(recovered.next_segment),
         bytes: AtomicU64::new(spool::disk_usage(&dir)),
         max_bytes: AtomicU64::new(params.spool_max_mb << 20),

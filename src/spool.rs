@@ -90,17 +90,31 @@ pub fn segment_path(dir: &Path, segment: u64, suffix: Suffix) -> PathBuf {
 
 /// Appends one entry to `out`: header, body, zero padding to 8 bytes.
 pub fn encode_entry(kind: Kind, event: u8, record_id: u64, job_id: u32, body: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.push(kind as u8);
-    out.push(event);
-    out.extend_from_slice(&[0, 0]);
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&[0; 4]); // CRC, filled below
-    out.extend_from_slice(&record_id.to_le_bytes());
-    out.extend_from_slice(&job_id.to_le_bytes());
-    out.extend_from_slice(&[0; 4]);
+    let start = begin_entry(out);
     out.extend_from_slice(body);
+    finish_entry(out, start, kind, event, record_id, job_id);
+}
+
+/// Reserves an entry's header at the end of `out`; the body is appended after
+/// it (so that it is written in place, not copied), then `finish_entry`.
+fn begin_entry(out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    start
+}
+
+/// Fills in the header of the entry begun at `start`, whose body is the rest
+/// of `out`, with its checksum, and pads the entry.
+fn finish_entry(out: &mut Vec<u8>, start: usize, kind: Kind, event: u8, record_id: u64, job_id: u32) {
+    let body_len = (out.len() - start - HEADER) as u32;
+    let head = &mut out[start..start + HEADER];
+    head[0..4].copy_from_slice(&MAGIC.to_le_bytes());
+    head[4] = kind as u8;
+    head[5] = event;
+    head[8..12].copy_from_slice(&body_len.to_le_bytes());
+    // 12..16: the CRC, below
+    head[16..24].copy_from_slice(&record_id.to_le_bytes());
+    head[24..28].copy_from_slice(&job_id.to_le_bytes());
     let crc = entry_crc(&out[start..start + 8], &out[start + 16..]);
     out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
     out.resize(out.len().next_multiple_of(ALIGN), 0);
@@ -245,7 +259,9 @@ pub struct SnapshotLog {
     current: Option<Arc<MappedSegment>>,
     /// The segment appended to (the first one to create while `current` is None).
     segment: u64,
+    /// The entry being written (see `stage`), and the length of its body.
     buffer: Vec<u8>,
+    staged_body: usize,
     shared: Arc<SnapshotShared>,
 }
 
@@ -288,6 +304,7 @@ impl SnapshotLog {
             current: None,
             segment: first_segment,
             buffer: Vec::with_capacity(4096),
+            staged_body: 0,
             shared: Arc::new(SnapshotShared {
                 dir: dir.to_path_buf(),
                 segment_bytes,
@@ -311,8 +328,39 @@ impl SnapshotLog {
     /// the mapped segment, no system call unless the delivery thread has fallen
     /// behind in preparing space.
     pub fn append(&mut self, record_id: u64, job_id: u32, event: u8, body: &[u8]) -> io::Result<Location> {
+        self.stage(record_id, event, |out| {
+            out.extend_from_slice(body);
+            Some(job_id)
+        });
+        self.write_staged()
+    }
+
+    /// Builds the next entry in the writer's buffer with the body `encode`
+    /// appends to it (the snapshot, encoded in place: no copy of it), and
+    /// returns `encode`'s job id; `None` (nothing to record) stages nothing.
+    /// `write_staged` then appends the entry.
+    pub fn stage(&mut self, record_id: u64, event: u8, encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>) -> Option<u32> {
         self.buffer.clear();
-        encode_entry(Kind::Snapshot, event, record_id, job_id, body, &mut self.buffer);
+        let start = begin_entry(&mut self.buffer);
+        let job_id = encode(&mut self.buffer)?;
+        self.staged_body = self.buffer.len() - HEADER;
+        finish_entry(&mut self.buffer, start, Kind::Snapshot, event, record_id, job_id);
+        Some(job_id)
+    }
+
+    /// The body of the staged entry (kept in memory when the spool cannot take it).
+    pub fn staged_body(&self) -> &[u8] {
+        &self.buffer[HEADER..HEADER + self.staged_body]
+    }
+
+    /// The size on disk of the staged entry.
+    pub fn staged_len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Appends the staged entry: a copy into the mapped segment, no system call
+    /// unless the delivery thread has fallen behind in preparing space.
+    pub fn write_staged(&mut self) -> io::Result<Location> {
         let len = self.buffer.len();
         let full = match &self.current {
             None => true,
@@ -327,7 +375,7 @@ impl SnapshotLog {
             segment: current.segment,
             suffix: Suffix::Snap,
             offset: (offset + HEADER) as u64,
-            len: body.len() as u32,
+            len: self.staged_body as u32,
         })
     }
 
@@ -930,6 +978,26 @@ mod tests {
         assert!(found.errors.is_empty() && found.notes.is_empty(), "{:?} {:?}", found.errors, found.notes);
         let mut reader = DeliveryLog::new(&dir, found.next_segment, found.owned.clone());
         assert_eq!(reader.read(&at).unwrap(), large);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_staged_entry_is_the_same_bytes_as_an_encoded_one() {
+        let dir = temp_dir("staged");
+        let mut snaps = SnapshotLog::new(&dir, 0, 1 << 20);
+        assert_eq!(snaps.stage(5, 1, |_| None), None, "nothing to record");
+        assert_eq!(snaps.stage(6, 2, |out| {
+            out.extend_from_slice(b"in place");
+            Some(77)
+        }), Some(77));
+        assert_eq!(snaps.staged_body(), b"in place");
+        let mut expected = Vec::new();
+        encode_entry(Kind::Snapshot, 2, 6, 77, b"in place", &mut expected);
+        assert_eq!(snaps.staged_len(), expected.len());
+        let at = snaps.write_staged().unwrap();
+        drop(snaps);
+        let bytes = fs::read(segment_path(&dir, at.segment, Suffix::Snap)).unwrap();
+        assert_eq!(bytes, expected);
         fs::remove_dir_all(&dir).unwrap();
     }
 
