@@ -112,23 +112,30 @@ struct HotSpool {
     _lock: SpoolLock,
 }
 
+/// Why a record was not spooled.
+enum NotSpooled {
+    /// `encode` found no record to read.
+    NothingToRead,
+    /// The spool cannot take it now: it is kept in memory only, as these bytes.
+    InMemory { job_id: u32, snapshot: Vec<u8> },
+}
+
 impl HotSpool {
-    /// Spools the snapshot `encode` writes (see `submit`). `Err(None)`: no
-    /// record to read; `Err(Some(bytes))`: the spool cannot take it now (the
-    /// record is then kept in memory only, as these bytes).
+    /// Spools the snapshot `encode` writes (see `submit`); the job id and
+    /// where the snapshot is.
     fn append(
         &self,
         id: u64,
         event: Event,
         encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>,
-    ) -> Result<(u32, Location), Option<(u32, Vec<u8>)>> {
+    ) -> Result<(u32, Location), NotSpooled> {
         let mut writer = self.writer.lock();
-        let job_id = writer.stage(id, event as u8, encode).ok_or(None)?;
+        let job_id = writer.stage(id, event as u8, encode).ok_or(NotSpooled::NothingToRead)?;
         let len = writer.staged_len() as u64;
         let max = self.max_bytes.load(Ordering::Relaxed);
         if self.bytes.load(Ordering::Relaxed) + len > max {
             self.failed(&format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
-            return Err(Some((job_id, writer.staged_body().to_vec())));
+            return Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() });
         }
         match writer.write_staged() {
             Ok(location) => {
@@ -141,7 +148,7 @@ impl HotSpool {
             }
             Err(e) => {
                 self.failed(&format!("cannot write to the spool in {}: {e}", self.dir.display()));
-                Err(Some((job_id, writer.staged_body().to_vec())))
+                Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() })
             }
         }
     }
@@ -421,15 +428,15 @@ pub fn submit(event: Event, encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>) ->
         None => {
             let mut bytes = Vec::new();
             match encode(&mut bytes) {
-                Some(job_id) => Err(Some((job_id, bytes))),
-                None => Err(None),
+                Some(job_id) => Err(NotSpooled::InMemory { job_id, snapshot: bytes }),
+                None => Err(NotSpooled::NothingToRead),
             }
         }
     };
     let command = match spooled {
         Ok((job_id, location)) => Command::Record { encoded: None, job_id, event, id, snapshot: Some(location) },
-        Err(None) => return Err(NotTaken::Unreadable),
-        Err(Some((job_id, bytes))) => {
+        Err(NotSpooled::NothingToRead) => return Err(NotTaken::Unreadable),
+        Err(NotSpooled::InMemory { job_id, snapshot: bytes }) => {
             if running.counters.memory_only.fetch_add(1, Ordering::Relaxed) >= MEMORY_ONLY_LIMIT {
                 running.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
                 let lost = running.counters.lost.fetch_add(1, Ordering::Relaxed) + 1;
