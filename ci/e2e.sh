@@ -20,8 +20,8 @@ cd "$(dirname "$0")/.."
 # shellcheck disable=SC2034 # read by log() in common.sh
 RIG_NAME=e2e
 . ci/lib/common.sh
+. ci/lib/e2e.sh
 
-PYTEST_VERSION=8.4.2
 CHROOT_RELEASE=24.11.5
 DEADLINE=${JK_E2E_DEADLINE:-540}
 export JK_E2E_TAG=${JK_E2E_TAG:-$$}
@@ -35,38 +35,15 @@ T0=$(now_ms)
 
 BG_PIDS=()
 
-phase() { log "[$(((($(now_ms) - T0) + 500) / 1000))s] $*"; }
-
 # Stop what is still running: our background jobs (pytest takes SIGTERM like
 # Ctrl-C and its fixtures stop the clusters and brokers), then any rig left in
 # this run's directories.
 cleanup() {
-	local rc=$? pid d
+	local rc=$?
 	trap - EXIT INT TERM
-	for pid in "${BG_PIDS[@]}"; do
-		pid_alive "$pid" && kill -TERM "$pid" 2>/dev/null || true
-	done
-	for pid in "${BG_PIDS[@]}"; do
-		if ! wait_pid_gone "$pid" 60; then
-			log "pid $pid still running 60 s after SIGTERM: SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-			wait_pid_gone "$pid" 5 || true
-		fi
-	done
+	e2e_stop_children TERM "${BG_PIDS[@]}"
 	shopt -s nullglob
-	for d in /tmp/jk-e2e-"$JK_E2E_TAG"-*/*/ "$ROOT"/rig/jk-e2e-"$JK_E2E_TAG"-*/; do
-		d=${d%/}
-		if [[ -f $d/rig.env ]] && { pidfile_alive "$d/slurmctld.pid" || pidfile_alive "$d/slurmd.pid"; }; then
-			log "stopping leftover cluster $d"
-			if [[ $d == "$ROOT"/* ]]; then ci/rig/slurm-chroot.sh stop "$d" || true; else ci/rig/slurm-host.sh stop "$d" || true; fi
-		fi
-		if pidfile_alive "$d/tansu.pid"; then
-			log "stopping leftover broker $d"
-			ci/rig/tansu.sh stop "$d" || true
-		fi
-	done
-	# The chroot's bind mounts (refused while another rig runs there).
-	if [[ -d $ROOT ]]; then ci/rig/slurm-chroot.sh unmount "$ROOT" >/dev/null 2>&1 || true; fi
+	e2e_stop_leftovers "$ROOT" /tmp/jk-e2e-"$JK_E2E_TAG"-*/*/ "$ROOT"/rig/jk-e2e-"$JK_E2E_TAG"-*/
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -80,11 +57,7 @@ mkdir -p "$OUT"
 phase "prerequisites"
 ci/install-deps.sh
 ci/rig/slurm-host.sh install
-ensure_venv
-if [[ $("$RIG_VENV/bin/python" -c 'import pytest; print(pytest.__version__)' 2>/dev/null) != "$PYTEST_VERSION" ]]; then
-	log "pip install pytest==$PYTEST_VERSION into $RIG_VENV"
-	"$RIG_VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest==$PYTEST_VERSION" >&2
-fi
+e2e_install_pytest
 HOST_RELEASE=$(ci/slurm-version.sh)
 [[ $HOST_RELEASE == 22.05.* ]] || log "WARNING: the host's Slurm is $HOST_RELEASE (the suite expects 22.05.8)"
 
@@ -146,30 +119,14 @@ for rel in "$HOST_RELEASE" "$CHROOT_RELEASE"; do
 	cat "$OUT/pytest-$rel.log" || true
 done
 echo
-passed=0 failed=0 ok=1
 for rel in "$HOST_RELEASE" "$CHROOT_RELEASE"; do
-	f=$OUT/counts-$rel.json
-	if [[ -s $f ]]; then
-		read -r p fl er xp xf sk st < <("$RIG_VENV/bin/python" -c '
-import json, sys
-c = json.load(open(sys.argv[1]))
-print(c["passed"], c["failed"], c["error"], c["xpassed"], c["xfailed"], c["skipped"], c["exitstatus"])' "$f")
-		echo "e2e $rel: $p passed, $fl failed, $er errors, $xf xfailed, $xp xpassed, $sk skipped (pytest exit $st)"
-		passed=$((passed + p))
-		failed=$((failed + fl + er + xp))
-		((st == 0)) || ok=0
-		((p + fl + er + xp + xf > 0)) || { echo "e2e $rel: ran no test"; ok=0; }
-	else
-		echo "e2e $rel: no result (pytest did not finish)"
-		failed=$((failed + 1))
-		ok=0
-	fi
+	e2e_session_result "$rel" "$OUT/counts-$rel.json"
 done
-((RC1 == 0 && RC2 == 0)) || ok=0
+((RC1 == 0 && RC2 == 0)) || E2E_OK=0
 phase "done"
 echo "e2e wall time: $((($(now_ms) - T0) / 1000)) s"
-echo "$passed passed, $failed failed"
-if ((ok && failed == 0)); then
+echo "$E2E_PASSED passed, $E2E_FAILED failed"
+if ((E2E_OK && E2E_FAILED == 0)); then
 	rm -rf "$OUT" # everything is printed above; kept after a failure
 	exit 0
 fi

@@ -19,8 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RIG_NAME=e2e26
 . ci/lib/common.sh
+. ci/lib/e2e.sh
 
-PYTEST_VERSION=8.4.2
 RELEASE=26.05.5
 DEADLINE=${JK_E2E_DEADLINE:-420}
 export JK_E2E_TAG=${JK_E2E_TAG:-$$}
@@ -32,37 +32,14 @@ export SUITE=forky JK_CHROOT_SUITE=forky
 T0=$(now_ms)
 BG_PIDS=()
 
-phase() { log "[$(((($(now_ms) - T0) + 500) / 1000))s] $*"; }
-
 # Stop what is still running: pytest (SIGINT first, so that its fixtures stop
 # the clusters and the broker), then any rig left in this run's directories.
 cleanup() {
-	local rc=$? pid d
+	local rc=$?
 	trap - EXIT INT TERM
-	for pid in "${BG_PIDS[@]}"; do
-		pid_alive "$pid" && kill -INT "$pid" 2>/dev/null || true
-	done
-	for pid in "${BG_PIDS[@]}"; do
-		if ! wait_pid_gone "$pid" 60; then
-			log "pid $pid still running 60 s after SIGINT"
-			stop_pid "$pid" 5 "e2e26 child"
-		fi
-	done
+	e2e_stop_children INT "${BG_PIDS[@]}"
 	shopt -s nullglob
-	for d in "$ROOT"/rig/jk-26-e2e-"$JK_E2E_TAG"-*/; do
-		d=${d%/}
-		if [[ -f $d/rig.env ]] && { pidfile_alive "$d/slurmctld.pid" || pidfile_alive "$d/slurmd.pid"; }; then
-			log "stopping leftover cluster $d"
-			ci/rig/slurm-chroot.sh stop "$d" || true
-		fi
-	done
-	d=/tmp/jk-26-e2e-$JK_E2E_TAG/kafka
-	if pidfile_alive "$d/tansu.pid"; then
-		log "stopping leftover broker $d"
-		ci/rig/tansu.sh stop "$d" || true
-	fi
-	# The chroot's bind mounts (refused while another rig runs there).
-	if [[ -d $ROOT ]]; then ci/rig/slurm-chroot.sh unmount "$ROOT" >/dev/null 2>&1 || true; fi
+	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-26-e2e-"$JK_E2E_TAG"-*/ /tmp/jk-26-e2e-"$JK_E2E_TAG"/kafka
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -75,14 +52,7 @@ mkdir -p "$OUT"
 # --- 1. prerequisites -----------------------------------------------------------
 phase "prerequisites"
 ci/install-deps.sh
-ensure_venv
-install_pytest() {
-	if [[ $("$RIG_VENV/bin/python" -c 'import pytest; print(pytest.__version__)' 2>/dev/null) != "$PYTEST_VERSION" ]]; then
-		log "pip install pytest==$PYTEST_VERSION into $RIG_VENV"
-		"$RIG_VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest==$PYTEST_VERSION" >&2
-	fi
-}
-with_lock "$RIG_CACHE/venv.lock" install_pytest
+e2e_install_pytest
 
 # --- 2. builds ----------------------------------------------------------------
 phase "forky chroot (background) and plugin build"
@@ -132,24 +102,9 @@ echo
 echo "################ Slurm $RELEASE: pytest log ################"
 cat "$OUT/pytest.log" || true
 echo
-passed=0 failed=0 ok=1
-if [[ -s $OUT/counts.json ]]; then
-	read -r p fl er xp xf sk st < <("$RIG_VENV/bin/python" -c '
-import json, sys
-c = json.load(open(sys.argv[1]))
-print(c["passed"], c["failed"], c["error"], c["xpassed"], c["xfailed"], c["skipped"], c["exitstatus"])' "$OUT/counts.json")
-	echo "e2e $RELEASE: $p passed, $fl failed, $er errors, $xf xfailed, $xp xpassed, $sk skipped (pytest exit $st)"
-	passed=$p
-	failed=$((fl + er + xp))
-	((st == 0)) || ok=0
-	((p + fl + er + xp + xf > 0)) || { echo "e2e $RELEASE: ran no test"; ok=0; }
-else
-	echo "e2e $RELEASE: no result (pytest did not finish)"
-	failed=1
-	ok=0
-fi
-((RC == 0)) || ok=0
+e2e_session_result "$RELEASE" "$OUT/counts.json"
+((RC == 0)) || E2E_OK=0
 phase "done"
 echo "e2e26 wall time: $((($(now_ms) - T0) / 1000)) s"
-echo "$passed passed, $failed failed"
-((ok && failed == 0))
+echo "$E2E_PASSED passed, $E2E_FAILED failed"
+((E2E_OK && E2E_FAILED == 0))

@@ -22,7 +22,6 @@ from JK_E2E_TAG, set by ci/e2e.sh, else the pid); removed after a passing
 session, kept after a failure (or with JK_E2E_KEEP=1).
 """
 
-import json
 import os
 import shutil
 import signal
@@ -32,9 +31,6 @@ import pytest
 import jk
 from jk import KAFKA_PROPS, PORTS, Broker, Cluster, log, series
 from mix import MIX_EXTRA_CONF, MixRun
-
-NUMBERS = []
-
 
 def pytest_addoption(parser):
     g = parser.getgroup("jobcomp-kafka e2e")
@@ -86,7 +82,7 @@ def session_dir(release, tag, request):
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
     yield jk.Path(d)
-    if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+    if jk.remove_dirs(request):
         shutil.rmtree(d, ignore_errors=True)
     else:
         log(f"kept {d} for inspection")
@@ -124,7 +120,7 @@ def make_cluster(release, tag, session_dir, request):
     for c in made:
         c.stop()
     for c in made:
-        if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+        if jk.remove_dirs(request):
             c.remove()
         else:
             log(f"kept {c.dir} for inspection")
@@ -167,22 +163,10 @@ def numbers(release, request):
     """numbers(text): a line for the CI log (printed now and in the summary)."""
 
     def put(text):
-        line = f"[{release}] {request.node.name}: {text}"
-        NUMBERS.append(line)
-        log(line)
+        jk.note_number(f"[{release}] {request.node.name}: {text}")
 
     return put
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if NUMBERS:
-        terminalreporter.section("jobcomp/kafka e2e numbers")
-        for line in NUMBERS:
-            terminalreporter.write_line(line)
-    path = config.getoption("--counts-file")
-    if path:
-        st = terminalreporter.stats
-        counts = {k: len(st.get(k, [])) for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
-        counts["exitstatus"] = int(exitstatus)
-        with open(path, "w") as f:
-            json.dump(counts, f)
+    jk.terminal_summary(terminalreporter, exitstatus, config, "jobcomp/kafka e2e numbers")

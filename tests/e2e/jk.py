@@ -1,9 +1,15 @@
 """Helpers of the end-to-end tests: the rigs in ci/rig/ driven from Python.
 
+Both suites use this module: tests/e2e (Slurm 22.05.8 on the host, 24.11.5 in
+the Debian trixie chroot) and tests/e2e26 (26.05.5 in the Debian forky chroot,
+through tests/e2e26/rig26.py). What differs between Slurm series is a
+parameter here (the release of a Cluster, the series of a schema check), so
+that a fix to a helper reaches every suite.
+
 Everything here talks to real parts only: a tansu broker (ci/rig/tansu.sh),
-the byte-exact consumer (ci/rig/consume.py), Slurm 22.05.8 on the host
-(ci/rig/slurm-host.sh) and Slurm 24.11.5 in the trixie chroot
-(ci/rig/slurm-chroot.sh). Waits poll with deadlines; nothing sleeps for long.
+the byte-exact consumer (ci/rig/consume.py), Slurm on the host
+(ci/rig/slurm-host.sh) and in the chroots (ci/rig/slurm-chroot.sh). Waits
+poll with deadlines; nothing sleeps for long.
 """
 
 import base64
@@ -23,9 +29,21 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 RIG = REPO / "ci" / "rig"
-# The same defaults as ci/lib/common.sh and ci/rig/slurm-chroot.sh.
-CHROOT_ROOT = Path(os.environ.get("JK_ROOT")
-                   or os.path.join(os.environ.get("RIG_CACHE", "/var/tmp/jobcomp-kafka"), "chroot-trixie"))
+# The Debian suite of the chroot that runs each Slurm series (ci/rig/slurm-chroot.sh,
+# SUITE=...); 22.05 runs on the host.
+CHROOT_SUITES = {"24.11": "trixie", "26.05": "forky"}
+# The variable ci/e2e.sh / ci/e2e26.sh export with the chroot's root directory.
+_CHROOT_ROOT_ENV = {"trixie": "JK_ROOT", "forky": "JK_FORKY_ROOT"}
+
+
+def chroot_root(suite):
+    """The chroot of a Debian suite: the same defaults as ci/lib/common.sh and
+    ci/rig/slurm-chroot.sh (RIG_CACHE/chroot-SUITE)."""
+    return Path(os.environ.get(_CHROOT_ROOT_ENV[suite])
+                or os.path.join(os.environ.get("RIG_CACHE", "/var/tmp/jobcomp-kafka"), f"chroot-{suite}"))
+
+
+CHROOT_ROOT = chroot_root("trixie")
 SYSTEM_PLUGINDIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
 
 # Daemons and clients run 5 h 30 min east of UTC. A POSIX TZ string needs no
@@ -63,13 +81,15 @@ def series(release):
 
 
 _print_lock = threading.Lock()
+# The suite's name in progress lines (rig26 sets "e2e26").
+LOG_NAME = "e2e"
 
 
 def log(msg):
     """Progress line on the real stderr (pytest does not capture it), so a CI
     log shows where a run is even when it hangs."""
     with _print_lock:
-        print(f"[{time.strftime('%H:%M:%S')} e2e] {msg}", file=sys.__stderr__, flush=True)
+        print(f"[{time.strftime('%H:%M:%S')} {LOG_NAME}] {msg}", file=sys.__stderr__, flush=True)
 
 
 class RigError(RuntimeError):
@@ -174,7 +194,9 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self):
-        run([RIG / "tansu.sh", "start", self.dir, self.port], timeout=120)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # 180 s: the first start on a machine may install tansu.
+        run([RIG / "tansu.sh", "start", self.dir, self.port], timeout=180)
         log(f"tansu up on {self.bootstrap}")
 
     def stop(self):
@@ -200,6 +222,12 @@ class Broker:
         if p.returncode not in (0, 3, 5):
             raise RigError(f"consume.py exited {p.returncode}: {_show(p.stderr)}")
         return Consumed(msgs, p.returncode, p.stderr.decode("utf-8", "replace"))
+
+    def topics(self):
+        """Names of the broker's topics (metadata; creates nothing)."""
+        from confluent_kafka.admin import AdminClient
+        md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=20)
+        return set(md.topics)
 
 
 # Our plugin's only message header (README, The record): a decimal id unique
@@ -284,18 +312,25 @@ def jsonc_dumps(pairs):
     return "{" + ",".join(_jsonc_string(k) + ":" + jsonc_value(v) for k, v in pairs) + "}"
 
 
-def decode_record(value):
+def decode_record(value, *, replace_invalid_utf8=False):
     """Kafka message value -> list of (key, value) pairs in emission order.
 
     InvalidRecord unless the bytes are strict UTF-8, one JSON object of flat
     values without duplicate keys, in json-c's compact text form (so a stray
-    byte, a NUL, other escaping or whitespace is caught too)."""
+    byte, a NUL, other escaping or whitespace is caught too).
+
+    replace_invalid_utf8: decode invalid UTF-8 to U+FFFD first, and check the
+    rest as above. Only for SchedMD's records of the job whose name is not
+    UTF-8 (an accepted difference, see differential.py)."""
     if value is None:
         raise InvalidRecord("null message value")
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidRecord(f"not UTF-8: {exc}; bytes around: {value[max(0, exc.start - 20):exc.end + 20]!r}")
+        if not replace_invalid_utf8:
+            raise InvalidRecord(
+                f"not UTF-8: {exc}; bytes around: {value[max(0, exc.start - 20):exc.end + 20]!r}")
+        text = value.decode("utf-8", "replace")
     try:
         pairs = json.loads(text, object_pairs_hook=lambda p: ("obj", p))
     except json.JSONDecodeError as exc:
@@ -339,10 +374,17 @@ RECORD_KEYS = [
     ("account", "2302"), ("admin_comment", "2605"), ("comment", "2605"), ("script", "2302"),
     ("parent_accounts", "2302"),
 ]
-# Present in every finish record, null or not.
-ALWAYS_KEYS = ["jobid", "container", "username", "user_id", "groupname", "group_id", "partition",
-               "alloc_node", "nodes", "total_cpus", "total_nodes", "derived_ec", "exit_code", "state",
-               "failed_node", "cpu_hours", "elapsed"]
+# Present in every record (finish and start), null or not, with the first
+# series that has it.
+ALWAYS_KEYS = [("jobid", "2302"), ("sluid", "2605"), ("container", "2302"), ("username", "2302"),
+               ("user_id", "2302"), ("groupname", "2302"), ("group_id", "2302"), ("partition", "2302"),
+               ("alloc_node", "2302"), ("nodes", "2302"), ("total_cpus", "2302"), ("total_nodes", "2302"),
+               ("state", "2302")]
+# Present in every finish record too.
+ALWAYS_FINISH_KEYS = ["derived_ec", "exit_code", "failed_node", "cpu_hours", "elapsed"]
+# Never in a start record (25.05+; record-format.md, column "when" = F).
+FINISH_ONLY_KEYS = ["@end", "elapsed", "derived_ec", "exit_code", "failed_node", "cpu_hours",
+                    "pack_job_id", "pack_job_offset"]
 KEY_TYPES = {
     "jobid": int, "user_id": int, "group_id": int, "elapsed": int, "total_cpus": int, "total_nodes": int,
     "cpu_hours": float, "array_job_id": int, "array_task_id": int, "pack_job_id": int,
@@ -352,6 +394,8 @@ KEY_TYPES = {
 }
 NULLABLE = {"container", "username", "groupname", "partition", "alloc_node", "nodes", "state", "failed_node"}
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
+# sluid, original_sluid (26.05+): "s" + 13 Crockford base32 characters.
+SLUID_RE = re.compile(r"^s[0-9A-HJKMNP-TV-Z]{13}$")
 
 
 def series_key(release):
@@ -359,9 +403,10 @@ def series_key(release):
     return f"{int(major):02d}{int(minor):02d}"
 
 
-def schema_problems(pairs, release):
-    """Key set, order and types against record-format.md for `release`'s series
-    (22.05 uses the 23.02 field set)."""
+def schema_problems(pairs, release, *, start=False):
+    """Key set, order and types of a finish record (start=False) or a start
+    record (26.05's enable_job_start) against record-format.md for `release`'s
+    series (22.05 uses the 23.02 field set)."""
     s = max(series_key(release), "2302")
     allowed = [k for k, since in RECORD_KEYS if since <= s]
     order = {k: i for i, k in enumerate(allowed)}
@@ -373,9 +418,19 @@ def schema_problems(pairs, release):
     idx = [order[k] for k in keys if k in order]
     if idx != sorted(idx):
         problems.append(f"key order differs from the schema: {keys}")
-    missing = [k for k in ALWAYS_KEYS if k not in keys]
+    always = [k for k, since in ALWAYS_KEYS if since <= s] + ([] if start else ALWAYS_FINISH_KEYS)
+    missing = [k for k in always if k not in keys]
     if missing:
         problems.append(f"always-present keys missing: {missing}")
+    d = dict(pairs)
+    if start:
+        extra = [k for k in FINISH_ONLY_KEYS if k in keys]
+        if extra:
+            problems.append(f"finish-only keys in a start record: {extra}")
+        if d.get("state", "absent") is not None:
+            problems.append(f"start record has state {d.get('state', '<absent>')!r}, not null")
+    elif not isinstance(d.get("state"), str):
+        problems.append(f"finish record has state {d.get('state')!r}")
     for k, v in pairs:
         if v is None:
             if k not in NULLABLE:
@@ -384,10 +439,12 @@ def schema_problems(pairs, release):
         want = KEY_TYPES.get(k, str)
         if type(v) is not want:
             problems.append(f"{k}={v!r} is {type(v).__name__}, not {want.__name__}")
-        if k.startswith("@") and k != "@queue_wait" and not TIME_RE.match(v):
+        elif k.startswith("@") and k != "@queue_wait" and not TIME_RE.match(v):
             problems.append(f"{k}={v!r} is not %Y-%m-%dT%H:%M:%S")
-        if k in ("derived_ec", "exit_code") and not re.fullmatch(r"\d+:\d+", v):
+        elif k in ("derived_ec", "exit_code") and not re.fullmatch(r"\d+:\d+", v):
             problems.append(f"{k}={v!r} is not exit:signal")
+        elif k in ("sluid", "original_sluid") and not SLUID_RE.match(v):
+            problems.append(f"{k}={v!r} is not s + 13 Crockford base32 characters")
     return problems
 
 
@@ -520,13 +577,20 @@ def expand_io_pattern(pattern, snap):
 
 
 class Cluster:
-    """A single-node cluster started through ci/rig (host: Slurm 22.05.8;
-    chroot: 24.11.5), with our plugin or SchedMD's."""
+    """A single-node cluster started through ci/rig, with our plugin or
+    SchedMD's: Slurm 22.05 on the host, 24.11 in the trixie chroot, 26.05 in
+    the forky chroot (CHROOT_SUITES).
 
-    def __init__(self, *, release, name, dir, ctld_port, slurmd_port, plugin, bootstrap, topic,
-                 params="", kafka_props=None, extra_conf=()):
+    topic: JobCompParams topic=; None leaves the plugin's default (ClusterName).
+    debugflags: None for the series' usual flag (22.05 names the JobComp flag
+    "Elasticsearch"), "" for none."""
+
+    def __init__(self, *, release, name, dir, ctld_port, slurmd_port, plugin, bootstrap, topic=None,
+                 params="", kafka_props=None, debugflags=None, extra_conf=()):
         self.release = release
-        self.kind = "host" if release.startswith("22.05") else "chroot"
+        self.suite = CHROOT_SUITES.get(series(release))  # None: on the host
+        self.kind = "chroot" if self.suite else "host"
+        self.root = chroot_root(self.suite) if self.suite else None
         self.name = name
         self.dir = Path(dir)
         self.ctld_port = ctld_port
@@ -536,27 +600,35 @@ class Cluster:
         self.topic = topic
         self.params = params
         self.kafka_props = dict(kafka_props or {})
+        if debugflags is None:
+            debugflags = "JobComp" if self.kind == "chroot" else "Elasticsearch"
+        self.debugflags = debugflags
         self.extra_conf = list(extra_conf)
         self.started = False
         if self.kind == "chroot":
-            assert str(self.dir).startswith(str(CHROOT_ROOT) + "/"), self.dir
+            assert str(self.dir).startswith(str(self.root) + "/"), self.dir
 
     # paths
     @property
     def rig_script(self):
         return RIG / ("slurm-host.sh" if self.kind == "host" else "slurm-chroot.sh")
 
+    def rig(self, *args, **kw):
+        """Run the rig script of this cluster (for a chroot: with its suite)."""
+        env = {"SUITE": self.suite, "JK_CHROOT_SUITE": self.suite} if self.suite else None
+        return run([self.rig_script, *args], env=env, **kw)
+
     def inpath(self, host_path):
         """Host path -> the path the daemons and jobs see."""
         p = str(host_path)
         if self.kind == "chroot":
-            assert p.startswith(str(CHROOT_ROOT) + "/"), p
-            return p[len(str(CHROOT_ROOT)):]
+            assert p.startswith(str(self.root) + "/"), p
+            return p[len(str(self.root)):]
         return p
 
     def inpath_b(self, host_path_b):
         if self.kind == "chroot":
-            root = os.fsencode(str(CHROOT_ROOT))
+            root = os.fsencode(str(self.root))
             assert host_path_b.startswith(root + b"/")
             return host_path_b[len(root):]
         return host_path_b
@@ -564,6 +636,14 @@ class Cluster:
     @property
     def indir(self):
         return self.inpath(self.dir)
+
+    @property
+    def finish_topic(self):  # JobCompParams topic=, default ClusterName
+        return self.topic or self.name
+
+    @property
+    def start_topic(self):  # topic_job_start default (26.05): <ClusterName>-job-start
+        return f"{self.name}-job-start"
 
     @property
     def state_dir(self):
@@ -591,16 +671,19 @@ class Cluster:
 
     def start(self, attempts=3):
         """Start the cluster: once both ports can be bound (a daemon of an
-        earlier run may still be going), and again when a daemon could not
-        bind its port anyway."""
+        earlier run may still be going), and again (after stopping what did
+        come up) when it did not start, e.g. a daemon could not bind its port
+        anyway or, in the forky chroot, slurmd did not come up the first time."""
         for attempt in range(1, attempts + 1):
             wait_bindable([self.ctld_port, self.slurmd_port], 90)
             try:
                 return self._start()
             except RigError as exc:
-                if "Address already in use" not in str(exc) or attempt == attempts:
+                if attempt == attempts:
                     raise
-                log(f"{self.name}: a port was taken when a daemon bound it; starting again ({attempt})")
+                log(f"{self.name}: did not start ({str(exc).splitlines()[0][:200]}); "
+                    f"starting again ({attempt})")
+                self.stop()
 
     def start_ctld(self, attempts=3):
         """`start-ctld` (slurmctld again with the same slurm.conf), with the
@@ -608,7 +691,7 @@ class Cluster:
         for attempt in range(1, attempts + 1):
             wait_bindable([self.ctld_port], 90)
             try:
-                run([self.rig_script, "start-ctld", self.dir], timeout=90)
+                self.rig("start-ctld", self.dir, timeout=90)
                 break
             except RigError as exc:
                 if "Address already in use" not in str(exc) or attempt == attempts:
@@ -624,12 +707,15 @@ class Cluster:
         self.write_kafka_conf()
         args = ["start"]
         if self.kind == "chroot":
-            args.append(CHROOT_ROOT)
+            args.append(self.root)
         args += [self.dir, "--jobcomp", "jobcomp/kafka", "--jobcomp-loc", self.inpath(self.dir / "kafka.conf"),
                  "--ctld-port", str(self.ctld_port), "--slurmd-port", str(self.slurmd_port),
-                 "--cluster", self.name, "--debugflags", "JobComp" if self.kind == "chroot" else "Elasticsearch"]
-        params = ",".join(x for x in (f"topic={self.topic}", self.params) if x)
-        args += ["--jobcomp-params", params]
+                 "--cluster", self.name, "--fresh"]
+        if self.debugflags:
+            args += ["--debugflags", self.debugflags]
+        params = ",".join(x for x in (f"topic={self.topic}" if self.topic else "", self.params) if x)
+        if params:
+            args += ["--jobcomp-params", params]
         if self.plugin == "ours":
             so = self.plugin_build()
             if not so.is_file():
@@ -642,11 +728,11 @@ class Cluster:
             args += ["--conf", f"PluginDir={self.inpath(pdir)}:{SYSTEM_PLUGINDIR}"]
         for kv in self.extra_conf:
             args += ["--conf", kv]
-        run([self.rig_script, *args], timeout=180)
+        self.rig(*args, timeout=240)
         self.started = True
         self.check_plugin_loaded()
-        log(f"{self.kind} cluster {self.name} (Slurm {self.release}, {self.plugin} plugin) up: "
-            f"ctld :{self.ctld_port}, topic {self.topic}, dir {self.dir}")
+        log(f"{self.kind} cluster {self.name} (Slurm {self.release}, {self.plugin} plugin, "
+            f"JobCompParams={params or '-'}) up: ctld :{self.ctld_port}, topic {self.finish_topic}, dir {self.dir}")
 
     def check_plugin_loaded(self):
         """The jobcomp_kafka.so mapped into slurmctld is the one we meant."""
@@ -668,7 +754,7 @@ class Cluster:
 
     def stop(self):
         if self.dir.exists() and (self.dir / "rig.env").exists():
-            run([self.rig_script, "stop", self.dir], check=False, timeout=90)
+            self.rig("stop", self.dir, check=False, timeout=120)
         self.started = False
 
     def remove(self):
@@ -891,3 +977,36 @@ def check_script(rec, expected, label):
 def wrap_script(cmd):
     """The batch script sbatch --wrap creates (22.05 and 24.11 alike)."""
     return f"#!/bin/sh\n# This script was created by sbatch --wrap.\n\n{cmd}\n"
+
+
+# --- pytest session reporting (both suites' conftest.py) -----------------------
+
+# Lines for the CI log, printed as they come and again in the summary.
+NUMBERS = []
+
+
+def note_number(line):
+    NUMBERS.append(line)
+    log(line)
+
+
+def terminal_summary(terminalreporter, exitstatus, config, title):
+    """The numbers section, and the outcome counts as JSON in --counts-file
+    (ci/e2e.sh and ci/e2e26.sh read them for their last line)."""
+    if NUMBERS:
+        terminalreporter.section(title)
+        for line in NUMBERS:
+            terminalreporter.write_line(line)
+    path = config.getoption("--counts-file")
+    if path:
+        st = terminalreporter.stats
+        counts = {k: len(st.get(k, [])) for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
+        counts["exitstatus"] = int(exitstatus)
+        with open(path, "w") as f:
+            json.dump(counts, f)
+
+
+def remove_dirs(request):
+    """Whether a session's directories go at its end: only when nothing failed
+    (they are what one inspects after a failure) and JK_E2E_KEEP is unset."""
+    return request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP")

@@ -8,7 +8,6 @@ job overlap with the other tests of the session.
 """
 
 import os
-import re
 import threading
 import time
 import traceback
@@ -260,11 +259,6 @@ class MixRun:
                 j.snapshots["final"] = c.show_job(j.jobid)
         finally:
             c.scontrol("delete", f"ReservationName={RESERVATION}", check=False)
-
-
-def normalise_ids(text, mix):
-    """Job ids inside a string (orig_dependency) -> labels."""
-    return re.sub(r"\b(\d+)\b", lambda m: f"<{mix.label_of(int(m.group(1))) or m.group(1)}>", text)
 
 
 # --- checking the records of a mix ----------------------------------------------

@@ -1,25 +1,12 @@
 """Checks of one run's records: text form, schema, message key, the expected
 records per job, and every field against scontrol's view of the job."""
 
-import re
 import struct
 from datetime import datetime
 
 from mix26 import ACCOUNT, ADMIN_COMMENT, COMMENT, RESERVATION, WCKEY
-from rig26 import (InvalidRecord, decode_record, name_id, record_id_problems, schema_problems,
+from rig26 import (InvalidRecord, decode_record, expand_io_pattern, name_id, record_id_problems, schema_problems,
                    scontrol_null, scontrol_seconds, scontrol_time_utc)
-
-
-def expand_io_pattern(pattern, snap):
-    """The %-patterns Slurm expands in StdOut/StdErr for scontrol."""
-    if "\\" in pattern:
-        return pattern.replace("\\", "")
-    vals = {"j": str(snap.jobid), "A": snap.get("ArrayJobId") or str(snap.jobid),
-            "a": snap.get("ArrayTaskId") or "4294967294", "x": snap.get("JobName", ""),
-            "u": name_id(snap["UserId"])[0], "N": "localhost", "n": "0", "t": "0", "s": "batch", "%": "%"}
-    return re.sub(r"%(\d*)([jAaxuNnts%])",
-                  lambda m: vals[m.group(2)].zfill(int(m.group(1))) if m.group(1) else vals[m.group(2)],
-                  pattern)
 
 
 def decode_all(messages, start, *, keyed=True):

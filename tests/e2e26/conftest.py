@@ -18,7 +18,6 @@ Directories: /tmp/jk-26-e2e-<tag>/ (broker) and
 session, kept after a failure (or with JK_E2E_KEEP=1).
 """
 
-import json
 import os
 import shutil
 import traceback
@@ -26,15 +25,14 @@ import traceback
 import pytest
 
 from mix26 import MIX_EXTRA_CONF, Mix
-from rig26 import CHROOT_ROOT, Broker, Cluster, RigError, log
+import jk
+from rig26 import CHROOT_ROOT, KAFKA_PROPS, RELEASE, Broker, RigError, log
 
-NUMBERS = []
-
-# name -> (plugin, JobCompParams, DebugFlags)
+# name -> (plugin, JobCompParams, DebugFlags ("": none))
 RUNS = {
     "on": ("ours", "enable_job_start,send_script,send_comment,flush_timeout=1000", "JobComp"),
     "schedmd": ("schedmd", "enable_job_start,send_script,send_comment,flush_timeout=1000", "JobComp"),
-    "off": ("ours", "", None),
+    "off": ("ours", "", ""),
 }
 
 
@@ -59,7 +57,7 @@ def broker(pytestconfig, tag, request):
     b.start()
     yield b
     b.stop()
-    if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+    if jk.remove_dirs(request):
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -70,7 +68,7 @@ class Run:
         self.name = name
         self.cluster = cluster
         self.mix = Mix(cluster)
-        self.finish = None  # rig26.Consumed
+        self.finish = None  # jk.Consumed
         self.start = None
         self.log = ""
         self.topics = set()
@@ -87,9 +85,11 @@ def runs(pytestconfig, tag, broker, request):
     out = {}
     ports = (pytestconfig.getoption("--ctld-port"), pytestconfig.getoption("--slurmd-port"))
     for name, (plugin, params, debugflags) in RUNS.items():
-        c = Cluster(name=f"jk26{name}", dir=CHROOT_ROOT / "rig" / f"jk-26-e2e-{tag}-{name}",
-                    ctld_port=ports[0], slurmd_port=ports[1], plugin=plugin, bootstrap=broker.bootstrap,
-                    params=params, debugflags=debugflags, extra_conf=MIX_EXTRA_CONF)
+        # No topic=: the plugin's defaults (finish: ClusterName, start:
+        # <ClusterName>-job-start) are part of what is tested.
+        c = jk.Cluster(release=RELEASE, name=f"jk26{name}", dir=CHROOT_ROOT / "rig" / f"jk-26-e2e-{tag}-{name}",
+                       ctld_port=ports[0], slurmd_port=ports[1], plugin=plugin, bootstrap=broker.bootstrap,
+                       params=params, kafka_props=KAFKA_PROPS, debugflags=debugflags, extra_conf=MIX_EXTRA_CONF)
         r = out[name] = Run(name, c)
         try:
             c.start()
@@ -109,7 +109,7 @@ def runs(pytestconfig, tag, broker, request):
             r.topics = None
     yield out
     for r in out.values():
-        if request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP"):
+        if jk.remove_dirs(request):
             r.cluster.remove()
         else:
             log(f"kept {r.cluster.dir} for inspection")
@@ -118,22 +118,10 @@ def runs(pytestconfig, tag, broker, request):
 @pytest.fixture
 def numbers(request):
     def put(text):
-        line = f"{request.node.name}: {text}"
-        NUMBERS.append(line)
-        log(line)
+        jk.note_number(f"{request.node.name}: {text}")
 
     return put
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if NUMBERS:
-        terminalreporter.section("jobcomp/kafka e2e 26.05.5 numbers")
-        for line in NUMBERS:
-            terminalreporter.write_line(line)
-    path = config.getoption("--counts-file")
-    if path:
-        st = terminalreporter.stats
-        counts = {k: len(st.get(k, [])) for k in ("passed", "failed", "error", "skipped", "xfailed", "xpassed")}
-        counts["exitstatus"] = int(exitstatus)
-        with open(path, "w") as f:
-            json.dump(counts, f)
+    jk.terminal_summary(terminalreporter, exitstatus, config, "jobcomp/kafka e2e 26.05.5 numbers")

@@ -4,7 +4,6 @@ records each gives, scontrol's final view of every job.
 """
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 
@@ -167,8 +166,3 @@ class Mix:
                 x.snapshots["final"] = c.show_job(x.jobid)
         finally:
             c.scontrol("delete", f"ReservationName={RESERVATION}", check=False)
-
-
-def normalise_ids(text, mix):
-    """Job ids inside a string (orig_dependency) -> <label>."""
-    return re.sub(r"\b(\d+)\b", lambda m: f"<{mix.label_of(int(m.group(1))) or m.group(1)}>", text)
