@@ -75,6 +75,34 @@ pub struct Producer {
 unsafe impl Send for Producer {}
 unsafe impl Sync for Producer {}
 
+/// Interceptor: registers `on_thread_start` on the new librdkafka instance.
+unsafe extern "C" fn on_new_instance(
+    rk: *mut rd::rd_kafka_t,
+    _conf: *const rd::rd_kafka_conf_t,
+    _opaque: *mut c_void,
+    _errstr: *mut c_char,
+    _errstr_size: usize,
+) -> rd::rd_kafka_resp_err_t {
+    rd::rd_kafka_interceptor_add_on_thread_start(
+        rk,
+        c"jobcomp_kafka.background".as_ptr(),
+        Some(on_thread_start),
+        std::ptr::null_mut(),
+    );
+    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+}
+
+/// Interceptor: runs in each thread librdkafka starts, before its work.
+unsafe extern "C" fn on_thread_start(
+    _rk: *mut rd::rd_kafka_t,
+    _thread_type: rd::rd_kafka_thread_type_t,
+    _thread_name: *const c_char,
+    _opaque: *mut c_void,
+) -> rd::rd_kafka_resp_err_t {
+    crate::background::lower_this_thread();
+    rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+}
+
 /// Properties set before the administrator's, so that the file can override them.
 /// - The spool is the buffer for an outage, so librdkafka's own queue need not
 ///   hold 100000 messages (its default) in slurmctld's memory.
@@ -103,6 +131,13 @@ impl Producer {
             rd::rd_kafka_conf_set_dr_msg_cb(conf, Some(on_delivery));
             rd::rd_kafka_conf_set_log_cb(conf, Some(on_log));
             rd::rd_kafka_conf_set_error_cb(conf, Some(on_error));
+            // librdkafka's own threads give way to slurmctld's (crate::background).
+            let _ = rd::rd_kafka_conf_interceptor_add_on_new(
+                conf,
+                c"jobcomp_kafka.background".as_ptr(),
+                Some(on_new_instance),
+                std::ptr::null_mut(),
+            );
 
             let mut errstr = [0 as c_char; 512];
             let rk = rd::rd_kafka_new(

@@ -8,9 +8,11 @@
 //! - [`plugin`]: the plugin's life cycle (init / set_location / fini), the delivery
 //!   thread, the state file hand-over.
 //! - [`kafka`]: a small safe layer over librdkafka (rdkafka-sys).
+//! - [`background`]: the plugin's threads and librdkafka's give way to slurmctld's.
 //! - pure logic, unit-tested without Slurm or Kafka: [`config`], [`record`],
 //!   [`jsonc`], [`state_file`], [`release`], [`snapshot`].
 
+pub mod background;
 pub mod config;
 pub mod jsonc;
 pub mod kafka;

@@ -354,7 +354,10 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()
         .name("jobcomp_kafka".into())
-        .spawn(move || delivery.run(startup))
+        .spawn(move || {
+            crate::background::lower_this_thread();
+            delivery.run(startup)
+        })
         .map_err(|e| format!("cannot start the delivery thread: {e}"))?;
 
     START_EVENTS.store(settings.params.enable_job_start, Ordering::Relaxed);
@@ -478,6 +481,7 @@ impl Syncer {
         let thread = std::thread::Builder::new()
             .name("jobcomp_sync".into())
             .spawn(move || {
+                crate::background::lower_this_thread();
                 let mut failing = false;
                 for delivery_files in receiver {
                     // The hot path's files first, and their pages faulted in again

@@ -973,6 +973,49 @@ fn sparse_job_record() {
     assert!(errors.is_empty(), "{errors:?}");
 }
 
+/// Scheduling policy (stat field 41) and name of every thread of `pid`.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the host's threads") {
+        let task = entry.unwrap().path();
+        let (Ok(name), Ok(stat)) = (std::fs::read_to_string(task.join("comm")), std::fs::read_to_string(task.join("stat")))
+        else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the ")" that closes the name: field 3 is the first.
+        let after_name = &stat[stat.rfind(')').expect("stat has a name") + 2..];
+        let policy: u32 = after_name.split_whitespace().nth(41 - 3).and_then(|f| f.parse().ok()).expect("policy field");
+        found.push((name.trim().to_string(), policy));
+    }
+    found
+}
+
+/// The plugin's threads and librdkafka's run as SCHED_BATCH (never preempting
+/// slurmctld's threads when they wake); slurmctld's own threads keep theirs.
+#[test]
+fn plugin_threads_give_way_to_slurmctld() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_BATCH: u32 = 3;
+    let rig = Rig::new("jk_sched", &[]);
+    let mut host = rig.started("spool_sync_interval=1");
+    host.ok("jobs 5 1");
+    rig.kafka.wait_ids(&rig.cluster, &ids(1..=5), 20 * SEC);
+    host.ok("sleep 1500"); // the sync thread has started
+    let threads = thread_policies(host.pid());
+    println!("threads: {threads:?}");
+    let ours: Vec<&(String, u32)> = threads.iter().filter(|(n, _)| n.starts_with("jobcomp_")).collect();
+    let librdkafka: Vec<&(String, u32)> = threads.iter().filter(|(n, _)| n.starts_with("rdk:")).collect();
+    assert_eq!(ours.len(), 2, "delivery and sync threads: {threads:?}");
+    assert!(librdkafka.len() >= 2, "librdkafka's main and broker threads: {threads:?}");
+    for (name, policy) in ours.iter().chain(librdkafka.iter()) {
+        assert_eq!(*policy, SCHED_BATCH, "{name}");
+    }
+    let main = threads.iter().find(|(n, _)| !n.starts_with("jobcomp_") && !n.starts_with("rdk:")).expect("the host's main thread");
+    assert_eq!(main.1, SCHED_OTHER, "the host's own thread is left alone: {main:?}");
+    host.ok("fini");
+    host.quit();
+}
+
 /// The process ends without fini (23.11+ `scontrol reconfigure` re-execs
 /// slurmctld that way; SchedMD's plugin drops its queue): the next start
 /// delivers every record, once.
