@@ -109,6 +109,8 @@ struct HotSpool {
     bytes: AtomicU64,
     max_bytes: AtomicU64,
     failing: AtomicBool,
+    /// The last sync failed (logged once until it works again).
+    sync_failing: AtomicBool,
     _lock: SpoolLock,
 }
 
@@ -149,6 +151,31 @@ impl HotSpool {
             Err(e) => {
                 self.failed(&format!("cannot write to the spool in {}: {e}", self.dir.display()));
                 Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() })
+            }
+        }
+    }
+
+    /// fdatasync of the whole spool: the hot path's segment files first, and
+    /// their pages faulted in again right after (writeback write-protects them,
+    /// and a store of the hot path before that would fault, and may wait on the
+    /// file system, in slurmctld's thread); then `delivery_files` and the
+    /// directory. One error line per run of failures. True when all is synced.
+    fn sync(&self, delivery_files: &[std::fs::File]) -> bool {
+        let snapshots = self.prep.sync_handles();
+        let synced = snapshots.iter().try_for_each(|file| file.sync_data());
+        let _ = self.prep.prepare(true);
+        match synced.and_then(|()| spool::sync(delivery_files, &self.dir)) {
+            Ok(()) => {
+                if self.sync_failing.swap(false, Ordering::Relaxed) {
+                    log::info(&format!("the spool in {} can be synced again", self.dir.display()));
+                }
+                true
+            }
+            Err(e) => {
+                if !self.sync_failing.swap(true, Ordering::Relaxed) {
+                    log::error(&format!("cannot sync the spool in {}: {e}", self.dir.display()));
+                }
+                false
             }
         }
     }
@@ -256,6 +283,7 @@ fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSpool>, spool
         bytes: AtomicU64::new(spool::disk_usage(&dir)),
         max_bytes: AtomicU64::new(params.spool_max_mb << 20),
         failing: AtomicBool::new(false),
+        sync_failing: AtomicBool::new(false),
         dir,
         _lock: lock,
     };
@@ -345,7 +373,6 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         failures_since_summary: 0,
         last_failure: String::new(),
         last_summary: Instant::now(),
-        sync_failed: false,
         syncer: None,
         reconfigured: false,
         last_record: Instant::now(),
@@ -482,27 +509,8 @@ impl Syncer {
             .name("jobcomp_sync".into())
             .spawn(move || {
                 crate::background::lower_this_thread();
-                let mut failing = false;
                 for delivery_files in receiver {
-                    // The hot path's files first, and their pages faulted in again
-                    // right after: writeback write-protects them, and a store of
-                    // the hot path before that would fault (and may wait on the
-                    // file system) in slurmctld's thread.
-                    let snapshots = hot.prep.sync_handles();
-                    let synced = snapshots.iter().try_for_each(|file| file.sync_data());
-                    let _ = hot.prep.prepare(true);
-                    match synced.and_then(|()| spool::sync(&delivery_files, &hot.dir)) {
-                        Ok(()) => {
-                            if std::mem::take(&mut failing) {
-                                log::info(&format!("the spool in {} can be synced again", hot.dir.display()));
-                            }
-                        }
-                        Err(e) => {
-                            if !std::mem::replace(&mut failing, true) {
-                                log::error(&format!("cannot sync the spool in {}: {e}", hot.dir.display()));
-                            }
-                        }
-                    }
+                    hot.sync(&delivery_files);
                     done.store(false, Ordering::Release);
                 }
             })
@@ -568,7 +576,6 @@ struct Delivery {
     failures_since_summary: u64,
     last_failure: String,
     last_summary: Instant,
-    sync_failed: bool,
     /// The thread that runs the periodic fdatasync (`None` until first needed).
     syncer: Option<Syncer>,
     /// Settings changed: timers are re-armed with the new intervals.
@@ -1050,24 +1057,8 @@ impl Delivery {
     /// fdatasync of the spool files (power loss). True when it worked.
     fn sync_spool(&mut self) -> bool {
         let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return false };
-        let mut files = hot.prep.sync_handles();
-        files.extend(log.sync_handle());
-        match spool::sync(&files, &hot.dir) {
-            Ok(()) => {
-                // Written back pages are write-protected again by the kernel:
-                // fault the writer's next ones in now, not on the hot path.
-                let _ = hot.prep.prepare(true);
-                self.sync_failed = false;
-                true
-            }
-            Err(e) => {
-                if !self.sync_failed {
-                    log::error(&format!("cannot sync the spool in {}: {e}", hot.dir.display()));
-                }
-                self.sync_failed = true;
-                false
-            }
-        }
+        let files: Vec<std::fs::File> = log.sync_handle().into_iter().collect();
+        hot.sync(&files)
     }
 
     /// The periodic sync, on its own thread: an fdatasync takes milliseconds
