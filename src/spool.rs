@@ -431,9 +431,8 @@ pub struct SnapshotPrep {
 impl SnapshotPrep {
     /// Allocates and faults in space ahead of the writer, and creates the next
     /// segment once the current one is half full (or before the first record).
-    /// `after_sync`: the pages were just written back. Returns the bytes of disk
-    /// newly taken.
-    pub fn prepare(&self, after_sync: bool) -> io::Result<u64> {
+    /// `after_sync`: the pages were just written back.
+    pub fn prepare(&self, after_sync: bool) -> io::Result<()> {
         let (current, number) = {
             let mut inner = self.shared.inner.lock();
             let current = inner.current.clone();
@@ -445,9 +444,8 @@ impl SnapshotPrep {
             });
             (current, number)
         };
-        let mut added = 0u64;
         if let Some(current) = &current {
-            added += current.prepare_ahead(after_sync)? as u64;
+            current.prepare_ahead(after_sync)?;
         }
         if let Some(number) = number {
             let created = self.shared.create(number, 0);
@@ -455,14 +453,13 @@ impl SnapshotPrep {
             inner.creating = false;
             let next = created?;
             if inner.current.as_ref().is_none_or(|c| c.segment < number) {
-                added += next.reserved() as u64;
                 inner.next = Some(next);
             } else {
                 // The hot path could not wait and created a later one itself.
                 self.shared.remove(&next);
             }
         }
-        Ok(added)
+        Ok(())
     }
 
     /// Descriptors to fdatasync: the current segment and those finished since
