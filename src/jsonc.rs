@@ -165,21 +165,10 @@ fn push_escaped(out: &mut Vec<u8>, byte: u8) {
 
 /// Appends an integer in decimal.
 pub fn write_i64(out: &mut Vec<u8>, value: i64) {
-    let mut digits = [0u8; 20];
-    let mut n = value.unsigned_abs();
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     if value < 0 {
         out.push(b'-');
     }
-    out.extend_from_slice(&digits[start..]);
+    out.extend_from_slice(itoa_u64(value.unsigned_abs()).take());
 }
 
 /// Appends a double as json-c does (`%.17g`, `.0` added), or `null` when it is
@@ -379,9 +368,9 @@ fn write_fixed_form(out: &mut StackText, d: &Digits) {
     }
 }
 
-/// Decimal digits of a small unsigned number without allocating.
+/// Decimal digits of an unsigned number without allocating.
 struct SmallDigits {
-    buf: [u8; 10],
+    buf: [u8; 20],
     start: usize,
 }
 
@@ -391,8 +380,12 @@ impl SmallDigits {
     }
 }
 
-fn itoa_u32(mut value: u32) -> SmallDigits {
-    let mut buf = [0u8; 10];
+fn itoa_u32(value: u32) -> SmallDigits {
+    itoa_u64(u64::from(value))
+}
+
+fn itoa_u64(mut value: u64) -> SmallDigits {
+    let mut buf = [0u8; 20];
     let mut start = buf.len();
     loop {
         start -= 1;
