@@ -913,41 +913,79 @@ fn queue_full_keeps_records() {
 }
 
 /// A record larger than message.max.bytes: an error line names it, the other
-/// records flow, and it is not saved and replayed at every start for ever.
+/// records flow, and it is set aside in <StateSaveLocation>/jobcomp_kafka_refused/
+/// with its exact bytes (an administrator can send it by hand), not saved and
+/// replayed at every start for ever.
 #[test]
 fn oversized_record() {
     let t = target();
-    let rig = Rig::new("jk_big", &[("message.max.bytes", "100000")]);
     let params = if t.script_by_default() { "" } else { "send_script" };
+    let commands = ["job id=1 batch=1 script_len=200000", "job id=2"];
+    // The exact record of job 1, from a run whose producer takes large messages.
+    let reference = {
+        let rig = Rig::new("jk_big", &[("message.max.bytes", "1000000")]);
+        let mut host = rig.started(params);
+        for c in commands {
+            host.ok(c);
+        }
+        rig.kafka.wait_ids(&rig.cluster, &ids(1..=2), 30 * SEC);
+        host.ok("fini");
+        host.quit();
+        payloads_by_job(&rig.kafka.read_all(&rig.cluster))
+    };
+    assert!(reference[&1].len() > 200000, "the reference record of job 1 holds the script");
+
+    let rig = Rig::new("jk_big", &[("message.max.bytes", "100000")]);
     let mut host = rig.started(params);
-    host.ok("job id=1 batch=1 script_len=200000");
-    host.ok("job id=2");
+    for c in commands {
+        host.ok(c);
+    }
     assert!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC) >= 1);
+    let refused_dir = rig.state.join("jobcomp_kafka_refused");
+    let set_aside = wait_for(30 * SEC, || (names_in(&refused_dir).len() == 1).then_some(()));
     host.ok("fini");
     let log = host.quit();
     let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:") && l.contains("job 1")).collect();
-    println!("oversized record: errors={errors:?} state dir={:?}", names_in(&rig.state));
-    assert!(!errors.is_empty(), "the oversized record is reported");
-    let saved = std::fs::read(rig.state_file()).ok().map(|b| decode_state(&b, t.state_has_event()).expect("well-formed").1);
-    println!("saved after fini: {:?}", saved.as_ref().map(|s| s.iter().map(|m| (m.job_id, m.payload.len())).collect::<Vec<_>>()));
+    let refused = names_in(&refused_dir);
+    println!("oversized record: errors={errors:?} refused={refused:?} state dir={:?}", names_in(&rig.state));
+    assert!(set_aside.is_some(), "the refused record is set aside; log:\n{}", log.join("\n"));
+    assert_eq!(errors.len(), 1, "the oversized record is reported once: {errors:?}");
+    assert!(errors[0].contains(&refused_dir.display().to_string()), "the error line names where it is: {errors:?}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].starts_with("1.") && refused[0].ends_with(".json"), "<job>.<record id>.json: {refused:?}");
+    let kept = std::fs::read(refused_dir.join(&refused[0])).unwrap();
+    assert!(kept == reference[&1], "the refused file holds the record's exact bytes ({} bytes, want {})", kept.len(), reference[&1].len());
+    assert!(!rig.state_file().exists(), "the refused record is not saved for a replay");
 
-    // The next start: is the same record replayed, rejected and saved again?
+    // The next start: job 1 is not produced again. This one refuses job 4 and
+    // then ends without fini (a crash, or 23.11+ reconfigure), once the
+    // spool's acknowledgements are written (spool_sync_interval, 1 s).
     let mut host = rig.started(params);
+    host.ok("job id=3");
+    host.ok("job id=4 batch=1 script_len=200000");
+    let both = wait_for(30 * SEC, || (names_in(&refused_dir).len() == 2).then_some(()));
+    assert!(both.is_some(), "job 4 set aside too: {:?}; log:\n{}", names_in(&refused_dir), host.log_text());
+    host.ok("sleep 1500");
+    let log = host.quit();
+    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    assert!(errors.len() == 1 && errors[0].contains("job 4"), "only job 4 is refused in the second run: {errors:?}");
+    let refused = names_in(&refused_dir);
+
+    // The third start: neither refused record comes back.
+    let mut host = rig.started(params);
+    host.ok("job id=5");
+    rig.kafka.wait_ids(&rig.cluster, &ids(2..=3).into_iter().chain([5]).collect(), 30 * SEC);
     host.ok("sleep 500");
     host.ok("fini");
     let log = host.quit();
-    let again = std::fs::read(rig.state_file()).ok().map(|b| decode_state(&b, t.state_has_event()).expect("well-formed").1);
-    let errors = log.iter().filter(|l| l.starts_with("error:")).count();
-    println!(
-        "second start: errors={errors} saved again={:?}",
-        again.as_ref().map(|s| s.iter().map(|m| m.job_id).collect::<Vec<_>>())
-    );
+    assert!(log.iter().any(|l| l.contains("jobcomp/kafka")), "the second start's log is seen: {log:?}");
+    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    println!("third start: errors={errors:?} state dir={:?}", names_in(&rig.state));
+    assert!(errors.is_empty(), "nothing refused again: {errors:?}");
     let messages = rig.kafka.read_all(&rig.cluster);
-    assert_eq!(job_ids(&messages), vec![2], "the normal record is delivered once");
-    assert!(
-        again.is_none_or(|s| s.is_empty()),
-        "a record Kafka can never take is not saved and replayed at every start for ever"
-    );
+    assert_eq!(job_ids(&messages), vec![2, 3, 5], "the normal records are delivered once, the refused ones never");
+    assert_eq!(names_in(&refused_dir), refused, "each refused record is set aside once");
+    assert!(!rig.state_file().exists(), "nothing saved for a later start");
 }
 
 /// DebugFlags=JobComp logs the librdkafka properties, but never a secret's value
