@@ -979,7 +979,8 @@ pub fn payloads_by_job(messages: &[Msg]) -> BTreeMap<u32, Vec<u8>> {
 /// name: what a crash or restart test must find byte for byte. Returns the
 /// payloads by job id of `topics` (the first is the cluster's own topic).
 pub fn reference_records(cluster: &str, params: &str, commands: &[&str], topics: &[&str]) -> Vec<BTreeMap<u32, Vec<u8>>> {
-    let rig = Rig::new(cluster, &[]);
+    // No fault here: no delivery timeout either (a loaded machine is slow).
+    let rig = Rig::new(cluster, &[("message.timeout.ms", "300000")]);
     for topic in topics {
         if *topic != cluster {
             rig.kafka.create_topic(topic, 1);
@@ -993,7 +994,7 @@ pub fn reference_records(cluster: &str, params: &str, commands: &[&str], topics:
     // is in the topics first.
     let calls = host.ok("stats").number("record_calls");
     let mut seen = 0;
-    let all = wait_for(Duration::from_secs(60), || {
+    let all = wait_for(Duration::from_secs(180), || {
         seen = topics.iter().map(|topic| rig.kafka.count(topic).unwrap_or(0)).sum::<i64>();
         (seen >= calls).then_some(())
     });

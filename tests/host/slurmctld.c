@@ -36,6 +36,7 @@
  *   job key=value ...      one job record -> log_record (record_job_end, 25.05+)
  *   start_job key=value .. one job record -> record_job_start (25.05+ only)
  *   jobs N FIRST_ID [key=value ...]   N records with consecutive job ids
+ *   pace US                `jobs` waits US microseconds between records (0: none)
  *   stats                  assoc_mgr lock/unlock counters, time spent in record calls
  *   sleep MS | quit | abort
  *
@@ -901,6 +902,9 @@ static uint64_t now_ns(void)
 /* Time spent inside the plugin's record calls (what slurmctld would stall on). */
 static uint64_t record_calls, record_ns_total, record_ns_max;
 
+/* `pace`: microseconds between the records of `jobs`. */
+static uint64_t pace_us;
+
 /* JK_HOST_PROGRESS: the id of the last job whose record call returned. */
 static volatile uint64_t *progress;
 
@@ -1061,6 +1065,13 @@ static int run_command(char *line)
 				return reply_err(cmd, why);
 			if (one && !first_bad)
 				first_bad = one;
+			if (pace_us) {
+				struct timespec ts = { .tv_sec = (time_t)(pace_us / 1000000),
+						       .tv_nsec = (long)(pace_us % 1000000) * 1000L };
+
+				while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+					;
+			}
 		}
 		snprintf(extra, sizeof(extra), "n=%" PRIu64, n);
 		return reply_ok(cmd, first_bad, extra);
@@ -1073,6 +1084,11 @@ static int run_command(char *line)
 			 atomic_load(&assoc_misuse), atomic_load(&assoc_not_read), record_calls,
 			 record_ns_total / 1000, record_ns_max / 1000);
 		return reply_ok(cmd, 0, extra);
+	}
+	if (!strcmp(cmd, "pace")) {
+		if (nargs != 2 || !parse_u64(args[1], 10000000, &pace_us))
+			return reply_err(cmd, "usage: pace US");
+		return reply_ok(cmd, 0, NULL);
 	}
 	if (!strcmp(cmd, "sleep")) {
 		uint64_t ms;
