@@ -59,7 +59,7 @@ fn loads_like_slurmctld() {
     assert_eq!(host.cmd("init").rc, 0, "init after fini; log:\n{}", host.log_text());
     host.ok("fini");
     let log = host.quit();
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert!(errors.is_empty(), "an idle start/stop logs no error: {errors:?}");
 
     // Exported dynamic symbols: exactly the plugin's, nothing from librdkafka.
@@ -334,7 +334,7 @@ fn invalid_poll_interval_is_reported_and_does_not_spin() {
     println!("CPU used by the idle host in 2 s: {:?}", host.cpu_time() - before);
     host.ok("fini");
     let log = host.quit();
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert_eq!(errors.len(), 1, "one error line, for poll_interval=0: {errors:?}");
     assert!(errors[0].contains("poll_interval"), "{errors:?}");
 }
@@ -596,7 +596,7 @@ fn c_plugin_state_file_is_replayed() {
         let starts = rig.kafka.read_all(&start_topic);
         assert_eq!(job_ids(&starts), vec![304], "a saved start event goes to the start topic");
     }
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert!(errors.is_empty(), "a sound file replays without errors: {errors:?}");
     let left: Vec<String> =
         names_in(&rig.state).into_iter().filter(|n| n == STATE_FILE || n.ends_with(".replaying")).collect();
@@ -967,7 +967,7 @@ fn oversized_record() {
     assert!(both.is_some(), "job 4 set aside too: {:?}; log:\n{}", names_in(&refused_dir), host.log_text());
     host.ok("sleep 1500");
     let log = host.quit();
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert!(errors.len() == 1 && errors[0].contains("job 4"), "only job 4 is refused in the second run: {errors:?}");
     let refused = names_in(&refused_dir);
 
@@ -979,7 +979,7 @@ fn oversized_record() {
     host.ok("fini");
     let log = host.quit();
     assert!(log.iter().any(|l| l.contains("jobcomp/kafka")), "the second start's log is seen: {log:?}");
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     println!("third start: errors={errors:?} state dir={:?}", names_in(&rig.state));
     assert!(errors.is_empty(), "nothing refused again: {errors:?}");
     let messages = rig.kafka.read_all(&rig.cluster);
@@ -1088,7 +1088,7 @@ fn sparse_job_record() {
     assert_eq!(str_field(&record, "username"), Some("root"), "uid 0 resolved by name: {record}");
     let second = messages[1].json().expect("valid JSON");
     assert!(second.get("script").is_none(), "no script when the file is gone: {second}");
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert!(errors.is_empty(), "{errors:?}");
 }
 
@@ -1175,11 +1175,11 @@ fn two_controllers_one_state_directory() {
     let messages = rig.kafka.read_all(&rig.cluster);
     let tally = Tally::of(&messages, 1..=2);
     let state = rig.state.display().to_string();
-    let errors: Vec<&String> = second_log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&second_log);
     println!("second controller on the same StateSaveLocation: init rc={rc}, errors={errors:?}; {tally}");
     assert_eq!(rc, 0, "the second controller starts");
     assert!(errors.iter().any(|l| l.contains(&state)), "an error line names {state}: {errors:?}");
-    assert!(first_log.iter().all(|l| !l.starts_with("error:")), "the first controller is undisturbed");
+    assert!(error_lines(&first_log).is_empty(), "the first controller is undisturbed");
     assert!(tally.lost.is_empty() && tally.duplicated == 0, "{tally}");
 }
 

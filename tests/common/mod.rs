@@ -1097,3 +1097,15 @@ fn check_exact(
 pub fn only(all: &BTreeMap<u32, Vec<u8>>, jobs: impl IntoIterator<Item = u32>) -> BTreeMap<u32, Vec<u8>> {
     jobs.into_iter().map(|j| (j, all.get(&j).unwrap_or_else(|| panic!("no reference for job {j}")).clone())).collect()
 }
+
+/// The error lines of a host's log, after proving the log is the one meant:
+/// it holds the plugin's start-up line (a line that must be there), so an
+/// empty or lost log cannot pass a "no error" check.
+pub fn error_lines(log: &[String]) -> Vec<&String> {
+    assert!(
+        log.iter().any(|l| l.contains("jobcomp/kafka: publishing to topic")),
+        "the plugin's start-up line is not in the log read ({} lines): the log is not seen",
+        log.len()
+    );
+    log.iter().filter(|l| l.starts_with("error:")).collect()
+}
