@@ -13,6 +13,7 @@ Ports (issue 14's range): brokers 20001 (restart) and 20002 (kill -9),
 clusters 20011/20012 and 20021/20022.
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -26,10 +27,45 @@ PARAMS = "enable_job_start,flush_timeout=500"
 EVENT_FINISH, EVENT_START = 1, 2
 
 
-def _cluster(name, tag, ports, broker):
-    return jk.Cluster(release=RELEASE, name=name, dir=CHROOT_ROOT / "rig" / f"jk-26-e2e-{tag}-{name}",
-                      ctld_port=ports[0], slurmd_port=ports[1], plugin="ours", bootstrap=broker.bootstrap,
-                      params=PARAMS, kafka_props=KAFKA_PROPS)
+@contextlib.contextmanager
+def _down_broker_cluster(request, name, broker_port, ports):
+    """A started cluster of ours whose broker (its own, on broker_port) is down
+    until the test starts it; both stopped at the end, the cluster's directory
+    removed when nothing failed."""
+    tag = os.environ.get("JK_E2E_TAG") or str(os.getpid())
+    broker = Broker(f"/tmp/jk-26-e2e-{tag}/kafka-{name}", broker_port)
+    assert not port_open(broker_port), f"port {broker_port} is in use: the broker must be down"
+    c = jk.Cluster(release=RELEASE, name=name, dir=CHROOT_ROOT / "rig" / f"jk-26-e2e-{tag}-{name}",
+                   ctld_port=ports[0], slurmd_port=ports[1], plugin="ours", bootstrap=broker.bootstrap,
+                   params=PARAMS, kafka_props=KAFKA_PROPS)
+    try:
+        c.start()
+        yield c, broker
+    finally:
+        try:
+            c.stop()
+        finally:
+            broker.stop()
+    if jk.remove_dirs(request):
+        c.remove()
+
+
+def _consume_both(c, broker, n, timeout):
+    """Finish and start topics read back, n records expected in each: no
+    extra message (nothing was in flight: no copy either), every record id
+    sound. Returns (finish, start, summary)."""
+    got_f = broker.consume(c.finish_topic, expect=n, timeout=timeout, linger=4)
+    got_s = broker.consume(c.start_topic, expect=n, timeout=timeout, linger=4)
+    copies_f, bad_f = extra_copies(got_f.messages)
+    copies_s, bad_s = extra_copies(got_s.messages)
+    summary = (f"finish records {len(got_f.messages)} (copies {copies_f}), start records "
+               f"{len(got_s.messages)} (copies {copies_s}), expected {n} each")
+    assert not bad_f and not bad_s, bad_f + bad_s
+    assert got_f.rc == 0 and got_s.rc == 0, \
+        f"consumer: finish rc {got_f.rc}, start rc {got_s.rc} (3 too few, 5 too many): {summary}"
+    problems = record_id_problems(got_f.messages + got_s.messages)
+    assert not problems, problems
+    return got_f, got_s, summary
 
 
 def _by_job(messages, what):
@@ -47,13 +83,8 @@ def _by_job(messages, what):
     return out
 
 
-def test_restart_with_broker_down_26(tmp_path, request, numbers):
-    tag = os.environ.get("JK_E2E_TAG") or str(os.getpid())
-    broker = Broker(f"/tmp/jk-26-e2e-{tag}/kafka-outage", 20001)
-    assert not port_open(20001), "port 20001 is in use: the broker must be down"
-    c = _cluster("jk26restart", tag, (20011, 20012), broker)
-    try:
-        c.start()
+def test_restart_with_broker_down_26(request, numbers):
+    with _down_broker_cluster(request, "jk26restart", 20001, (20011, 20012)) as (c, broker):
         ids = c.run_jobs(6, timeout=120, prefix="restart-")
         snaps = c.show_jobs()
         assert all(snaps[i].state == "COMPLETED" for i in ids)
@@ -73,15 +104,8 @@ def test_restart_with_broker_down_26(tmp_path, request, numbers):
 
         broker.start()
         c.start_ctld()
-        got_f = broker.consume(c.finish_topic, expect=len(ids), timeout=90, linger=3)
-        got_s = broker.consume(c.start_topic, expect=len(ids), timeout=90, linger=3)
-        copies_f, bad_f = extra_copies(got_f.messages)
-        copies_s, bad_s = extra_copies(got_s.messages)
-        numbers(f"after restart: finish records {len(got_f.messages)} (copies {copies_f}), start records "
-                f"{len(got_s.messages)} (copies {copies_s}), expected {len(ids)} each")
-        assert not bad_f and not bad_s, bad_f + bad_s
-        assert got_f.rc == 0 and got_s.rc == 0, f"consumer: finish rc {got_f.rc}, start rc {got_s.rc} (3 too few, 5 too many)"
-        assert not record_id_problems(got_f.messages + got_s.messages), record_id_problems(got_f.messages + got_s.messages)
+        got_f, got_s, summary = _consume_both(c, broker, len(ids), 90)
+        numbers(f"after restart: {summary}")
         for what, got, want in (("finish", got_f, finish), ("start", got_s, start)):
             delivered = _by_job(got.messages, what)
             assert sorted(delivered) == sorted(ids), f"{what}: jobs {sorted(delivered)}, expected {ids}"
@@ -89,22 +113,10 @@ def test_restart_with_broker_down_26(tmp_path, request, numbers):
                 assert m.value == want[jid], f"{what} record of job {jid}: delivered bytes differ from the saved ones"
         wait_for(lambda: not list(c.state_dir.glob("jobcomp_kafka_state*")), 30,
                  "the state file and its .replaying claim to go")
-    finally:
-        try:
-            c.stop()
-        finally:
-            broker.stop()
-    if jk.remove_dirs(request):
-        c.remove()
 
 
 def test_kill9_with_broker_down_26(request, numbers):
-    tag = os.environ.get("JK_E2E_TAG") or str(os.getpid())
-    broker = Broker(f"/tmp/jk-26-e2e-{tag}/kafka-crash", 20002)
-    assert not port_open(20002), "port 20002 is in use: the broker must be down"
-    c = _cluster("jk26crash", tag, (20021, 20022), broker)
-    try:
-        c.start()
+    with _down_broker_cluster(request, "jk26crash", 20002, (20021, 20022)) as (c, broker):
         array = c.sbatch("--array=0-39", "-J", "crash", "--wrap", "true")
         c.wait_done([array], timeout=240)
         time.sleep(5)  # let slurmctld save its own job state: no re-run after the restart
@@ -118,26 +130,10 @@ def test_kill9_with_broker_down_26(request, numbers):
         assert not (c.state_dir / "jobcomp_kafka_state").exists(), "kill -9: no fini, no state file"
         broker.start()
         c.start_ctld()
-        got_f = broker.consume(c.finish_topic, expect=40, timeout=120, linger=4)
-        got_s = broker.consume(c.start_topic, expect=40, timeout=120, linger=4)
-        copies_f, bad_f = extra_copies(got_f.messages)
-        copies_s, bad_s = extra_copies(got_s.messages)
-        numbers(f"kill -9 with the broker down: 40 array tasks, spool before the kill {spooled} bytes; "
-                f"finish records {len(got_f.messages)} (copies {copies_f}), start records "
-                f"{len(got_s.messages)} (copies {copies_s})")
-        # The broker was down: nothing was in flight, so nothing may come twice.
-        assert not bad_f and not bad_s, bad_f + bad_s
-        assert got_f.rc == 0 and got_s.rc == 0, f"consumer: finish rc {got_f.rc}, start rc {got_s.rc} (3 too few, 5 too many)"
-        assert not record_id_problems(got_f.messages + got_s.messages), record_id_problems(got_f.messages + got_s.messages)
+        got_f, got_s, summary = _consume_both(c, broker, 40, 120)
+        numbers(f"kill -9 with the broker down: 40 array tasks, spool before the kill {spooled} bytes; {summary}")
         for what, got in (("finish", got_f), ("start", got_s)):
             tasks = sorted((rec["array_job_id"], rec["array_task_id"])
                            for rec in (dict(decode_record(m.value)) for m in got.messages))
             assert tasks == [(array, t) for t in range(40)], f"{what}: every task's record arrives once: {tasks}"
             _by_job(got.messages, what)
-    finally:
-        try:
-            c.stop()
-        finally:
-            broker.stop()
-    if jk.remove_dirs(request):
-        c.remove()
