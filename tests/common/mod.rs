@@ -315,7 +315,14 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 impl Host {
     /// Starts `exe PLUGIN` and waits for its "ok load" line.
     pub fn start(exe: &Path) -> Host {
+        Host::start_with_env(exe, &[])
+    }
+
+    /// `start` with extra environment variables for the host (e.g.
+    /// JK_HOST_PROGRESS). Every host of the suite is spawned here.
+    pub fn start_with_env(exe: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Host {
         let mut child = Command::new(exe)
+            .envs(env.iter().map(|(k, v)| (*k, *v)))
             .arg(plugin_so())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -920,15 +927,25 @@ pub fn group_name(gid: u32) -> Option<String> {
     Some(unsafe { std::ffi::CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned())
 }
 
+/// The jobcomp.record_id header of `m`: present, once, a decimal number.
+pub fn record_id(m: &Msg) -> u64 {
+    let values: Vec<&Vec<u8>> = m.headers.iter().filter(|(k, _)| k == "jobcomp.record_id").map(|(_, v)| v).collect();
+    assert_eq!(values.len(), 1, "job {}: one jobcomp.record_id header, not {}: {:?}", m.key_text(), values.len(), m.headers);
+    std::str::from_utf8(values[0])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("job {}: jobcomp.record_id {:?} is not a number", m.key_text(), values[0]))
+}
+
 /// Checks that every duplicate of a job (same message key) carries the bytes and
 /// the jobcomp.record_id of its first copy, as the plugin promises; returns how
-/// many duplicates there are.
+/// many duplicates there are. Every message must carry a record id.
 pub fn assert_duplicates_recognisable(messages: &[Msg]) -> usize {
-    let mut first: std::collections::BTreeMap<Vec<u8>, (Option<String>, Vec<u8>)> = Default::default();
+    let mut first: std::collections::BTreeMap<Vec<u8>, (u64, Vec<u8>)> = Default::default();
     let mut duplicates = 0;
     for m in messages {
         let key = m.key.clone().unwrap_or_default();
-        let id = m.header("jobcomp.record_id");
+        let id = record_id(m);
         match first.get(&key) {
             None => {
                 first.insert(key, (id, m.payload.clone()));
@@ -941,4 +958,154 @@ pub fn assert_duplicates_recognisable(messages: &[Msg]) -> usize {
         }
     }
     duplicates
+}
+
+// ---------------------------------------------------------------------------
+// The exact records submitted
+// ---------------------------------------------------------------------------
+
+/// Payloads by job id; a job twice is an error (a reference holds one each).
+pub fn payloads_by_job(messages: &[Msg]) -> BTreeMap<u32, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for m in messages {
+        let id: u32 = m.key_text().parse().unwrap_or_else(|_| panic!("message key {:?} is not a job id", m.key_text()));
+        assert!(out.insert(id, m.payload.clone()).is_none(), "reference: job {id} twice");
+    }
+    out
+}
+
+/// The records the host commands `commands` produce, each exactly as the plugin
+/// writes it, from a clean run (broker up, no fault) on a cluster of the same
+/// name: what a crash or restart test must find byte for byte. Returns the
+/// payloads by job id of `topics` (the first is the cluster's own topic).
+pub fn reference_records(cluster: &str, params: &str, commands: &[&str], topics: &[&str]) -> Vec<BTreeMap<u32, Vec<u8>>> {
+    // No fault here: no delivery timeout either (a loaded machine is slow).
+    let rig = Rig::new(cluster, &[("message.timeout.ms", "300000")]);
+    for topic in topics {
+        if *topic != cluster {
+            rig.kafka.create_topic(topic, 1);
+        }
+    }
+    let mut host = rig.started(params);
+    for command in commands {
+        host.ok(command);
+    }
+    // fini purges what is not sent yet: wait until one message per record call
+    // is in the topics first.
+    let calls = host.ok("stats").number("record_calls");
+    let mut seen = 0;
+    let all = wait_for(Duration::from_secs(180), || {
+        seen = topics.iter().map(|topic| rig.kafka.count(topic).unwrap_or(0)).sum::<i64>();
+        (seen >= calls).then_some(())
+    });
+    assert!(all.is_some(), "reference run: {seen} of {calls} records arrived; log:\n{}", host.log_text());
+    host.ok("fini");
+    host.quit();
+    assert!(!rig.state_file().exists(), "reference run: everything delivered at fini");
+    topics.iter().map(|topic| payloads_by_job(&rig.kafka.read_all(topic))).collect()
+}
+
+/// What `assert_exact` found beyond the records themselves.
+#[derive(Debug, Default)]
+pub struct Extra {
+    /// Copies beyond the first, in total.
+    pub copies: usize,
+    /// Job ids that came more than once.
+    pub jobs: BTreeSet<u32>,
+    /// Copies under another record id than the first (assert_exact_new_ids_allowed).
+    pub new_ids: usize,
+}
+
+/// Checks a topic against the exact records submitted: every expected job
+/// arrives with exactly the expected bytes and a record id; nothing else
+/// arrives; a job arrives more than once only if it is in `may_repeat` (its
+/// record was in flight), every copy with the bytes and the record id of the
+/// first, and at most `max_copies` copies beyond the first per job. Returns the
+/// extra copies (to be reported by the caller).
+pub fn assert_exact(
+    what: &str,
+    messages: &[Msg],
+    expected: &BTreeMap<u32, Vec<u8>>,
+    may_repeat: &BTreeSet<u32>,
+    max_copies: usize,
+) -> Extra {
+    check_exact(what, messages, expected, may_repeat, max_copies, false)
+}
+
+/// `assert_exact`, except that a copy may carry another record id than the
+/// first (counted in `Extra::new_ids`). Only for the known case where the
+/// plugin gives a record a second id (see replay_claim_survives_kill_9).
+pub fn assert_exact_new_ids_allowed(
+    what: &str,
+    messages: &[Msg],
+    expected: &BTreeMap<u32, Vec<u8>>,
+    may_repeat: &BTreeSet<u32>,
+    max_copies: usize,
+) -> Extra {
+    check_exact(what, messages, expected, may_repeat, max_copies, true)
+}
+
+fn check_exact(
+    what: &str,
+    messages: &[Msg],
+    expected: &BTreeMap<u32, Vec<u8>>,
+    may_repeat: &BTreeSet<u32>,
+    max_copies: usize,
+    new_ids_allowed: bool,
+) -> Extra {
+    let mut first: BTreeMap<u32, (u64, usize)> = BTreeMap::new();
+    let mut extra = Extra::default();
+    for m in messages {
+        let job: u32 = m
+            .key_text()
+            .parse()
+            .unwrap_or_else(|_| panic!("{what}: a message whose key {:?} is not a job id", m.key_text()));
+        let want = expected.get(&job).unwrap_or_else(|| panic!("{what}: job {job} arrived but was never submitted"));
+        assert!(
+            m.payload == *want,
+            "{what}: job {job} is not byte-identical to the record submitted:\n got  {}\n want {}",
+            String::from_utf8_lossy(&m.payload),
+            String::from_utf8_lossy(want)
+        );
+        let id = record_id(m);
+        match first.get_mut(&job) {
+            None => {
+                first.insert(job, (id, 1));
+            }
+            Some((first_id, n)) => {
+                *n += 1;
+                extra.copies += 1;
+                extra.jobs.insert(job);
+                if *first_id != id {
+                    assert!(new_ids_allowed, "{what}: job {job} came again under another record id ({first_id}, then {id})");
+                    extra.new_ids += 1;
+                }
+                assert!(may_repeat.contains(&job), "{what}: job {job} came {n} times but was never in flight");
+                assert!(*n <= max_copies + 1, "{what}: job {job} came {n} times (at most {} allowed)", max_copies + 1);
+            }
+        }
+    }
+    let lost: Vec<u32> = expected.keys().copied().filter(|j| !first.contains_key(j)).collect();
+    assert!(lost.is_empty(), "{what}: records lost: jobs {lost:?}");
+    let ids: BTreeSet<u64> = first.values().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), first.len(), "{what}: two jobs share a record id");
+    assert!(extra.copies <= may_repeat.len() * max_copies, "{what}: {} extra copies", extra.copies);
+    extra
+}
+
+/// The subset of `all` with the job ids in `jobs`.
+pub fn only(all: &BTreeMap<u32, Vec<u8>>, jobs: impl IntoIterator<Item = u32>) -> BTreeMap<u32, Vec<u8>> {
+    jobs.into_iter().map(|j| (j, all.get(&j).unwrap_or_else(|| panic!("no reference for job {j}")).clone())).collect()
+}
+
+/// The error lines of a host's log, after proving the log is the one meant:
+/// it holds the plugin's start-up line (a line that must be there), so an
+/// empty or lost log cannot pass a "no error" check.
+pub fn error_lines(log: &[String]) -> Vec<&String> {
+    assert!(
+        log.iter().any(|l| l.contains("jobcomp/kafka: publishing to topic")),
+        "the plugin's start-up line is not in the log read ({} lines): the log is not seen",
+        log.len()
+    );
+    log.iter().filter(|l| l.starts_with("error:")).collect()
 }

@@ -813,10 +813,9 @@ class Cluster:
         return ids
 
     def log_text(self):
-        try:
-            return self.log_path.read_bytes().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        """slurmctld's log. An unreadable or missing log raises (never "":
+        a check that nothing was logged must not pass on a log it cannot see)."""
+        return self.log_path.read_bytes().decode("utf-8", "replace")
 
     def ping_ok(self):
         p = self.scontrol("ping", check=False)
@@ -846,6 +845,49 @@ def read_state_file(path, with_event=False):
     if pos != len(data):
         raise InvalidRecord(f"state file has {len(data) - pos} trailing bytes")
     return version, recs
+
+
+def read_state_file_events(path):
+    """A 25.05+ state file: (version, [(event, jobid, body)]); event 1 is a
+    finish record, 2 a start record (jobcomp_event_t)."""
+    data = Path(path).read_bytes()
+    version, count = struct.unpack_from(">HI", data, 0)
+    pos = 6
+    recs = []
+    for _ in range(count):
+        event, jobid, length = struct.unpack_from(">III", data, pos)
+        pos += 12
+        body = data[pos:pos + length]
+        pos += length
+        if len(body) != length or not body.endswith(b"\0"):
+            raise InvalidRecord(f"state file record of job {jobid} truncated or not NUL-terminated")
+        recs.append((event, jobid, body[:-1]))
+    if pos != len(data):
+        raise InvalidRecord(f"state file has {len(data) - pos} trailing bytes")
+    return version, recs
+
+
+def extra_copies(messages, in_flight=()):
+    """Checks a topic's messages for copies: every message carries a record id
+    (record_id_problems, except that a copy repeats its first's id); a job's
+    second message counts as a copy only with the first one's bytes and record
+    id, and only for a job in `in_flight`. Returns (copies, problems)."""
+    first, copies, problems = {}, 0, []
+    for m in messages:
+        rid = (m.headers or {}).get(RECORD_ID_HEADER)
+        if not isinstance(rid, str) or not re.fullmatch(r"[0-9]+", rid):
+            problems.append(f"offset {m.offset}: no single decimal {RECORD_ID_HEADER} header: {m.headers!r}")
+            continue
+        key = m.key
+        if key not in first:
+            first[key] = (m.value, rid)
+            continue
+        copies += 1
+        if (m.value, rid) != first[key]:
+            problems.append(f"job {key!r}: another record (other bytes or record id) at offset {m.offset}")
+        elif key is None or int(key) not in set(in_flight):
+            problems.append(f"job {key!r}: an identical copy although it was never in flight")
+    return copies, problems
 
 
 # --- a record checked against what scontrol reported --------------------------

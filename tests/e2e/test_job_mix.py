@@ -100,10 +100,15 @@ def test_mix_checks_catch_corruption(release, mixes, numbers):
         "name not as submitted": lambda ms: _sub(ms, i_w, _rewrite(ms[i_w], _set("job_name", "we\"ird"))),
         "UTC ok but elapsed wrong": lambda ms: _sub(ms, i_sig, _rewrite(ms[i_sig], _set("elapsed", 7))),
     }
+    # Baseline: the real records as consumed pass the same checks (else a
+    # corruption "caught" could be a problem the real records already have);
+    # a corruption counts as caught only by a problem the baseline lacks.
+    base = check_mix_records(mix, list(msgs), release).problems
+    assert not base, f"the unmodified records already fail the checks: {base}"
     missed = []
     for name, corrupt in corruptions.items():
         chk = check_mix_records(mix, corrupt(list(msgs)), release)
-        if not chk.problems:
+        if not set(map(str, chk.problems)) - set(map(str, base)):
             missed.append(name)
     numbers(f"corruptions detected {len(corruptions) - len(missed)}/{len(corruptions)}")
     assert not missed, f"corruptions the checks did not catch: {missed}"

@@ -84,14 +84,33 @@ def _job_lines(text, jobids):
     return out
 
 
+def _seen_log(r, ours=True):
+    """r's slurmctld log, after proving it is the log these checks must read:
+    readable, with lines that must be there (our plugin's start-up line, and
+    slurmctld's own lines naming the mix's jobs). Fails otherwise."""
+    assert r.log is not None, r.log_error
+    if ours:
+        assert "jobcomp/kafka: publishing to topic" in r.log, \
+            f"run {r.name}: the plugin's start-up line is not in the log read ({len(r.log)} bytes)"
+    ids = r.mix.jobids()
+    named = [ln for ln in r.log.splitlines()
+             if "jobcomp" not in ln.lower() and any(int(m) in ids for m in re.findall(r"JobId=(\d+)", ln))]
+    assert named, f"run {r.name}: no slurmctld line names a job of the mix: not the log of this run?"
+    return r.log
+
+
 def test_off_no_per_job_log_line(runs, numbers):
     r = runs["off"].require()
-    lines = _job_lines(r.log, r.mix.jobids())
+    lines = _job_lines(_seen_log(r), r.mix.jobids())
     theirs = runs["schedmd"]
+    on_lines = _job_lines(_seen_log(runs["on"].require()), runs["on"].mix.jobids())
     numbers(f"per-job jobcomp log lines with start events off: ours {len(lines)}; "
             f"(with DebugFlags=JobComp and start events on: ours "
-            f"{len(_job_lines(runs['on'].log, runs['on'].mix.jobids()))}, SchedMD's "
-            f"{len(_job_lines(theirs.log, theirs.mix.jobids()))})")
+            f"{len(on_lines)}, SchedMD's "
+            f"{len(_job_lines(_seen_log(theirs.require(), ours=False), theirs.mix.jobids()))})")
+    # The same search finds lines where there are some (DebugFlags=JobComp):
+    # it can fail.
+    assert on_lines, "the per-job search finds no line even with DebugFlags=JobComp: it cannot fail"
     assert not lines, "per-job log lines:\n" + "\n".join(lines[:20])
 
 
@@ -99,7 +118,7 @@ def test_ours_logs_no_error(runs, numbers):
     bad = []
     for name in ("on", "off"):
         r = runs[name].require()
-        bad += [f"[{name}] {ln}" for ln in r.log.splitlines()
+        bad += [f"[{name}] {ln}" for ln in _seen_log(r).splitlines()
                 if "jobcomp" in ln.lower() and re.search(r"\b(error|fatal)\b", ln, re.I)]
     numbers(f"jobcomp error lines: {len(bad)}")
     assert not bad, "\n".join(bad[:20])

@@ -25,12 +25,18 @@
  * returned), or "err <cmd> <reason>" when the command itself was malformed.
  * The plugin's log lines go to stderr ("error: ", "info: ", ...).
  *
+ * With JK_HOST_PROGRESS=<file> in the environment the host keeps, in that file
+ * (8 bytes, a shared mapping: it survives a kill -9 of the host), the job id
+ * of the last record call that returned, so that a test killing the host in
+ * the middle of a burst knows exactly which calls had returned.
+ *
  * Commands:
  *   conf key=value ...     slurm_conf: cluster= loc= params= state= type= debug=0|1
  *   init | set_location | fini | get_jobs
  *   job key=value ...      one job record -> log_record (record_job_end, 25.05+)
  *   start_job key=value .. one job record -> record_job_start (25.05+ only)
  *   jobs N FIRST_ID [key=value ...]   N records with consecutive job ids
+ *   pace US                `jobs` waits US microseconds between records (0: none)
  *   stats                  assoc_mgr lock/unlock counters, time spent in record calls
  *   sleep MS | quit | abort
  *
@@ -65,6 +71,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -894,6 +902,34 @@ static uint64_t now_ns(void)
 /* Time spent inside the plugin's record calls (what slurmctld would stall on). */
 static uint64_t record_calls, record_ns_total, record_ns_max;
 
+/* `pace`: microseconds between the records of `jobs`. */
+static uint64_t pace_us;
+
+/* JK_HOST_PROGRESS: the id of the last job whose record call returned. */
+static volatile uint64_t *progress;
+
+static void open_progress(void)
+{
+	const char *path = getenv("JK_HOST_PROGRESS");
+	void *map;
+	int fd;
+
+	if (!path || !*path)
+		return;
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0 || ftruncate(fd, sizeof(uint64_t)) != 0) {
+		fprintf(stderr, "host: cannot create JK_HOST_PROGRESS file %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		fprintf(stderr, "host: cannot map %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	close(fd);
+	progress = map;
+}
+
 static int call_record(struct job_record *job, bool start)
 {
 	uint64_t t0 = now_ns(), spent;
@@ -906,6 +942,8 @@ static int call_record(struct job_record *job, bool start)
 	rc = p_log_record(job);
 #endif
 	spent = now_ns() - t0;
+	if (progress)
+		*progress = job->job_id;
 	record_calls++;
 	record_ns_total += spent;
 	if (spent > record_ns_max)
@@ -1027,6 +1065,13 @@ static int run_command(char *line)
 				return reply_err(cmd, why);
 			if (one && !first_bad)
 				first_bad = one;
+			if (pace_us) {
+				struct timespec ts = { .tv_sec = (time_t)(pace_us / 1000000),
+						       .tv_nsec = (long)(pace_us % 1000000) * 1000L };
+
+				while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+					;
+			}
 		}
 		snprintf(extra, sizeof(extra), "n=%" PRIu64, n);
 		return reply_ok(cmd, first_bad, extra);
@@ -1039,6 +1084,11 @@ static int run_command(char *line)
 			 atomic_load(&assoc_misuse), atomic_load(&assoc_not_read), record_calls,
 			 record_ns_total / 1000, record_ns_max / 1000);
 		return reply_ok(cmd, 0, extra);
+	}
+	if (!strcmp(cmd, "pace")) {
+		if (nargs != 2 || !parse_u64(args[1], 10000000, &pace_us))
+			return reply_err(cmd, "usage: pace US");
+		return reply_ok(cmd, 0, NULL);
 	}
 	if (!strcmp(cmd, "sleep")) {
 		uint64_t ms;
@@ -1074,6 +1124,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s PLUGIN.so  (commands on stdin)\n", argv[0]);
 		return 2;
 	}
+	open_progress();
 	load_plugin(argv[1]);
 	while (getline(&line, &cap, stdin) != -1)
 		run_command(line);
