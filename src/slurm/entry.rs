@@ -96,6 +96,10 @@ pub extern "C" fn fini() -> c_int {
 
 fn set_location(location: Option<String>) -> c_int {
     guarded("set_location", SLURM_ERROR, || {
+        if !host::host_is_slurmctld() {
+            // Inert outside slurmctld (sacct --completion): nothing to reconfigure.
+            return SLURM_SUCCESS;
+        }
         match host::read_settings(location) {
             Some(Ok(settings)) => plugin::reconfigure(settings),
             Some(Err(refusal)) => guard::refuse(&refusal, plugin::unix_now()),
