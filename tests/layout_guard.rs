@@ -123,3 +123,50 @@ fn a_slurm_conf_that_does_not_name_this_plugin_refuses_the_layout_at_init() {
         failures[0]
     );
 }
+
+/// The C host compiled with another layout's header (and the target's API
+/// and plugin_version), so that its slurm_conf and job records are laid out
+/// as another release lays them out: the plugin stays up, refuses that
+/// layout with one line, and takes no record. Layouts of another series
+/// differ in slurm_conf already (refused at init); those of the target's own
+/// series only in the job record (refused on the first record). The host's
+/// records are poisoned (undeclared bytes 0xa5, as real memory is never all
+/// zero there). Own layout, poisoned: taken (the reader reads only its members).
+#[test]
+fn a_host_of_every_other_layout_is_refused_without_a_fault() {
+    use jobcomp_kafka::release::Layout;
+    let t = target();
+    let dir = TempDir::new("jk_guard_cross");
+    let loc = dir.path().join("kafka.conf");
+    std::fs::write(&loc, "bootstrap.servers=127.0.0.1:20150\n").unwrap();
+    let mut own = Host::slurmctld();
+    let state = dir.path().join("state-own");
+    std::fs::create_dir_all(&state).unwrap();
+    own.conf(&[("cluster", "guard"), ("loc", loc.to_str().unwrap()), ("state", state.to_str().unwrap())]);
+    own.ok("init");
+    own.ok("poison");
+    for id in 1..=4 {
+        assert_eq!(own.cmd(&format!("job id={id}")).rc, 0, "own layout, poisoned; log:\n{}", own.log_text());
+    }
+    assert!(failure_lines(&own.quit()).is_empty());
+    let mut refused_on = Vec::new();
+    for layout in Layout::ALL.into_iter().filter(|l| l.tag() != t.layout_tag) {
+        let exe = compile_host_for(&dir.path().join(layout.tag()), layout.tag(), t.version_number);
+        let state = dir.path().join(format!("state-{}", layout.tag()));
+        std::fs::create_dir_all(&state).unwrap();
+        let mut host = Host::start(&exe);
+        host.conf(&[("cluster", "guard"), ("loc", loc.to_str().unwrap()), ("state", state.to_str().unwrap())]);
+        assert_eq!(host.cmd("init").rc, 0, "{layout:?}: init fails instead of refusing; log:\n{}", host.log_text());
+        host.ok("poison");
+        for id in 1..=3 {
+            assert_eq!(host.cmd(&format!("job id={id}")).rc, -1, "{layout:?}: a record of another layout was taken");
+        }
+        let log = host.quit();
+        let failures = failure_lines(&log);
+        assert_eq!(failures.len(), 1, "{layout:?}: {failures:#?}\nlog:\n{}", log.join("\n"));
+        let check = failures[0].split("does not match it: ").nth(1).unwrap_or("").split(". No job record").next();
+        refused_on.push(format!("{:?}: {}", layout, check.unwrap_or("?")));
+    }
+    println!("host layouts refused by a {} plugin:\n{}", t.layout_tag, refused_on.join("\n"));
+    assert_eq!(refused_on.len(), Layout::ALL.len() - 1);
+}

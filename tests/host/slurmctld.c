@@ -31,6 +31,7 @@
  *   job key=value ...      one job record -> log_record (record_job_end, 25.05+)
  *   start_job key=value .. one job record -> record_job_start (25.05+ only)
  *   jobs N FIRST_ID [key=value ...]   N records with consecutive job ids
+ *   poison                 job and details structs start as 0xa5 bytes (not zeros)
  *   record_at unmapped     log_record (record_job_end) with a pointer to an
  *                          unmapped page: a plugin that reads it dies of SIGSEGV
  *   stats                  assoc_mgr lock/unlock counters, time spent in record calls
@@ -98,7 +99,8 @@
 #else
 #define JK_HAS_IDENTITY 1
 #endif
-#if defined(JOBCOMP_KAFKA_LAYOUT_25_11_7_H) || defined(JOBCOMP_KAFKA_LAYOUT_26_05_3_H)
+#if defined(JOBCOMP_KAFKA_LAYOUT_25_11_7_H) || defined(JOBCOMP_KAFKA_LAYOUT_26_05_3_H) || \
+	defined(JOBCOMP_KAFKA_LAYOUT_26_05_5_H)
 #define JK_HAS_STEP_ID 1
 #else
 #define JK_HAS_STEP_ID 0
@@ -756,6 +758,11 @@ static char *own(struct built_job *b, const char *text)
 	return copy;
 }
 
+/* `poison`: the job and details structs start as 0xa5 bytes instead of
+ * zeros, as the members our declarations leave out are never all zero in
+ * slurmctld; a plugin reading them through another layout reads poison. */
+static bool poison_records;
+
 static void build_job(struct built_job *b, const struct job_spec *s)
 {
 	struct job_record *job;
@@ -766,6 +773,19 @@ static void build_job(struct built_job *b, const struct job_spec *s)
 	memset(b, 0, sizeof(*b));
 	job = b->job = xcalloc(1, sizeof(*job));
 	details = b->details = xcalloc(1, sizeof(*details));
+	if (poison_records) {
+		memset(job, 0xa5, sizeof(*job));
+		memset(details, 0xa5, sizeof(*details));
+		/* Every declared member the code below may leave unset. */
+		job->part_ptr = NULL;
+		job->qos_ptr = NULL;
+		job->assoc_ptr = NULL;
+#if JK_HAS_IDENTITY
+		job->id = NULL;
+#endif
+		details->orig_dependency = NULL;
+		details->exc_nodes = NULL;
+	}
 
 	job->magic = s->job_magic;
 	job->job_id = s->id;
@@ -1014,6 +1034,10 @@ static int run_command(char *line)
 	if (!strcmp(cmd, "get_jobs")) {
 		void *list = p_get_jobs(NULL);
 		return reply_ok(cmd, list ? 1 : 0, list ? "list=non-null" : "list=null");
+	}
+	if (!strcmp(cmd, "poison")) {
+		poison_records = true;
+		return reply_ok(cmd, 0, NULL);
 	}
 	if (!strcmp(cmd, "record_at")) {
 		void *page;
