@@ -14,6 +14,7 @@
 mod common;
 
 use common::*;
+use jobcomp_kafka::guard;
 use std::time::Duration;
 
 const FAILURE: &str = "layout guard: this plugin was built for Slurm";
@@ -64,7 +65,7 @@ fn a_record_failing_the_guard_refuses_the_layout_for_the_process() {
     let layout = jobcomp_kafka::target::LAYOUT;
     for part in [
         format!("Slurm {}", jobcomp_kafka::target::RELEASE),
-        format!("measured on {} (slurm-headers/layout_{}.h)", layout.measured_on(), layout.tag()),
+        format!("assuming the struct layout {}", guard::layout_name(layout, jobcomp_kafka::target::LAYOUT_FROM_SOURCE)),
         "job_details.magic is 0x00000000 where 0x0dea84e7 was expected".into(),
         "SLURM_SRC_DIR".into(),
     ] {

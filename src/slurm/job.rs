@@ -159,7 +159,7 @@ macro_rules! job_reader {
                 batch_flag: job.batch_flag,
                 ..JobView::default()
             };
-            if let Some(details) = m.get(job.details as *const l::job_details, "job_record.details")? {
+            if let Some(details) = m.get(job.details.cast_const(), "job_record.details")? {
                 magic(details.magic, DETAILS_MAGIC, "job_details.magic")?;
                 s.details = Some(DetailsFields {
                     submit_time: details.submit_time,
@@ -177,12 +177,12 @@ macro_rules! job_reader {
                     features: m.string(details.features, "job_details.features")?,
                 });
             }
-            if let Some(part) = m.get(job.part_ptr as *const l::part_record, "job_record.part_ptr")? {
+            if let Some(part) = m.get(job.part_ptr.cast_const(), "job_record.part_ptr")? {
                 magic(part.magic, PART_MAGIC, "part_record.magic")?;
                 s.part_ptr_name = m.string(part.name, "part_record.name")?;
                 s.part_max_time = Some(part.max_time);
             }
-            if let Some(qos) = m.get(job.qos_ptr as *const l::slurmdb_qos_rec, "job_record.qos_ptr")? {
+            if let Some(qos) = m.get(job.qos_ptr.cast_const(), "job_record.qos_ptr")? {
                 s.qos = m.string(qos.name, "slurmdb_qos_rec.name")?;
             }
             let mut assoc_lock = None;
@@ -191,7 +191,7 @@ macro_rules! job_reader {
                 // the association manager.
                 assoc_lock = Some(host::AssocReadLock::acquire());
                 let mut chain = AssocChain::default();
-                let mut next = job.assoc_ptr as *const l::slurmdb_assoc_rec;
+                let mut next = job.assoc_ptr.cast_const();
                 let mut first = true;
                 while let Some(assoc) = m.get(next, "slurmdb_assoc_rec")? {
                     if first {
@@ -204,8 +204,8 @@ macro_rules! job_reader {
                     if let Some(acct) = m.string(assoc.acct, "slurmdb_assoc_rec.acct")? {
                         chain.push(acct);
                     }
-                    next = match m.get(assoc.usage as *const l::slurmdb_assoc_usage, "slurmdb_assoc_rec.usage")? {
-                        Some(usage) => usage.parent_assoc_ptr,
+                    next = match m.get(assoc.usage.cast_const(), "slurmdb_assoc_rec.usage")? {
+                        Some(usage) => usage.parent_assoc_ptr.cast_const(),
                         None => std::ptr::null(),
                     };
                 }
@@ -222,7 +222,7 @@ macro_rules! job_reader {
     };
     (@failed_node no, $s:ident, $job:ident, $m:ident) => {};
     (@identity yes, $s:ident, $job:ident, $m:ident) => {
-        if let Some(id) = $m.get($job.id as *const l::identity, "job_record.id")? {
+        if let Some(id) = $m.get($job.id.cast_const(), "job_record.id")? {
             $s.user_name = $m.string(id.pw_name, "identity.pw_name")?;
             $s.group_name = identity_group_name($m, id.ngids, id.gids, id.gr_names, $job.group_id)?;
         }
