@@ -70,13 +70,15 @@ def broker(tag, request):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run_cluster(name, so, broker, tag, request):
-    """Starts a cluster with plugin `so`, runs JOBS jobs to their end, and
-    returns (cluster, job ids, slurmctld still up, its log)."""
+def run_cluster(name, so, broker, tag):
+    """Starts a cluster with plugin `so`, runs JOBS jobs to their end, stops
+    it, and returns (cluster, job ids, {job id: final state}, whether
+    slurmctld was still up after the jobs, its log). The cluster's directory
+    is kept with JK_E2E_KEEP=1."""
     c = ForcedLayoutCluster(so, release=RELEASE, name=name, dir=CHROOT_ROOT / "rig" / f"jk-guard26-{tag}-{name}",
                             ctld_port=CTLD_PORT, slurmd_port=SLURMD_PORT, plugin="ours",
                             bootstrap=broker.bootstrap, params="flush_timeout=1000",
-                            kafka_props=jk_props(), debugflags="")
+                            kafka_props=jk.KAFKA_PROPS, debugflags="")
     try:
         c.start()
         ids = c.run_jobs(JOBS, timeout=120, prefix=f"{name}-")
@@ -85,23 +87,19 @@ def run_cluster(name, so, broker, tag, request):
     finally:
         c.stop()
         text = c.log_text()
-        if jk.remove_dirs(request):
+        if not os.environ.get("JK_E2E_KEEP"):
             c.remove()
     return c, ids, states, up, text
-
-
-def jk_props():
-    return dict(jk.KAFKA_PROPS)
 
 
 def guard_lines(text):
     return [ln for ln in text.splitlines() if "layout guard:" in ln]
 
 
-def test_the_right_layout_is_verified_and_records_flow(broker, tag, request):
+def test_the_right_layout_is_verified_and_records_flow(broker, tag):
     so = REPO / "build" / f"slurm-{RELEASE}" / "jobcomp_kafka.so"
     assert so.is_file(), f"{so} missing: make build SLURM_VERSION={RELEASE}"
-    c, ids, states, up, text = run_cluster("right", so, broker, tag, request)
+    c, ids, states, up, text = run_cluster("right", so, broker, tag)
     assert up, "slurmctld went down"
     assert set(states.values()) == {"COMPLETED"}, states
     assert guard_lines(text) == [], "\n".join(guard_lines(text))
@@ -111,10 +109,10 @@ def test_the_right_layout_is_verified_and_records_flow(broker, tag, request):
 
 
 @pytest.mark.parametrize("layout", WRONG_LAYOUTS)
-def test_a_wrong_layout_is_refused_and_slurmctld_carries_on(broker, tag, request, layout):
+def test_a_wrong_layout_is_refused_and_slurmctld_carries_on(broker, tag, layout):
     so = REPO / "build" / "layout-guard" / f"jobcomp_kafka-{RELEASE}-as-{layout}.so"
     assert so.is_file(), f"{so} missing: ci/layout-guard26.sh builds it"
-    c, ids, states, up, text = run_cluster(f"wrong{layout.replace('_', '')}", so, broker, tag, request)
+    c, ids, states, up, text = run_cluster(f"wrong{layout.replace('_', '')}", so, broker, tag)
     assert up, "slurmctld went down:\n" + text[-3000:]
     assert set(states.values()) == {"COMPLETED"}, states
     lines = [ln for ln in guard_lines(text) if "not taken since" not in ln]
