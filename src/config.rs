@@ -210,7 +210,7 @@ pub const DEFAULT_SPOOL_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_SPOOL_MAX_MB: u64 = 4096;
 /// While jobs finish, the delivery thread takes new records this often: a
 /// record waits half of it on average before it is produced, and each tick is a
-/// thread wake-up (CPU). See `plugin::Delivery::run`.
+/// thread wake-up (CPU). See the delivery loop in `plugin/delivery/mod.rs`.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(10);
 /// Bounds of `tick_ms`.
 pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=1000;

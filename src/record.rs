@@ -1,18 +1,17 @@
 //! Builds the JSON record of record-format.md from a [`JobSnapshot`]. Pure.
 //!
-//! The record is a list of (key, value) entries in emission order, serialized with
-//! serde_json through [`crate::jsonc::JsonCFormatter`] so that the bytes match what
-//! SchedMD's plugin produces through json-c. Which keys appear, and how their
+//! The record is a list of (key, value) entries in emission order, written in
+//! json-c's text form ([`crate::jsonc`]) so that the bytes match what SchedMD's
+//! plugin produces through json-c. Which keys appear, and how their
 //! values are derived, depends on the Slurm release ([`Rules`]).
 //!
-//! Strings from the snapshot are raw C bytes. They are converted with
-//! `String::from_utf8_lossy`: invalid UTF-8 becomes U+FFFD, so the record is always
+//! Strings from the snapshot are raw C bytes. They are taken as they are when
+//! valid UTF-8 (almost always), else converted with `String::from_utf8_lossy`:
+//! invalid UTF-8 becomes U+FFFD, so the record is always
 //! valid JSON. This is a deliberate difference from the C plugin, which copies the
 //! bytes and can emit invalid JSON.
 
 use std::borrow::Cow;
-
-use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::jsonc;
 use crate::release::Release;
@@ -67,8 +66,7 @@ pub fn build_record(
     script: Option<&[u8]>,
     opts: &RecordOptions,
 ) -> Vec<u8> {
-    let record = RecordBuilder::new(job, event, opts).build(script);
-    jsonc::to_vec(&record)
+    RecordBuilder::new(job, event, opts).build(script).to_json()
 }
 
 // ---------------------------------------------------------------------------
@@ -122,14 +120,22 @@ enum Value<'a> {
     Short(ShortText),
 }
 
-impl Serialize for Value<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl Value<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Value::Null => serializer.serialize_unit(),
-            Value::Int(v) => serializer.serialize_i64(*v),
-            Value::Float(v) => serializer.serialize_f64(*v),
-            Value::Text(s) => serializer.serialize_str(s),
-            Value::Short(s) => serializer.serialize_str(s.as_str()),
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Int(v) => jsonc::write_i64(out, *v),
+            Value::Float(v) => jsonc::write_f64(out, *v),
+            Value::Text(s) => jsonc::write_str(out, s),
+            Value::Short(s) => jsonc::write_str(out, s.as_str()),
+        }
+    }
+
+    /// An upper bound of the bytes it takes when no character needs an escape.
+    fn plain_len(&self) -> usize {
+        match self {
+            Value::Text(s) => s.len() + 2,
+            _ => 32,
         }
     }
 }
@@ -139,13 +145,22 @@ struct Record<'a> {
     entries: Vec<(&'static str, Value<'a>)>,
 }
 
-impl Serialize for Record<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.entries.len()))?;
-        for (key, value) in &self.entries {
-            map.serialize_entry(key, value)?;
+impl Record<'_> {
+    /// The compact JSON object, in one allocation unless strings need escapes.
+    fn to_json(&self) -> Vec<u8> {
+        let size = self.entries.iter().map(|(key, value)| key.len() + 4 + value.plain_len()).sum::<usize>() + 2;
+        let mut out = Vec::with_capacity(size);
+        out.push(b'{');
+        for (i, (key, value)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            jsonc::write_str(&mut out, key);
+            out.push(b':');
+            value.write(&mut out);
         }
-        map.end()
+        out.push(b'}');
+        out
     }
 }
 
@@ -204,9 +219,14 @@ impl ShortText {
     }
 }
 
-/// Lossy UTF-8 view of C bytes: borrowed when valid.
+/// Lossy UTF-8 view of C bytes: borrowed when valid. `from_utf8` first: its
+/// validation runs a word at a time over ASCII, `from_utf8_lossy`'s a chunk at
+/// a time, several times slower on the long strings of a record.
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
 
 /// A C string that may be NULL: the string, or JSON null.

@@ -1,0 +1,274 @@
+//! The delivery thread (`jobcomp_kafka`): takes the records the hot path
+//! spooled, builds their JSON, hands them to librdkafka, serves delivery
+//! reports and writes the acknowledgements to the spool.
+//!
+//! - this file: the thread's loop, start-up (what the last run left) and commands;
+//! - `produce`: building records, queueing them for librdkafka, retries, refused records;
+//! - `reports`: delivery reports, acknowledgements, the spool's syncs;
+//! - `handover`: fini's purge, flush and hand-over to the state file.
+
+mod handover;
+mod produce;
+mod reports;
+
+use super::hot_spool::HotSpool;
+use super::sync_thread::Syncer;
+use super::{Command, Counters, Settings, Topic, ACTIVE_WINDOW, BATCH};
+use crate::kafka::Producer;
+use crate::names::NameCache;
+use crate::release::Release;
+use crate::slurm::log;
+use crate::snapshot::{codec, Event};
+use crate::spool::{self, DeliveryLog, Location};
+use crate::state_file::SavedMessage;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::ffi::CString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the delivery thread produces before new records.
+pub(super) struct Startup {
+    /// From a state file (fini of the last run, or SchedMD's plugin).
+    pub(super) replay: Vec<SavedMessage>,
+    /// From the spool (a run that ended without fini).
+    pub(super) recovered: Vec<spool::Outstanding>,
+}
+
+/// A record not yet acknowledged by Kafka.
+pub(super) struct Pending {
+    pub(super) job_id: u32,
+    pub(super) event: Event,
+    pub(super) topic: Topic,
+    /// Segment whose count this record belongs to (`None`: not on disk).
+    pub(super) owner: Option<u64>,
+    /// Where the JSON text is in the spool.
+    pub(super) payload_at: Option<Location>,
+    /// The JSON text, when kept in memory.
+    pub(super) payload: Option<Vec<u8>>,
+    pub(super) attempts: u32,
+    /// Counted in `Counters::memory_only` (on no disk) until delivered.
+    pub(super) memory_only: bool,
+    /// Purged while in flight at fini: it may have reached Kafka.
+    pub(super) in_flight: bool,
+}
+
+pub(super) struct Delivery {
+    pub(super) producer: Producer,
+    pub(super) receiver: Receiver<Command>,
+    pub(super) release: Release,
+    pub(super) settings: Settings,
+    pub(super) state_dir: Option<PathBuf>,
+    pub(super) names: NameCache,
+    pub(super) hot: Option<Arc<HotSpool>>,
+    pub(super) log: Option<DeliveryLog>,
+    /// Every record not yet acknowledged, by id.
+    pub(super) records: HashMap<u64, Pending>,
+    /// Ids waiting to be handed to librdkafka, in order.
+    pub(super) queue: VecDeque<u64>,
+    /// Ids to try again once their time has come.
+    pub(super) retry: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// Delivered ids (and their owning segments) not yet written to the spool.
+    pub(super) acks: Vec<(u64, Option<u64>)>,
+    pub(super) queued_bytes: usize,
+    pub(super) counters: Arc<Counters>,
+    pub(super) next_id: Arc<AtomicU64>,
+    /// The state file taken for replay; removed once its records are spooled.
+    pub(super) claim: Option<PathBuf>,
+    pub(super) failures_since_summary: u64,
+    pub(super) last_failure: String,
+    pub(super) last_summary: Instant,
+    /// The thread that runs the periodic fdatasync (`None` until first needed).
+    pub(super) syncer: Option<Syncer>,
+    /// Settings changed: timers are re-armed with the new intervals.
+    pub(super) reconfigured: bool,
+    /// When the last record came from the hot path (active/idle, see `run`).
+    pub(super) last_record: Instant,
+    /// Records in the spool that this run could not take up (the spool must not
+    /// be emptied at fini).
+    pub(super) left_in_spool: usize,
+}
+impl Delivery {
+    pub(super) fn run(mut self, startup: Startup) {
+        self.start(startup);
+        let poll_every = |s: &Settings| s.params.poll_interval;
+        let mut next_poll = Instant::now() + poll_every(&self.settings);
+        let mut next_sync = Instant::now() + self.settings.params.spool_sync_interval;
+        loop {
+            let mut wake = next_poll.min(next_sync);
+            if let Some(Reverse((due, _))) = self.retry.peek() {
+                wake = wake.min(*due);
+            }
+            // Idle (no record for a while, nothing queued or in flight): sleep on
+            // the channel, so that an idle plugin costs nothing. Active: never
+            // block on the channel but in librdkafka's poll below, a tick at a
+            // time. A sender then never has to wake a sleeping receiver, which
+            // would be a futex syscall on slurmctld's hot path for every record.
+            let backlog = !self.queue.is_empty();
+            let active = backlog || self.producer.queue_len() > 0 || self.last_record.elapsed() < ACTIVE_WINDOW;
+            let mut stop = false;
+            let mut received = 0usize;
+            if !active {
+                match self.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                    Ok(command) => {
+                        stop = self.handle(command);
+                        received += 1;
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => stop = true,
+                }
+            }
+            while !stop && received < BATCH {
+                match self.receiver.try_recv() {
+                    Ok(command) => {
+                        stop = self.handle(command);
+                        received += 1;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => stop = true,
+                }
+            }
+            if stop {
+                break;
+            }
+            if received > 0 {
+                self.last_record = Instant::now();
+            }
+            if std::mem::take(&mut self.reconfigured) {
+                let now = Instant::now();
+                next_poll = next_poll.min(now + poll_every(&self.settings));
+                next_sync = next_sync.min(now + self.settings.params.spool_sync_interval);
+            }
+            // Active and nothing arrived: sleep one tick (`tick_ms`). A record
+            // then waits half a tick on average before it is built and produced
+            // (what librdkafka's default linger.ms would have added: our
+            // producer's default is linger.ms=0, see kafka::DEFAULT_PROPERTIES).
+            // Each wake-up costs 40-70 us of CPU on the VMs this runs on
+            // (bench/wakeup_cost.c), so the tick is the plugin's main CPU cost
+            // at a trickle of jobs. Not in librdkafka's poll: that would wake
+            // for every delivery report, a second wake-up per record; reports
+            // wait for the tick like new records do.
+            if active && received == 0 {
+                std::thread::sleep(self.settings.params.tick.min(wake.saturating_duration_since(Instant::now())));
+            }
+            self.serve_reports(0);
+            self.requeue_due();
+            self.drain_queue();
+            if let Some(hot) = &self.hot {
+                // Errors show up on the hot path's next append, which reports them.
+                let _ = hot.prep.prepare(false);
+            }
+            let now = Instant::now();
+            if now >= next_poll {
+                next_poll = now + poll_every(&self.settings);
+                self.outage_summary();
+            }
+            if now >= next_sync {
+                next_sync = now + self.settings.params.spool_sync_interval;
+                self.sync_spool_in_background();
+            }
+        }
+        self.finish();
+    }
+
+    /// Produces what the last run left: the spool's records first (older), then
+    /// the state file's.
+    pub(super) fn start(&mut self, startup: Startup) {
+        // Recovered records name a handful of topics: one shared copy of each.
+        let mut topics: HashMap<Vec<u8>, Topic> = HashMap::new();
+        for record in startup.recovered {
+            let Some(event) = Event::from_u32(record.event as u32) else { continue };
+            let owner = record.snapshot.or(record.payload).map(|l| l.segment);
+            if record.payload.is_some() {
+                // The topic it was produced to, even if a reconfigure changed it since.
+                let topic = match record.topic.as_deref() {
+                    Some(name) => match topics.get(name) {
+                        Some(topic) => topic.clone(),
+                        None => {
+                            let topic = CString::new(name).map(Topic::from).unwrap_or_else(|_| self.topic_for(event).clone());
+                            topics.insert(name.to_vec(), topic.clone());
+                            topic
+                        }
+                    },
+                    None => self.topic_for(event).clone(),
+                };
+                let pending = Pending {
+                    job_id: record.job_id,
+                    event,
+                    topic,
+                    owner,
+                    payload_at: record.payload,
+                    payload: None,
+                    attempts: 0,
+                    memory_only: false,
+                    in_flight: false,
+                };
+                self.records.insert(record.record_id, pending);
+                self.queue.push_back(record.record_id);
+                continue;
+            }
+            let snapshot = record.snapshot.and_then(|at| self.log.as_mut()?.read(&at).ok());
+            match snapshot.as_deref().and_then(codec::decode) {
+                Some(job) => self.publish(job, event, record.record_id, owner, false),
+                None => {
+                    log::error(&format!(
+                        "spool record {} (job {}) cannot be read back; it is dropped",
+                        record.record_id, record.job_id
+                    ));
+                    self.acks.push((record.record_id, owner));
+                }
+            }
+        }
+        let replayed = startup.replay.len();
+        let mut all_spooled = self.log.is_some();
+        for saved in startup.replay {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            all_spooled &= self.add(id, saved.job_id, saved.event, saved.payload, None, true);
+        }
+        self.write_acks();
+        if replayed > 0 && all_spooled && self.sync_spool() {
+            // The state file's records are in the spool now: the claim is done with.
+            self.finish_claim();
+        }
+        self.drain_queue();
+    }
+
+    /// True on Stop.
+    pub(super) fn handle(&mut self, command: Command) -> bool {
+        match command {
+            Command::Record { encoded, job_id, event, id, snapshot } => {
+                let owner = snapshot.map(|at| at.segment);
+                if let (Some(log), Some(owner)) = (self.log.as_mut(), owner) {
+                    log.count_snapshot(owner);
+                }
+                let encoded = encoded.or_else(|| self.log.as_mut()?.read(snapshot.as_ref()?).ok());
+                let job = encoded.as_deref().and_then(codec::decode);
+                match job {
+                    Some(job) => self.publish(job, event, id, owner, snapshot.is_none()),
+                    None => {
+                        // Left in the spool (not acknowledged): the next start retries it.
+                        self.left_in_spool += 1;
+                        log::error(&format!("job {job_id}: its spooled record cannot be read back now; it is produced at the next start"));
+                    }
+                }
+                false
+            }
+            Command::Reconfigure(settings) => {
+                self.settings = *settings;
+                self.reconfigured = true;
+                false
+            }
+            Command::Stop => true,
+        }
+    }
+
+    pub(super) fn topic_for(&self, event: Event) -> &Topic {
+        match event {
+            Event::Finish => &self.settings.topic,
+            Event::Start => &self.settings.start_topic,
+        }
+    }
+}

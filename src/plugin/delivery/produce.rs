@@ -1,0 +1,243 @@
+//! Building a record's JSON on the delivery thread, queueing it for librdkafka
+//! (back-pressure when its queue is full), retries with backoff, and records
+//! Kafka refuses for good.
+
+use super::{Delivery, Pending};
+use super::super::{QUEUED_PAYLOAD_BUDGET, RECORD_ID_HEADER, REFUSED_DIR, RETRY_FIRST, RETRY_MAX, OUTAGE_SUMMARY_EVERY};
+use crate::kafka::ProduceError;
+use crate::record::{self, RecordOptions};
+use crate::slurm::log;
+use crate::snapshot::{Event, JobSnapshot};
+use std::cmp::Reverse;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+impl Delivery {
+    /// Builds the record's JSON text and queues it. `memory_only`: the hot path
+    /// could not spool its snapshot (it counted it in `memory_only`).
+    pub(super) fn publish(&mut self, mut job: JobSnapshot, event: Event, id: u64, owner: Option<u64>, memory_only: bool) {
+        if job.user_name.is_none() {
+            job.user_name = self.names.user(job.user_id);
+        }
+        if job.group_name.is_none() {
+            job.group_name = self.names.group(job.group_id);
+        }
+        let options = RecordOptions {
+            release: self.release,
+            send_script: self.settings.params.send_script,
+            send_comment: self.settings.params.send_comment,
+        };
+        let script = if record::wants_script(&job, event, &options) { self.read_script(&job) } else { None };
+        let payload = record::build_record(&job, event, script.as_deref(), &options);
+        let on_disk = self.add(id, job.job_id, event, payload, owner, owner.is_none());
+        if memory_only {
+            if on_disk {
+                self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
+            } else if let Some(pending) = self.records.get_mut(&id) {
+                pending.memory_only = true;
+            }
+        }
+    }
+
+    /// Spools a record's JSON text and queues the record. `new_record`: it has no
+    /// snapshot entry, so its payload entry owns it. True when it is on disk.
+    pub(super) fn add(&mut self, id: u64, job_id: u32, event: Event, payload: Vec<u8>, owner: Option<u64>, new_record: bool) -> bool {
+        let mut owner = owner;
+        let mut payload_at = None;
+        let topic = self.topic_for(event).clone();
+        if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) {
+            log.follow(hot.segment());
+            match log.append_payload(id, job_id, event as u8, topic.to_bytes(), &payload, new_record) {
+                Ok(at) => {
+                    hot.bytes.fetch_add(payload.len() as u64 + 40, Ordering::Relaxed);
+                    payload_at = Some(at);
+                    if new_record {
+                        owner = Some(at.segment);
+                    }
+                }
+                Err(e) => hot.failed(&format!("cannot write to the spool in {}: {e}", hot.dir.display())),
+            }
+        }
+        let keep_in_memory = payload_at.is_none() || self.queued_bytes + payload.len() <= QUEUED_PAYLOAD_BUDGET;
+        if keep_in_memory {
+            self.queued_bytes += payload.len();
+        }
+        let pending = Pending {
+            job_id,
+            event,
+            topic,
+            owner,
+            payload_at,
+            payload: keep_in_memory.then_some(payload),
+            attempts: 0,
+            memory_only: false,
+            in_flight: false,
+        };
+        self.records.insert(id, pending);
+        self.queue.push_back(id);
+        owner.is_some()
+    }
+
+    /// The batch script as slurmctld saved it (NUL-terminated); `None` when the
+    /// file is gone (the job record was purged) or unreadable.
+    pub(super) fn read_script(&self, job: &JobSnapshot) -> Option<Vec<u8>> {
+        let owner = job.script_owner_id();
+        let path = self.state_dir.as_ref()?.join(format!("hash.{}/job.{}/script", owner % 10, owner));
+        let mut script = std::fs::read(&path).ok()?;
+        if let Some(end) = script.iter().position(|b| *b == 0) {
+            script.truncate(end);
+        }
+        Some(script)
+    }
+
+    /// The JSON text of a pending record: from memory, else from the spool.
+    pub(super) fn take_payload(&mut self, id: u64) -> Option<Vec<u8>> {
+        let pending = self.records.get_mut(&id)?;
+        if let Some(payload) = pending.payload.take() {
+            self.queued_bytes -= payload.len();
+            return Some(payload);
+        }
+        let at = pending.payload_at?;
+        match self.log.as_mut()?.read(&at) {
+            Ok(payload) => Some(payload),
+            Err(e) => {
+                log::error(&format!("job {}: cannot read its record back from the spool: {e}", pending.job_id));
+                None
+            }
+        }
+    }
+
+    pub(super) fn keep_payload(&mut self, id: u64, payload: Vec<u8>) {
+        if let Some(pending) = self.records.get_mut(&id) {
+            if pending.payload.is_none() && (pending.payload_at.is_none() || self.queued_bytes + payload.len() <= QUEUED_PAYLOAD_BUDGET) {
+                self.queued_bytes += payload.len();
+                pending.payload = Some(payload);
+            }
+        }
+    }
+
+    /// Hands queued records to librdkafka in order, until its queue is full.
+    pub(super) fn drain_queue(&mut self) {
+        while let Some(&id) = self.queue.front() {
+            let Some(payload) = self.take_payload(id) else {
+                // Acknowledged meanwhile, or unreadable (kept for fini's state file).
+                self.queue.pop_front();
+                continue;
+            };
+            let pending = &self.records[&id];
+            let key = pending.job_id.to_string();
+            let id_text = id.to_string();
+            let result = self.producer.produce(
+                &pending.topic,
+                key.as_bytes(),
+                &payload,
+                Some((RECORD_ID_HEADER, id_text.as_bytes())),
+                id,
+            );
+            match result {
+                Ok(()) => {
+                    self.queue.pop_front();
+                }
+                Err(ProduceError::QueueFull) => {
+                    self.keep_payload(id, payload);
+                    break;
+                }
+                Err(ProduceError::Rejected { reason, refused: true }) => {
+                    self.queue.pop_front();
+                    self.set_aside(id, &payload, &reason);
+                }
+                Err(ProduceError::Rejected { reason, refused: false }) => {
+                    self.queue.pop_front();
+                    self.keep_payload(id, payload);
+                    self.failed(id, &format!("librdkafka refused it: {reason}"));
+                }
+            }
+        }
+    }
+
+    /// A delivery failed: try again after a growing delay.
+    pub(super) fn failed(&mut self, id: u64, why: &str) {
+        let Some(pending) = self.records.get_mut(&id) else { return };
+        pending.attempts += 1;
+        let delay = RETRY_FIRST.saturating_mul(1 << pending.attempts.min(6)).min(RETRY_MAX);
+        if pending.attempts == 1 && self.failures_since_summary == 0 {
+            log::warning(&format!(
+                "job {}: record not delivered ({why}); it is kept and retried (further failures are summarised every minute)",
+                pending.job_id
+            ));
+        } else {
+            log::debug(&format!("job {}: record not delivered ({why}); retry in {delay:?}", pending.job_id));
+        }
+        self.failures_since_summary += 1;
+        self.last_failure = why.to_string();
+        self.retry.push(Reverse((Instant::now() + delay, id)));
+    }
+
+    /// A record Kafka can never accept as it is (e.g. larger than
+    /// message.max.bytes): retrying cannot help, so it is written to
+    /// `<StateSaveLocation>/jobcomp_kafka_refused/<job>.<record id>.json` for an
+    /// administrator (raise the limit, then send it by hand) and retired.
+    pub(super) fn set_aside(&mut self, id: u64, payload: &[u8], reason: &str) {
+        let Some(pending) = self.records.remove(&id) else { return };
+        if let Some(kept) = &pending.payload {
+            self.queued_bytes -= kept.len();
+        }
+        if pending.memory_only {
+            self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
+        }
+        let written = self.state_dir.as_ref().map(|dir| {
+            let dir = dir.join(REFUSED_DIR);
+            let path = dir.join(format!("{}.{id}.json", pending.job_id));
+            std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, payload)).map(|_| path)
+        });
+        match written {
+            Some(Ok(path)) => {
+                log::error(&format!(
+                    "job {}: Kafka refuses its record ({reason}); it is saved in {} and will not be sent again",
+                    pending.job_id,
+                    path.display()
+                ));
+                self.acks.push((id, pending.owner));
+            }
+            Some(Err(e)) => {
+                log::error(&format!(
+                    "job {}: Kafka refuses its record ({reason}) and it cannot be set aside ({e}); kept for retries",
+                    pending.job_id
+                ));
+                self.records.insert(id, pending);
+                self.retry.push(Reverse((Instant::now() + RETRY_MAX, id)));
+            }
+            None => {
+                log::error(&format!("job {}: Kafka refuses its record ({reason}); dropped (no StateSaveLocation)", pending.job_id));
+            }
+        }
+    }
+
+    pub(super) fn requeue_due(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((due, id))) = self.retry.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.retry.pop();
+            if self.records.contains_key(&id) {
+                self.queue.push_back(id);
+            }
+        }
+    }
+
+    pub(super) fn outage_summary(&mut self) {
+        if self.failures_since_summary == 0 || self.last_summary.elapsed() < OUTAGE_SUMMARY_EVERY {
+            return;
+        }
+        log::warning(&format!(
+            "{} record(s) not yet delivered; {} delivery attempt(s) failed in the last {} s (last: {}); they are kept and retried",
+            self.records.len(),
+            self.failures_since_summary,
+            self.last_summary.elapsed().as_secs(),
+            self.last_failure
+        ));
+        self.failures_since_summary = 0;
+        self.last_summary = Instant::now();
+    }
+}

@@ -1,0 +1,111 @@
+//! Delivery reports from librdkafka and what follows from them: records
+//! retired, acknowledgements appended to the spool (fully delivered segments
+//! deleted), and the spool's syncs.
+
+use super::super::sync_thread::Syncer;
+use super::Delivery;
+use crate::kafka::{self, Outcome};
+use crate::slurm::log;
+use std::sync::atomic::Ordering;
+
+impl Delivery {
+    pub(super) fn serve_reports(&mut self, timeout_ms: i32) {
+        for report in self.producer.poll(timeout_ms) {
+            self.handle_report(report);
+        }
+        self.write_acks();
+    }
+
+    pub(super) fn handle_report(&mut self, report: kafka::Report) {
+        let id = report.opaque;
+        match report.outcome {
+            Outcome::Delivered { partition, offset } => {
+                let Some(pending) = self.records.remove(&id) else { return };
+                if let Some(payload) = &pending.payload {
+                    self.queued_bytes -= payload.len();
+                }
+                if pending.memory_only {
+                    self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
+                }
+                if self.settings.debug {
+                    log::info(&format!(
+                        "job {} record delivered to {} [{partition}] at offset {offset}",
+                        pending.job_id, report.topic
+                    ));
+                }
+                self.acks.push((id, pending.owner));
+            }
+            Outcome::Purged { in_flight } => {
+                // fini: stays pending (state file, or the spool when it was in flight).
+                if let Some(pending) = self.records.get_mut(&id) {
+                    pending.in_flight = in_flight;
+                }
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+            }
+            Outcome::TimedOut => {
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+                self.failed(id, "delivery timed out (message.timeout.ms)");
+            }
+            Outcome::Failed { reason, refused: true } => {
+                let payload = report.payload.or_else(|| self.take_payload(id)).unwrap_or_default();
+                self.set_aside(id, &payload, &reason);
+            }
+            Outcome::Failed { reason, refused: false } => {
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+                self.failed(id, &reason);
+            }
+        }
+    }
+
+    /// Writes the acknowledgements and deletes fully delivered segments.
+    pub(super) fn write_acks(&mut self) {
+        if self.acks.is_empty() {
+            return;
+        }
+        let acks = std::mem::take(&mut self.acks);
+        let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) else { return };
+        let ids: Vec<u64> = acks.iter().filter(|(_, owner)| owner.is_some()).map(|(id, _)| *id).collect();
+        let owners: Vec<u64> = acks.iter().filter_map(|(_, owner)| *owner).collect();
+        log.follow(hot.segment());
+        if let Err(e) = log.append_acks(&ids, &owners) {
+            // Not fatal: these records may be produced once more after a crash.
+            log::error(&format!("cannot record deliveries in the spool ({e}); they may be sent twice after a crash"));
+            return;
+        }
+        let (_, freed) = log.retire(hot.segment());
+        let _ = hot.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(freed)));
+    }
+
+    /// fdatasync of the spool files (power loss). True when it worked.
+    pub(super) fn sync_spool(&mut self) -> bool {
+        let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return false };
+        let files: Vec<std::fs::File> = log.sync_handle().into_iter().collect();
+        hot.sync(&files)
+    }
+
+    /// The periodic sync, on its own thread: an fdatasync takes milliseconds
+    /// (more under other I/O), during which new records would wait. Skipped
+    /// while the previous one still runs.
+    pub(super) fn sync_spool_in_background(&mut self) {
+        let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return };
+        if self.syncer.is_none() {
+            self.syncer = Syncer::start(hot.clone());
+        }
+        let Some(syncer) = self.syncer.as_ref() else {
+            self.sync_spool();
+            return;
+        };
+        if syncer.busy.load(Ordering::Acquire) {
+            return;
+        }
+        let files: Vec<std::fs::File> = log.sync_handle().into_iter().collect();
+        syncer.busy.store(true, Ordering::Release);
+        let _ = syncer.sender.send(files);
+    }
+}

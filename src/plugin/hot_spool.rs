@@ -1,0 +1,166 @@
+//! The hot path's side of the spool: snapshot appends under slurmctld's job
+//! write lock, and the fdatasync of the whole spool (from the sync thread, or
+//! the delivery thread at start-up and fini).
+
+use super::MEMORY_ONLY_LIMIT;
+use crate::config::Params;
+use crate::slurm::log;
+use crate::snapshot::Event;
+use crate::spool::{self, Location, SnapshotLog, SnapshotPrep, SpoolLock};
+use parking_lot::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// The hot path's side of the spool.
+pub(super) struct HotSpool {
+    pub(super) dir: PathBuf,
+    pub(super) writer: Mutex<SnapshotLog>,
+    /// The delivery thread's side of the snapshot segments (space made ready
+    /// ahead of the writer, syncing).
+    pub(super) prep: SnapshotPrep,
+    /// The segment the writer appends to, published after each append so that
+    /// the delivery thread need not take the writer's lock (the hot path's) to
+    /// learn it.
+    pub(super) segment: AtomicU64,
+    /// Approximate size of the spool on disk.
+    pub(super) bytes: AtomicU64,
+    pub(super) max_bytes: AtomicU64,
+    pub(super) failing: AtomicBool,
+    /// The last sync failed (logged once until it works again).
+    pub(super) sync_failing: AtomicBool,
+    pub(super) _lock: SpoolLock,
+}
+
+/// Why a record was not spooled.
+pub(super) enum NotSpooled {
+    /// `encode` found no record to read.
+    NothingToRead,
+    /// The spool cannot take it now: it is kept in memory only, as these bytes.
+    InMemory { job_id: u32, snapshot: Vec<u8> },
+}
+
+impl HotSpool {
+    /// Spools the snapshot `encode` writes (see `submit`); the job id and
+    /// where the snapshot is.
+    pub(super) fn append(
+        &self,
+        id: u64,
+        event: Event,
+        encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>,
+    ) -> Result<(u32, Location), NotSpooled> {
+        let mut writer = self.writer.lock();
+        let job_id = writer.stage(id, event as u8, encode).ok_or(NotSpooled::NothingToRead)?;
+        let len = writer.staged_len() as u64;
+        let max = self.max_bytes.load(Ordering::Relaxed);
+        if self.bytes.load(Ordering::Relaxed) + len > max {
+            self.failed(&format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
+            return Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() });
+        }
+        match writer.write_staged() {
+            Ok(location) => {
+                self.segment.store(location.segment, Ordering::Release);
+                self.bytes.fetch_add(len, Ordering::Relaxed);
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    log::info(&format!("the spool in {} is writable again", self.dir.display()));
+                }
+                Ok((job_id, location))
+            }
+            Err(e) => {
+                self.failed(&format!("cannot write to the spool in {}: {e}", self.dir.display()));
+                Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() })
+            }
+        }
+    }
+
+    /// fdatasync of the whole spool: the hot path's segment files first, and
+    /// their pages faulted in again right after (writeback write-protects them,
+    /// and a store of the hot path before that would fault, and may wait on the
+    /// file system, in slurmctld's thread); then `delivery_files` and the
+    /// directory. One error line per run of failures. True when all is synced.
+    pub(super) fn sync(&self, delivery_files: &[std::fs::File]) -> bool {
+        let snapshots = self.prep.sync_handles();
+        let synced = snapshots.iter().try_for_each(|file| file.sync_data());
+        let _ = self.prep.prepare(true);
+        match synced.and_then(|()| spool::sync(delivery_files, &self.dir)) {
+            Ok(()) => {
+                if self.sync_failing.swap(false, Ordering::Relaxed) {
+                    log::info(&format!("the spool in {} can be synced again", self.dir.display()));
+                }
+                true
+            }
+            Err(e) => {
+                if !self.sync_failing.swap(true, Ordering::Relaxed) {
+                    log::error(&format!("cannot sync the spool in {}: {e}", self.dir.display()));
+                }
+                false
+            }
+        }
+    }
+
+    pub(super) fn failed(&self, why: &str) {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            log::error(&format!(
+                "{why}; new records are kept in memory (at most {MEMORY_ONLY_LIMIT}) until it can be written again, \
+                 and are lost if slurmctld stops before they are delivered"
+            ));
+        }
+    }
+
+    pub(super) fn segment(&self) -> u64 {
+        self.segment.load(Ordering::Acquire)
+    }
+}
+
+/// Opens the spool under StateSaveLocation; `None` (with an error line) when it
+/// cannot be used: the plugin then keeps records in memory only.
+pub(super) fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSpool>, spool::Recovered)> {
+    let dir = state_dir.join(spool::SPOOL_DIR);
+    let fail = |why: String| {
+        log::error(&format!(
+            "{why}: running without the crash-safe spool; records not yet delivered are lost if slurmctld dies"
+        ));
+    };
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        fail(format!("cannot create {}: {e}", dir.display()));
+        return None;
+    }
+    let lock = match SpoolLock::acquire(&dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            fail(format!("{} is locked by another process ({e}); is another slurmctld using this StateSaveLocation?", dir.display()));
+            return None;
+        }
+    };
+    let recovered = match spool::recover(&dir) {
+        Ok(recovered) => recovered,
+        Err(e) => {
+            fail(format!("cannot read {}: {e}", dir.display()));
+            return None;
+        }
+    };
+    for line in &recovered.errors {
+        log::error(line);
+    }
+    for line in &recovered.notes {
+        log::verbose(line);
+    }
+    let snapshots = SnapshotLog::new(&dir, recovered.next_segment, segment_bytes(params));
+    let hot = HotSpool {
+        prep: snapshots.prep(),
+        writer: Mutex::new(snapshots),
+        segment: AtomicU64::new(recovered.next_segment),
+        bytes: AtomicU64::new(spool::disk_usage(&dir)),
+        max_bytes: AtomicU64::new(params.spool_max_mb << 20),
+        failing: AtomicBool::new(false),
+        sync_failing: AtomicBool::new(false),
+        dir,
+        _lock: lock,
+    };
+    Some((Arc::new(hot), recovered))
+}
+
+/// Segment size: a sixteenth of the spool limit, between 1 and 64 MiB.
+pub(super) fn segment_bytes(params: &Params) -> u64 {
+    ((params.spool_max_mb << 20) / 16).clamp(1 << 20, 64 << 20)
+}

@@ -1,0 +1,184 @@
+//! The plugin's life cycle: init (producer, spool, delivery thread), reconfigure
+//! (set_location) and fini, and the one running instance the hot path looks at.
+
+use super::delivery::{Delivery, Startup};
+use super::hot_spool::{open_spool, HotSpool};
+use super::{settings_from, unix_now, Command, Counters, HostSettings, Settings};
+use crate::config;
+use crate::kafka::{self, Producer};
+use crate::names::NameCache;
+use crate::release::Release;
+use crate::slurm::log;
+use crate::spool::{self, DeliveryLog};
+use crate::state_file;
+use crossbeam_channel::Sender;
+use parking_lot::RwLock;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+pub(super) struct Running {
+    pub(super) release: Release,
+    pub(super) sender: Sender<Command>,
+    pub(super) thread: JoinHandle<()>,
+    pub(super) settings: Settings,
+    pub(super) host: HostSettings,
+    pub(super) next_id: Arc<AtomicU64>,
+    pub(super) spool: Option<Arc<HotSpool>>,
+    pub(super) counters: Arc<Counters>,
+}
+
+pub(super) static RUNNING: RwLock<Option<Running>> = RwLock::new(None);
+
+/// Whether start events are wanted (25.05+ enable_job_start): checked before a
+/// start event reads anything, so that a disabled start event costs nothing.
+pub(super) static START_EVENTS: AtomicBool = AtomicBool::new(false);
+
+/// init(): starts the producer and the delivery thread, which first produces
+/// what a previous run left (state file, spool).
+pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
+    shutdown();
+    log::set_jobcomp_debug(host.jobcomp_debug);
+    kafka::set_log_sink(Some(log::librdkafka_line));
+    let settings = settings_from(&host, release);
+
+    let location = host
+        .job_comp_loc
+        .clone()
+        .filter(|loc| !loc.trim().is_empty())
+        .ok_or("JobCompLoc is not set: it must name a file of librdkafka properties (at least bootstrap.servers)")?;
+    let properties = config::read_properties_file(&location).map_err(|e| e.to_string())?;
+    if host.jobcomp_debug {
+        for p in &properties {
+            log::info(&format!("librdkafka property {}={}", p.key, config::display_value(p)));
+        }
+    }
+    let producer = Producer::new(properties.iter().map(|p| (p.key.as_str(), p.value.as_str())))
+        .map_err(|e| format!("{location}: {e}"))?;
+
+    let mut replay = state_file::Replay::default();
+    let mut spool = None;
+    match &host.state_save_location {
+        Some(dir) => {
+            replay = state_file::take_for_replay(dir, release, unix_now());
+            for problem in &replay.problems {
+                log::error(problem);
+            }
+            if !replay.messages.is_empty() {
+                log::info(&format!(
+                    "producing {} saved record(s) again from {}",
+                    replay.messages.len(),
+                    dir.join(state_file::STATE_FILE_NAME).display()
+                ));
+            }
+            spool = open_spool(dir, &settings.params);
+        }
+        None => log::error("StateSaveLocation is not set: undelivered records cannot be kept across a restart"),
+    }
+    let (hot, recovered) = match spool {
+        Some((hot, recovered)) => (Some(hot), recovered),
+        None => (None, spool::Recovered::default()),
+    };
+    if !recovered.records.is_empty() {
+        log::info(&format!(
+            "producing {} record(s) again from the spool (slurmctld stopped without fini)",
+            recovered.records.len()
+        ));
+    }
+    // Ids grow across restarts: past every id in the spool, and past the clock
+    // (microseconds), so that an emptied spool does not reuse ids.
+    let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+    let next_id = Arc::new(AtomicU64::new((recovered.max_record_id + 1).max(now_us)));
+    let counters = Arc::new(Counters::default());
+
+    let (sender, receiver) = crossbeam_channel::unbounded();
+    let delivery = Delivery {
+        log: hot.as_ref().map(|h| DeliveryLog::new(&h.dir, recovered.next_segment, recovered.owned.clone())),
+        hot: hot.clone(),
+        producer,
+        receiver,
+        release,
+        settings: settings.clone(),
+        state_dir: host.state_save_location.clone(),
+        names: NameCache::default(),
+        records: HashMap::new(),
+        queue: VecDeque::new(),
+        retry: BinaryHeap::new(),
+        acks: Vec::new(),
+        queued_bytes: 0,
+        counters: counters.clone(),
+        next_id: next_id.clone(),
+        claim: replay.claim.clone(),
+        failures_since_summary: 0,
+        last_failure: String::new(),
+        last_summary: Instant::now(),
+        syncer: None,
+        reconfigured: false,
+        last_record: Instant::now(),
+        left_in_spool: 0,
+    };
+    let startup = Startup { replay: replay.messages, recovered: recovered.records };
+    let thread = std::thread::Builder::new()
+        .name("jobcomp_kafka".into())
+        .spawn(move || {
+            crate::background::lower_this_thread();
+            delivery.run(startup)
+        })
+        .map_err(|e| format!("cannot start the delivery thread: {e}"))?;
+
+    START_EVENTS.store(settings.params.enable_job_start, Ordering::Relaxed);
+    log::verbose(&format!(
+        "publishing to topic {} ({})",
+        settings.topic.to_string_lossy(),
+        config::describe(&settings.params)
+    ));
+    *RUNNING.write() = Some(Running { release, sender, thread, settings, host, next_id, spool: hot, counters });
+    Ok(())
+}
+
+/// set_location(): JobCompParams and DebugFlags are read again (reconfigure,
+/// SIGUSR2). JobCompLoc is read at init only, as with SchedMD's plugin.
+pub fn reconfigure(host: HostSettings) {
+    let mut running = RUNNING.write();
+    let Some(running) = running.as_mut() else { return };
+    if host.job_comp_loc != running.host.job_comp_loc {
+        log::warning("JobCompLoc changed: the new librdkafka properties take effect at the next slurmctld restart");
+    }
+    if host == running.host {
+        return;
+    }
+    log::set_jobcomp_debug(host.jobcomp_debug);
+    let mut settings = settings_from(&host, running.release);
+    // send_script / send_comment change the record's content: init only, as upstream.
+    settings.params.send_script = running.settings.params.send_script;
+    settings.params.send_comment = running.settings.params.send_comment;
+    START_EVENTS.store(settings.params.enable_job_start, Ordering::Relaxed);
+    if let Some(spool) = &running.spool {
+        spool.max_bytes.store(settings.params.spool_max_mb << 20, Ordering::Relaxed);
+    }
+    log::verbose(&format!(
+        "reconfigured: topic {} ({})",
+        settings.topic.to_string_lossy(),
+        config::describe(&settings.params)
+    ));
+    let _ = running.sender.send(Command::Reconfigure(Box::new(settings.clone())));
+    running.settings = settings;
+    running.host = host;
+}
+
+/// True when a start event should be recorded at all.
+pub fn start_events_enabled() -> bool {
+    START_EVENTS.load(Ordering::Relaxed)
+}
+
+/// fini(): the delivery thread purges, flushes and saves what is left.
+pub fn shutdown() {
+    let Some(running) = RUNNING.write().take() else { return };
+    START_EVENTS.store(false, Ordering::Relaxed);
+    let _ = running.sender.send(Command::Stop);
+    if running.thread.join().is_err() {
+        log::error("the delivery thread stopped abnormally; undelivered records stay in the spool");
+    }
+}
