@@ -22,7 +22,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test unit e2e e2e26 check-headers matrix demo bench clean
+.PHONY: help build install deps test unit e2e e2e26 layout-guard26 check-headers matrix demo bench clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -55,6 +55,7 @@ test: deps
 	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 	$(MAKE) e2e
 	$(MAKE) e2e26
+	$(MAKE) layout-guard26
 
 # One release of each jobcomp API family: 22.05 (set_location(loc)),
 # 23.02-24.11 without and with the job's identity (23.11+), 25.05+
@@ -89,6 +90,12 @@ e2e: build
 # The same on 26.05.5 (Debian forky chroot), start events on and off.
 e2e26:
 	ci/e2e26.sh
+
+# The run-time layout guard in the real slurmctld 26.05.5: plugins built with
+# a wrong layout (JK_TEST_FORCE_LAYOUT, test-only) are refused, slurmctld
+# carries on. Ports 127.0.0.1:20100-20199 only. ~1.5 min warm.
+layout-guard26:
+	ci/layout-guard26.sh
 
 demo: deps build
 	ci/demo.sh

@@ -84,6 +84,15 @@
 #define BENCH_IDENTITY 1
 #endif
 
+/* 25.11+: job_record starts with its own slurm_step_id_t, whose job_id the
+ * plugin's layout guard checks (slurm-headers/ declare only the sluid). */
+#if defined(JOBCOMP_KAFKA_LAYOUT_25_11_7_H) || defined(JOBCOMP_KAFKA_LAYOUT_26_05_3_H) || \
+	defined(JOBCOMP_KAFKA_LAYOUT_26_05_5_H)
+#define BENCH_STEP_ID 1
+#else
+#define BENCH_STEP_ID 0
+#endif
+
 #define NO_VAL 0xfffffffeu
 #define NO_VAL16 0xfffeu
 #define INFINITE 0xffffffffu
@@ -386,6 +395,9 @@ static struct job_record *build_job(int k, enum kind kind, uint32_t base_id, con
 
 	job->magic = JOB_MAGIC;
 	job->job_id = id;
+#if BENCH_STEP_ID
+	memcpy((char *)&job->step_id + 8, &job->job_id, sizeof(job->job_id));
+#endif
 	job->user_id = uid;
 	job->group_id = uid;
 	job->job_state = (k % 23 == 0) ? 5 /* FAILED */ : 3 /* COMPLETE */;

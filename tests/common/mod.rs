@@ -230,13 +230,19 @@ pub fn wait_for<T>(timeout: Duration, mut condition: impl FnMut() -> Option<T>) 
 
 /// Compiles tests/host/slurmctld.c for the target release into `dir/slurmctld`.
 pub fn compile_host(dir: &Path, expected_version: u32) -> PathBuf {
+    compile_host_for(dir, target().layout_tag, expected_version)
+}
+
+/// As [`compile_host`], with the structs of layout `layout_tag` (the layout
+/// guard's tests give the plugin records of another layout than its own).
+pub fn compile_host_for(dir: &Path, layout_tag: &str, expected_version: u32) -> PathBuf {
     let t = target();
     std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
     // Built under a temporary name and renamed: concurrent test runs never see a
     // half-written binary, and a running host keeps its own inode.
     let tmp = dir.join(format!("slurmctld.build-{}", std::process::id()));
     let out = dir.join("slurmctld");
-    let header = format!("slurm-headers/layout_{}.h", t.layout_tag);
+    let header = format!("slurm-headers/layout_{layout_tag}.h");
     let output = Command::new("cc")
         .current_dir(manifest_dir())
         .args(["-O1", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-include", &header, t.api_define()])

@@ -37,6 +37,9 @@
  *   start_job key=value .. one job record -> record_job_start (25.05+ only)
  *   jobs N FIRST_ID [key=value ...]   N records with consecutive job ids
  *   pace US                `jobs` waits US microseconds between records (0: none)
+ *   poison                 job and details structs start as 0xa5 bytes (not zeros)
+ *   record_at unmapped     log_record (record_job_end) with a pointer to an
+ *                          unmapped page: a plugin that reads it dies of SIGSEGV
  *   stats                  assoc_mgr lock/unlock counters, time spent in record calls
  *   sleep MS | quit | abort
  *
@@ -49,7 +52,8 @@
  * script (text written to <state>/hash.<id%10>/job.<id>/script, NUL-terminated)
  * script_len (a generated script of that many bytes, written the same way)
  * resv_name wckey container features db_index failed_node sluid
- * tres_req tres_fmt_req tres_alloc tres_fmt_alloc.
+ * tres_req tres_fmt_req tres_alloc tres_fmt_alloc,
+ * job_magic details_magic (default JOB_MAGIC, DETAILS_MAGIC).
  * A key given an empty value ("comment=") stores an empty string; a key given
  * the single value "%00" stores NULL. Defaults (spec_defaults): a completed
  * job of root in partition debug, account physics (association chain
@@ -102,7 +106,8 @@
 #else
 #define JK_HAS_IDENTITY 1
 #endif
-#if defined(JOBCOMP_KAFKA_LAYOUT_25_11_7_H) || defined(JOBCOMP_KAFKA_LAYOUT_26_05_3_H)
+#if defined(JOBCOMP_KAFKA_LAYOUT_25_11_7_H) || defined(JOBCOMP_KAFKA_LAYOUT_26_05_3_H) || \
+	defined(JOBCOMP_KAFKA_LAYOUT_26_05_5_H)
 #define JK_HAS_STEP_ID 1
 #else
 #define JK_HAS_STEP_ID 0
@@ -460,6 +465,7 @@ struct job_spec {
 	uint32_t id, user_id, group_id, state, exit_code, derived_ec;
 	uint32_t cpus, nodes_count, array_job_id, array_task_id;
 	uint32_t het_job_id, het_job_offset, priority, time_limit, part_max_time;
+	uint32_t job_magic, details_magic; /* the layout guard's tests break them */
 	uint16_t batch;
 	uint64_t db_index, sluid;
 	int64_t start, end, submit, begin, resize;
@@ -478,6 +484,8 @@ static void spec_defaults(struct job_spec *s, uint32_t id)
 	s->user_id = 0;
 	s->group_id = 0;
 	s->state = 3; /* JOB_COMPLETE */
+	s->job_magic = JOB_MAGIC;
+	s->details_magic = DETAILS_MAGIC;
 	s->cpus = 2;
 	s->nodes_count = 1;
 	s->array_task_id = NO_VAL;
@@ -531,6 +539,8 @@ struct str_key {
 #define U32_KEY(k, field) { k, offsetof(struct job_spec, field) }
 static const struct u32_key u32_keys[] = {
 	U32_KEY("id", id),
+	U32_KEY("job_magic", job_magic),
+	U32_KEY("details_magic", details_magic),
 	U32_KEY("user_id", user_id),
 	U32_KEY("group_id", group_id),
 	U32_KEY("state", state),
@@ -755,6 +765,11 @@ static char *own(struct built_job *b, const char *text)
 	return copy;
 }
 
+/* `poison`: the job and details structs start as 0xa5 bytes instead of
+ * zeros, as the members our declarations leave out are never all zero in
+ * slurmctld; a plugin reading them through another layout reads poison. */
+static bool poison_records;
+
 static void build_job(struct built_job *b, const struct job_spec *s)
 {
 	struct job_record *job;
@@ -765,8 +780,21 @@ static void build_job(struct built_job *b, const struct job_spec *s)
 	memset(b, 0, sizeof(*b));
 	job = b->job = xcalloc(1, sizeof(*job));
 	details = b->details = xcalloc(1, sizeof(*details));
+	if (poison_records) {
+		memset(job, 0xa5, sizeof(*job));
+		memset(details, 0xa5, sizeof(*details));
+		/* Every declared member the code below may leave unset. */
+		job->part_ptr = NULL;
+		job->qos_ptr = NULL;
+		job->assoc_ptr = NULL;
+#if JK_HAS_IDENTITY
+		job->id = NULL;
+#endif
+		details->orig_dependency = NULL;
+		details->exc_nodes = NULL;
+	}
 
-	job->magic = JOB_MAGIC;
+	job->magic = s->job_magic;
 	job->job_id = s->id;
 	job->user_id = s->user_id;
 	job->group_id = s->group_id;
@@ -805,9 +833,12 @@ static void build_job(struct built_job *b, const struct job_spec *s)
 #endif
 #if JK_HAS_STEP_ID
 	job->step_id.sluid = s->sluid;
+	/* slurm_step_id_t.job_id, after the 8-byte sluid (slurm-headers/
+	 * declare only the sluid), as slurmctld keeps it. */
+	memcpy((char *)&job->step_id + 8, &job->job_id, sizeof(job->job_id));
 #endif
 
-	details->magic = DETAILS_MAGIC;
+	details->magic = s->details_magic;
 	details->submit_time = (time_t)s->submit;
 	details->begin_time = (time_t)s->begin;
 	details->work_dir = own(b, s->work_dir);
@@ -1041,6 +1072,20 @@ static int run_command(char *line)
 		void *list = p_get_jobs(NULL);
 		return reply_ok(cmd, list ? 1 : 0, list ? "list=non-null" : "list=null");
 	}
+	if (!strcmp(cmd, "poison")) {
+		poison_records = true;
+		return reply_ok(cmd, 0, NULL);
+	}
+	if (!strcmp(cmd, "record_at")) {
+		void *page;
+
+		if (nargs != 2 || strcmp(args[1], "unmapped"))
+			return reply_err(cmd, "usage: record_at unmapped");
+		page = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (page == MAP_FAILED || munmap(page, 4096) != 0)
+			return reply_err(cmd, "mmap/munmap failed");
+		return reply_ok(cmd, call_record(page, false), NULL);
+	}
 	if (!strcmp(cmd, "job") || !strcmp(cmd, "start_job")) {
 		bool start = !strcmp(cmd, "start_job");
 #if !defined(JK_API_25_05)
@@ -1125,6 +1170,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	open_progress();
+	/* As slurmctld's: it loads the plugin JobCompType names. */
+	slurm_conf.job_comp_type = strdup("jobcomp/kafka");
 	load_plugin(argv[1]);
 	while (getline(&line, &cap, stdin) != -1)
 		run_command(line);

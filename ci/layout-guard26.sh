@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The run-time layout guard inside the real slurmctld 26.05.5 (Debian forky
+# chroot); see tests/layout_guard26/test_layout_guard26.py and README "Layout
+# guard".
+#
+#   ci/layout-guard26.sh [PYTEST ARGS...]
+#
+# 1. installs what it needs (Debian packages, the rigs' venv + pytest),
+# 2. builds, while the forky chroot is built (once per machine):
+#    - the plugin for 26.05.5 (make build SLURM_VERSION=26.05.5),
+#    - TEST-ONLY plugins with 26.05.5's plugin_version but another layout
+#      (JK_TEST_FORCE_LAYOUT=<tag>, for each tag in JK_GUARD_LAYOUTS) into
+#      build/layout-guard/,
+# 3. runs the tests on 127.0.0.1 ports 20101 (broker), 20110/20111 (cluster):
+#    this suite's own range 20100-20199, free of the other suites' ports.
+# Everything it starts is stopped by PID, also on failure or Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RIG_NAME=layout-guard26
+. ci/lib/common.sh
+. ci/lib/e2e.sh
+
+RELEASE=26.05.5
+export JK_GUARD_LAYOUTS=${JK_GUARD_LAYOUTS:-26_05_3 24_11_7}
+export JK_E2E_TAG=${JK_E2E_TAG:-$$}
+export PYTHONDONTWRITEBYTECODE=1
+ROOT=${JK_FORKY_ROOT:-$RIG_CACHE/chroot-forky}
+export JK_FORKY_ROOT=$ROOT RIG_CACHE
+export SUITE=forky JK_CHROOT_SUITE=forky
+T0=$(now_ms)
+BG_PIDS=()
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	e2e_stop_children INT "${BG_PIDS[@]}"
+	shopt -s nullglob
+	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-guard26-"$JK_E2E_TAG"-*/ /tmp/jk-guard26-"$JK_E2E_TAG"/kafka
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+phase "prerequisites"
+ci/install-deps.sh
+e2e_install_pytest
+
+phase "forky chroot (background) and plugin builds"
+LOGDIR=$(mktemp -d /tmp/jk-guard26-build.XXXXXX)
+ci/rig/slurm-chroot.sh build "$ROOT" >"$LOGDIR/chroot-build.log" 2>&1 &
+CHROOT_PID=$!
+BG_PIDS+=("$CHROOT_PID")
+mkdir -p build/layout-guard
+for layout in $JK_GUARD_LAYOUTS; do
+	SLURM_VERSION=$RELEASE JK_TEST_FORCE_LAYOUT=$layout cargo build --release --lib --quiet
+	install -m 0755 target/release/libjobcomp_kafka.so "build/layout-guard/jobcomp_kafka-$RELEASE-as-$layout.so"
+done
+# Last, so that target/ is left with the ordinary build.
+make --no-print-directory build SLURM_VERSION="$RELEASE"
+if ! wait "$CHROOT_PID"; then
+	cat "$LOGDIR/chroot-build.log" >&2
+	die "forky chroot build failed"
+fi
+BG_PIDS=()
+rm -rf "$LOGDIR"
+have=$(ci/rig/slurm-chroot.sh version "$ROOT")
+[[ ${have%-*} == "$RELEASE" ]] || die "the forky chroot has Slurm $have, not $RELEASE"
+
+phase "pytest tests/layout_guard26"
+setsid timeout -s INT -k 60 900 "$RIG_VENV/bin/python" -m pytest tests/layout_guard26 -p no:cacheprovider -v -rfEX "$@" &
+P=$!
+BG_PIDS+=("$P")
+RC=0
+wait "$P" || RC=$?
+BG_PIDS=()
+phase "done (pytest exit $RC)"
+exit "$RC"
