@@ -315,7 +315,18 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 impl Host {
     /// Starts `exe PLUGIN` and waits for its "ok load" line.
     pub fn start(exe: &Path) -> Host {
-        let mut child = Command::new(exe)
+        // JK_HOST_WRAPPER (e.g. "valgrind --log-file=..."): run the host under a
+        // tool; it must keep the host's pid, stdio and exit (ci/memcheck.sh).
+        let wrapper = std::env::var("JK_HOST_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => Command::new(tool),
+            None => Command::new(exe),
+        };
+        if !wrapper.trim().is_empty() {
+            command.args(words).arg(exe);
+        }
+        let mut child = command
             .arg(plugin_so())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
