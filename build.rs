@@ -37,6 +37,7 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SLURM_VERSION");
     println!("cargo:rerun-if-env-changed=SLURM_SRC_DIR");
     println!("cargo:rerun-if-env-changed=SLURM_INCLUDE_DIR");
+    println!("cargo:rerun-if-env-changed=JK_TEST_FORCE_LAYOUT");
     println!("cargo:rerun-if-changed=slurm-headers");
     println!("cargo:rerun-if-changed=src/release.rs");
     println!("cargo::rustc-check-cfg=cfg(jk_api, values(\"v22_05\", \"v23_02\", \"v25_05\"))");
@@ -48,7 +49,7 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let release = target_release();
     let source_tree = env::var_os("SLURM_SRC_DIR").map(PathBuf::from);
-    let layout = match release.layout() {
+    let mut layout = match release.layout() {
         Some(layout) => layout,
         // Read through the tree's own bindings; the nominal table layout only
         // serves the tests' C host.
@@ -66,6 +67,28 @@ fn main() {
              to slurm-headers/ and src/release.rs."
         )),
     };
+
+    if let Some(forced) = forced_layout(source_tree.is_some()) {
+        println!(
+            "cargo:warning=JK_TEST_FORCE_LAYOUT={}: TEST-ONLY build with Slurm {release}'s plugin_version but the \
+             struct layout measured on {}; slurmctld {release} must refuse it at run time (layout guard). \
+             Never install this build.",
+            forced.tag(),
+            forced.measured_on()
+        );
+        layout = forced;
+    } else if source_tree.is_none() && release.layout_is_assumed() {
+        println!(
+            "cargo:warning=Slurm {release} is newer than {}, the newest {}.{:02} release whose struct layout was \
+             measured: assuming that layout (slurm-headers/layout_{}.h). The plugin's layout guard checks it \
+             against slurmctld's memory at run time and refuses to read job records if it does not match; \
+             build with SLURM_SRC_DIR=/path/to/configured/slurm-{release} to use the release's own headers.",
+            release.newest_measured().unwrap_or(release),
+            release.major,
+            release.minor,
+            layout.tag()
+        );
+    }
 
     for each in Layout::ALL {
         let header = Path::new("slurm-headers").join(format!("layout_{}.h", each.tag()));
@@ -119,6 +142,21 @@ fn main() {
         layout_module
     );
     fs::write(out_dir.join("target.rs"), target).expect("write target.rs");
+}
+
+/// JK_TEST_FORCE_LAYOUT=<tag> (e.g. 26_05_3), for tests only: build with
+/// that layout whatever the release, to prove that the run-time layout guard
+/// refuses a wrong layout inside a real slurmctld (tests/layout_guard26).
+fn forced_layout(from_source: bool) -> Option<Layout> {
+    let tag = env::var("JK_TEST_FORCE_LAYOUT").ok().filter(|t| !t.trim().is_empty())?;
+    if from_source {
+        fail("JK_TEST_FORCE_LAYOUT and SLURM_SRC_DIR exclude each other");
+    }
+    let layout = Layout::ALL.iter().copied().find(|l| l.tag() == tag.trim());
+    Some(layout.unwrap_or_else(|| {
+        let tags: Vec<&str> = Layout::ALL.iter().map(|l| l.tag()).collect();
+        fail(&format!("JK_TEST_FORCE_LAYOUT={tag:?} is not one of {}", tags.join(", ")))
+    }))
 }
 
 /// A table layout for a release that has none (built from a source tree): the

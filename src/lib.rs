@@ -10,10 +10,12 @@
 //! - [`kafka`]: a small safe layer over librdkafka (rdkafka-sys).
 //! - [`background`]: the plugin's threads and librdkafka's give way to slurmctld's.
 //! - pure logic, unit-tested without Slurm or Kafka: [`config`], [`record`],
-//!   [`jsonc`], [`state_file`], [`release`], [`snapshot`].
+//!   [`jsonc`], [`state_file`], [`release`], [`snapshot`], [`guard`] (the layout
+//!   guard's checks).
 
 pub mod background;
 pub mod config;
+pub mod guard;
 pub mod jsonc;
 pub mod kafka;
 pub mod names;

@@ -96,6 +96,21 @@ impl Release {
     }
 }
 
+impl Release {
+    /// The newest micro release of this release's series whose layout was
+    /// measured (a Layout's column); `None` outside the supported series.
+    pub fn newest_measured(self) -> Option<Release> {
+        Layout::ALL.iter().map(|l| l.measured_on()).filter(|m| m.series() == self.series()).max()
+    }
+
+    /// True when this release's layout is assumed, not measured: it is newer
+    /// than every measured micro release of its series, and `layout()` maps
+    /// it to the last known layout (the run-time layout guard checks it).
+    pub fn layout_is_assumed(self) -> bool {
+        self.layout().is_some() && self.newest_measured().is_some_and(|newest| self > newest)
+    }
+}
+
 /// The supported release series, oldest first. Each one gets the next protocol
 /// version number.
 pub const SERIES: [(u8, u8); 8] = [
@@ -244,6 +259,23 @@ mod tests {
         for layout in Layout::ALL {
             assert_eq!(layout.measured_on().layout(), Some(layout));
         }
+    }
+
+    #[test]
+    fn assumed_layouts_are_the_releases_past_the_newest_measured() {
+        let r = |s| Release::parse(s).unwrap();
+        assert_eq!(r("24.11.5").newest_measured(), Some(r("24.11.7")));
+        assert_eq!(r("26.05.1").newest_measured(), Some(r("26.05.5")));
+        assert_eq!(r("21.08.8").newest_measured(), None);
+        for measured in ["22.05.8", "23.02.2", "23.02.7", "24.11.5", "24.11.7", "25.11.7", "26.05.3", "26.05.5"] {
+            assert!(!r(measured).layout_is_assumed(), "{measured}");
+        }
+        for assumed in ["22.05.9", "23.02.8", "23.11.11", "24.05.9", "24.11.8", "25.05.9", "25.11.8", "26.05.6"] {
+            assert!(r(assumed).layout_is_assumed(), "{assumed}");
+        }
+        // Unknown layouts are refused at build time, not assumed.
+        assert!(!r("26.05.4").layout_is_assumed());
+        assert!(!r("26.11.0").layout_is_assumed());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Every function catches panics: unwinding into slurmctld's C frames would be
 //! undefined behaviour, so a panic becomes an error line and SLURM_ERROR.
 
-use super::{host, job, log};
+use super::{guard, host, log};
 use crate::plugin::{self, NotTaken};
 use crate::snapshot::{codec, Event};
 use std::ffi::{c_int, c_void};
@@ -64,6 +64,17 @@ pub extern "C" fn init() -> c_int {
             log::error("slurm_conf is not available in this process; plugin not started");
             return SLURM_ERROR;
         };
+        let settings = match settings {
+            Ok(settings) => settings,
+            Err(refusal) => {
+                // slurm_conf_t is not laid out as assumed: the job records are
+                // not read either. slurmctld keeps running (23.02+ would not
+                // start if init failed); every record is refused and counted.
+                guard::refuse(&refusal, plugin::unix_now());
+                return SLURM_SUCCESS;
+            }
+        };
+        guard::reset();
         match plugin::init(settings, crate::target::RELEASE) {
             Ok(()) => SLURM_SUCCESS,
             Err(reason) => {
@@ -77,6 +88,7 @@ pub extern "C" fn init() -> c_int {
 #[no_mangle]
 pub extern "C" fn fini() -> c_int {
     guarded("fini", SLURM_ERROR, || {
+        guard::report_not_taken();
         plugin::shutdown();
         SLURM_SUCCESS
     })
@@ -84,8 +96,10 @@ pub extern "C" fn fini() -> c_int {
 
 fn set_location(location: Option<String>) -> c_int {
     guarded("set_location", SLURM_ERROR, || {
-        if let Some(settings) = host::read_settings(location) {
-            plugin::reconfigure(settings);
+        match host::read_settings(location) {
+            Some(Ok(settings)) => plugin::reconfigure(settings),
+            Some(Err(refusal)) => guard::refuse(&refusal, plugin::unix_now()),
+            None => {}
         }
         SLURM_SUCCESS
     })
@@ -114,20 +128,42 @@ pub extern "C" fn jobcomp_p_set_location() -> c_int {
 /// The hot path: copy the record and hand it over. Runs under the job write lock.
 fn record(job: *const c_void, event: Event) -> c_int {
     guarded("log_record", SLURM_ERROR, || {
+        if guard::refused() {
+            // The layout failed the guard: the record is not touched.
+            guard::not_taken(plugin::unix_now());
+            return SLURM_ERROR;
+        }
+        let mut refused_at = None;
         let encode = |buffer: &mut Vec<u8>| {
-            // SAFETY: slurmctld passes a job record of the release we were built
-            // for, under its job lock, for the duration of this call; the view
-            // is encoded and dropped before it returns.
-            let read = unsafe { job::read_target(job, plugin::unix_now()) }?;
-            codec::encode(&read.view, buffer);
-            Some(read.view.job_id)
+            if job.is_null() {
+                return None;
+            }
+            let now = plugin::unix_now();
+            // SAFETY: slurmctld passes a job record under its job lock, for the
+            // duration of this call; the guard reads it checked until the
+            // layout is verified, and the view is encoded and dropped before
+            // this returns.
+            match unsafe { guard::read_target(job, now) } {
+                Some(read) => {
+                    codec::encode(&read.view, buffer);
+                    Some(read.view.job_id)
+                }
+                None => {
+                    refused_at = Some(now);
+                    None
+                }
+            }
         };
         match plugin::submit(event, encode) {
             Ok(()) => SLURM_SUCCESS,
             // Outside slurmctld the plugin is inert and every call succeeds.
             Err(NotTaken::NotRunning) => status(!host::host_is_slurmctld()),
             Err(NotTaken::Unreadable) => {
-                log::error("log_record called with a NULL or unrecognised job record (wrong Slurm release?)");
+                match refused_at {
+                    // The guard's line says why; this record is counted.
+                    Some(now) => guard::not_taken(now),
+                    None => log::error("log_record called with a NULL job record"),
+                }
                 SLURM_ERROR
             }
             Err(NotTaken::Lost) => SLURM_ERROR,

@@ -5,9 +5,11 @@
 //! with -export-dynamic and loads libslurmfull globally), so the plugin has no
 //! undefined symbols and degrades gracefully in a host that lacks one.
 
+use super::memory::{Checked, Memory};
+use crate::guard::{Check, Refusal};
 use crate::plugin::HostSettings;
 use once_cell::sync::OnceCell;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::PathBuf;
 
 /// Bit 46 of slurm_conf.debug_flags: `DebugFlags=JobComp` (named Elasticsearch
@@ -17,14 +19,6 @@ const DEBUG_FLAG_JOBCOMP: u64 = 1 << 46;
 fn symbol(name: &str) -> *mut c_void {
     let Ok(name) = CString::new(name) else { return std::ptr::null_mut() };
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
-}
-
-unsafe fn owned(text: *const c_char) -> Option<String> {
-    if text.is_null() {
-        None
-    } else {
-        Some(CStr::from_ptr(text).to_string_lossy().into_owned())
-    }
 }
 
 /// True when the host process is slurmctld. Other programs load the configured
@@ -55,18 +49,76 @@ fn is_slurmctld_name(path: &str) -> bool {
 
 
 /// The settings the plugin needs from slurm_conf (`None` when the host has no
-/// slurm_conf symbol).
-pub fn read_settings(job_comp_loc_override: Option<String>) -> Option<HostSettings> {
+/// slurm_conf symbol). Every string is read with the guard's checked reads
+/// (init and reconfigure only), and JobCompType must name this plugin: a
+/// slurm_conf_t layout that is not the running release's is refused here, as
+/// `Err`, before anything is taken from it.
+pub fn read_settings(job_comp_loc_override: Option<String>) -> Option<Result<HostSettings, Refusal>> {
     let conf = symbol("slurm_conf") as *const crate::target::layout::slurm_conf_t;
-    let conf = unsafe { conf.as_ref()? };
-    unsafe {
-        Some(HostSettings {
-            cluster_name: owned(conf.cluster_name).unwrap_or_default(),
-            job_comp_loc: job_comp_loc_override.or_else(|| owned(conf.job_comp_loc)),
-            job_comp_params: owned(conf.job_comp_params),
-            state_save_location: owned(conf.state_save_location).map(PathBuf::from),
-            jobcomp_debug: conf.debug_flags & DEBUG_FLAG_JOBCOMP != 0,
-        })
+    if conf.is_null() {
+        return None;
+    }
+    // SAFETY: slurm_conf is a live data symbol of the host; its members are read
+    // as plain values and its strings only through checked reads.
+    Some(unsafe { settings_from_conf(&*conf, job_comp_loc_override) })
+}
+
+unsafe fn settings_from_conf(
+    conf: &crate::target::layout::slurm_conf_t,
+    job_comp_loc_override: Option<String>,
+) -> Result<HostSettings, Refusal> {
+    let text = |ptr: *mut c_char, field| -> Result<Option<String>, Refusal> {
+        Ok(Checked.string(ptr, field)?.map(|b| String::from_utf8_lossy(b).into_owned()))
+    };
+    let job_comp_type = text(conf.job_comp_type, "slurm_conf.job_comp_type")?;
+    if !crate::guard::job_comp_type_is_ours(job_comp_type.as_deref()) {
+        return Err(Refusal::new(Check::Inconsistent, "slurm_conf.job_comp_type"));
+    }
+    let job_comp_loc = text(conf.job_comp_loc, "slurm_conf.job_comp_loc")?;
+    if let (Some(given), Some(read)) = (&job_comp_loc_override, &job_comp_loc) {
+        // 22.05 passes JobCompLoc to set_location: it must be slurm_conf's.
+        if given != read {
+            return Err(Refusal::new(Check::Inconsistent, "slurm_conf.job_comp_loc"));
+        }
+    }
+    let state_save_location = text(conf.state_save_location, "slurm_conf.state_save_location")?;
+    if !crate::guard::state_save_location_plausible(state_save_location.as_deref()) {
+        return Err(Refusal::new(Check::Inconsistent, "slurm_conf.state_save_location"));
+    }
+    Ok(HostSettings {
+        cluster_name: text(conf.cluster_name, "slurm_conf.cluster_name")?.unwrap_or_default(),
+        job_comp_loc: job_comp_loc_override.or(job_comp_loc),
+        job_comp_params: text(conf.job_comp_params, "slurm_conf.job_comp_params")?,
+        state_save_location: state_save_location.map(PathBuf::from),
+        jobcomp_debug: conf.debug_flags & DEBUG_FLAG_JOBCOMP != 0,
+    })
+}
+
+/// What slurmctld's own find_job_record says about a job id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobLookup {
+    /// The record slurmctld has for the id (NULL: none).
+    Found(*const c_void),
+    /// The host has no find_job_record (the tests' C host, the fuzz targets):
+    /// the check is skipped.
+    NoLookup,
+}
+
+type FindJobRecordFn = unsafe extern "C" fn(u32) -> *const c_void;
+static FIND_JOB_RECORD: OnceCell<Option<FindJobRecordFn>> = OnceCell::new();
+
+/// find_job_record(job_id) of slurmctld (a hash lookup under the job lock the
+/// caller holds; no system call). Used by the guard's checked reads only.
+pub fn find_job_record(job_id: u32) -> JobLookup {
+    let function = FIND_JOB_RECORD.get_or_init(|| {
+        let f = symbol("find_job_record");
+        // SAFETY: slurmctld's `job_record_t *find_job_record(uint32_t job_id)`.
+        (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, FindJobRecordFn>(f) })
+    });
+    match function {
+        // SAFETY: see above; the caller holds the job lock (log_record's contract).
+        Some(find) => JobLookup::Found(unsafe { find(job_id) }),
+        None => JobLookup::NoLookup,
     }
 }
 

@@ -9,24 +9,24 @@
 //! system or the name service.
 
 use super::host;
+use super::memory::{Memory, Trusted};
+#[allow(unused_imports)]
+use super::memory::Checked;
+use crate::guard::{Check, Refusal};
 use crate::release::Layout;
 use crate::snapshot::{AssocChain, DetailsFields, JobView};
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 
 /// `job_record.magic` of a live job record.
 pub const JOB_MAGIC: u32 = 0xf0b7392c;
 
-/// The bytes of a NUL-terminated C string; `None` for NULL.
-///
-/// # Safety
-/// `text` is NULL or points to a NUL-terminated string that stays valid for `'a`.
-unsafe fn borrow_str<'a>(text: *const c_char) -> Option<&'a [u8]> {
-    if text.is_null() {
-        None
-    } else {
-        Some(CStr::from_ptr(text).to_bytes())
-    }
-}
+/// `job_details.magic` and `part_record.magic` of live records.
+pub const DETAILS_MAGIC: u32 = 0x0dea84e7;
+pub const PART_MAGIC: u32 = 0xaefe8495;
+
+/// Offset of `job_id` in the 24-byte `slurm_step_id_t` of 24.11+ (after the
+/// 8-byte sluid); slurm-headers/ declare only the sluid.
+const STEP_ID_JOB_ID_OFFSET: usize = 8;
 
 /// A job record read: the view, and the association manager's read lock that
 /// keeps the association chain's strings alive until the view is dropped.
@@ -35,80 +35,107 @@ pub struct JobRead<'a> {
     _assoc_lock: Option<host::AssocReadLock>,
 }
 
-/// Reads one record with the layout the plugin was built for (a configured
-/// source tree's, when built with SLURM_SRC_DIR). `None` when the pointer is
-/// NULL or the record's magic is wrong (which would mean the plugin was built
-/// for another Slurm release than the one running it).
-///
-/// # Safety
-/// `job` is NULL or points to a job record of the target layout, and the caller
-/// holds slurmctld's job read or write lock.
-pub unsafe fn read_target<'a>(job: *const c_void, taken_at: i64) -> Option<JobRead<'a>> {
+/// Which reader: a slurm-headers/ layout, or the source tree's (SLURM_SRC_DIR).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reader {
+    Table(Layout),
     #[cfg(jk_layout_from_source)]
-    {
-        if job.is_null() {
-            return None;
-        }
-        readers::source(job).map(|mut read| {
-            read.view.taken_at = taken_at;
-            read
-        })
-    }
-    #[cfg(not(jk_layout_from_source))]
-    read(crate::target::LAYOUT, job, taken_at)
+    Source,
 }
 
-/// Reads one record of the given layout (see [`read_target`]).
+/// The reader the plugin was built for.
+pub fn target_reader() -> Reader {
+    #[cfg(jk_layout_from_source)]
+    return Reader::Source;
+    #[cfg(not(jk_layout_from_source))]
+    Reader::Table(crate::target::LAYOUT)
+}
+
+/// Reads one record through `reader`, dereferencing with `memory`. Refused
+/// (not read on) at the first failed check: a magic number (job, details,
+/// partition), the embedded step id (25.11+), and with [`Checked`] memory
+/// every pointer's readability, every string's NUL within a bound, and
+/// slurmctld's find_job_record. Plausibility is the caller's
+/// (`guard::check_plausible`).
 ///
 /// # Safety
-/// As [`read_target`], with `layout` the layout of the record.
+/// `job` is not NULL. With [`Trusted`] memory, it points to a job record of
+/// `reader`'s layout and the caller holds slurmctld's job lock.
+pub unsafe fn read_with<'a, M: Memory>(memory: &M, reader: Reader, job: *const c_void) -> Result<JobRead<'a>, Refusal> {
+    match reader {
+        Reader::Table(layout) => match layout {
+            Layout::L22_05_8 => readers::l22_05_8(memory, job),
+            Layout::L23_02_2 => readers::l23_02_2(memory, job),
+            Layout::L23_02_7 => readers::l23_02_7(memory, job),
+            Layout::L23_11_10 => readers::l23_11_10(memory, job),
+            Layout::L24_05_8 => readers::l24_05_8(memory, job),
+            Layout::L24_11_0 => readers::l24_11_0(memory, job),
+            Layout::L24_11_3 => readers::l24_11_3(memory, job),
+            Layout::L24_11_7 => readers::l24_11_7(memory, job),
+            Layout::L25_05_8 => readers::l25_05_8(memory, job),
+            Layout::L25_11_7 => readers::l25_11_7(memory, job),
+            Layout::L26_05_3 => readers::l26_05_3(memory, job),
+            Layout::L26_05_5 => readers::l26_05_5(memory, job),
+        },
+        #[cfg(jk_layout_from_source)]
+        Reader::Source => readers::source(memory, job),
+    }
+}
+
+/// Reads one record of the given layout with trusted loads (tests, benches).
+/// `None` when the pointer is NULL or a check fails.
+///
+/// # Safety
+/// As [`read_with`] with [`Trusted`].
 pub unsafe fn read<'a>(layout: Layout, job: *const c_void, taken_at: i64) -> Option<JobRead<'a>> {
     if job.is_null() {
         return None;
     }
-    let snapshot = match layout {
-        Layout::L22_05_8 => readers::l22_05_8(job),
-        Layout::L23_02_2 => readers::l23_02_2(job),
-        Layout::L23_02_7 => readers::l23_02_7(job),
-        Layout::L23_11_10 => readers::l23_11_10(job),
-        Layout::L24_05_8 => readers::l24_05_8(job),
-        Layout::L24_11_0 => readers::l24_11_0(job),
-        Layout::L24_11_3 => readers::l24_11_3(job),
-        Layout::L24_11_7 => readers::l24_11_7(job),
-        Layout::L25_05_8 => readers::l25_05_8(job),
-        Layout::L25_11_7 => readers::l25_11_7(job),
-        Layout::L26_05_3 => readers::l26_05_3(job),
-        Layout::L26_05_5 => readers::l26_05_5(job),
-    };
-    snapshot.map(|mut read| {
+    read_with(&Trusted, Reader::Table(layout), job).ok().map(|mut read| {
         read.view.taken_at = taken_at;
         read
     })
 }
 
-/// Generates `unsafe fn $name(job: *const c_void) -> Option<JobRead>` for one
+fn magic(found: u32, expected: u32, field: &'static str) -> Result<(), Refusal> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(Refusal::new(Check::Magic { found, expected }, field))
+    }
+}
+
+/// Generates `unsafe fn $name(memory, job) -> Result<JobRead, Refusal>` for one
 /// layout module. The `yes`/`no` switches say whether the layout has the field.
 macro_rules! job_reader {
     ($name:ident, $layout:ident, failed_node: $failed:tt, identity: $identity:tt, step_sluid: $sluid:tt) => {
-        pub unsafe fn $name<'a>(job: *const c_void) -> Option<JobRead<'a>> {
+        pub unsafe fn $name<'a, M: Memory>(m: &M, job_ptr: *const c_void) -> Result<JobRead<'a>, Refusal> {
             use crate::slurm::layouts::$layout as l;
-            let job: &'a l::job_record = &*(job as *const l::job_record);
-            if job.magic != JOB_MAGIC {
-                return None;
+            let Some(job) = m.get::<l::job_record>(job_ptr as *const l::job_record, "job_record")? else {
+                return Err(Refusal::new(Check::Unreadable, "job_record"));
+            };
+            magic(job.magic, JOB_MAGIC, "job_record.magic")?;
+            job_reader!(@step_id $sluid, job);
+            if M::CHECKED {
+                if let host::JobLookup::Found(found) = host::find_job_record(job.job_id) {
+                    if found != job_ptr {
+                        return Err(Refusal::new(Check::LookupMismatch { job_id: job.job_id }, "job_record.job_id"));
+                    }
+                }
             }
             let mut s = JobView {
                 job_id: job.job_id,
                 db_index: job.db_index,
-                container: borrow_str(job.container),
+                container: m.string(job.container, "job_record.container")?,
                 user_id: job.user_id,
                 group_id: job.group_id,
                 start_time: job.start_time,
                 end_time: job.end_time,
                 resize_time: job.resize_time,
                 job_state: job.job_state,
-                partition: borrow_str(job.partition),
-                alloc_node: borrow_str(job.alloc_node),
-                nodes: borrow_str(job.nodes),
+                partition: m.string(job.partition, "job_record.partition")?,
+                alloc_node: m.string(job.alloc_node, "job_record.alloc_node")?,
+                nodes: m.string(job.nodes, "job_record.nodes")?,
                 total_cpus: job.total_cpus,
                 total_nodes: job.total_nodes,
                 derived_ec: job.derived_ec,
@@ -119,98 +146,122 @@ macro_rules! job_reader {
                 het_job_offset: job.het_job_offset,
                 priority: job.priority,
                 time_limit: job.time_limit,
-                name: borrow_str(job.name),
-                resv_name: borrow_str(job.resv_name),
-                wckey: borrow_str(job.wckey),
-                tres_req_str: borrow_str(job.tres_req_str),
-                tres_fmt_req_str: borrow_str(job.tres_fmt_req_str),
-                tres_alloc_str: borrow_str(job.tres_alloc_str),
-                tres_fmt_alloc_str: borrow_str(job.tres_fmt_alloc_str),
-                account: borrow_str(job.account),
-                admin_comment: borrow_str(job.admin_comment),
-                comment: borrow_str(job.comment),
+                name: m.string(job.name, "job_record.name")?,
+                resv_name: m.string(job.resv_name, "job_record.resv_name")?,
+                wckey: m.string(job.wckey, "job_record.wckey")?,
+                tres_req_str: m.string(job.tres_req_str, "job_record.tres_req_str")?,
+                tres_fmt_req_str: m.string(job.tres_fmt_req_str, "job_record.tres_fmt_req_str")?,
+                tres_alloc_str: m.string(job.tres_alloc_str, "job_record.tres_alloc_str")?,
+                tres_fmt_alloc_str: m.string(job.tres_fmt_alloc_str, "job_record.tres_fmt_alloc_str")?,
+                account: m.string(job.account, "job_record.account")?,
+                admin_comment: m.string(job.admin_comment, "job_record.admin_comment")?,
+                comment: m.string(job.comment, "job_record.comment")?,
                 batch_flag: job.batch_flag,
                 ..JobView::default()
             };
-            if let Some(details) = job.details.as_ref() {
+            if let Some(details) = m.get(job.details as *const l::job_details, "job_record.details")? {
+                magic(details.magic, DETAILS_MAGIC, "job_details.magic")?;
                 s.details = Some(DetailsFields {
                     submit_time: details.submit_time,
                     begin_time: details.begin_time,
-                    work_dir: borrow_str(details.work_dir),
-                    std_err: borrow_str(details.std_err),
-                    std_in: borrow_str(details.std_in),
-                    std_out: borrow_str(details.std_out),
+                    work_dir: m.string(details.work_dir, "job_details.work_dir")?,
+                    std_err: m.string(details.std_err, "job_details.std_err")?,
+                    std_in: m.string(details.std_in, "job_details.std_in")?,
+                    std_out: m.string(details.std_out, "job_details.std_out")?,
                     num_tasks: details.num_tasks,
                     ntasks_per_node: details.ntasks_per_node,
                     ntasks_per_tres: details.ntasks_per_tres,
                     cpus_per_task: details.cpus_per_task,
-                    orig_dependency: borrow_str(details.orig_dependency),
-                    exc_nodes: borrow_str(details.exc_nodes),
-                    features: borrow_str(details.features),
+                    orig_dependency: m.string(details.orig_dependency, "job_details.orig_dependency")?,
+                    exc_nodes: m.string(details.exc_nodes, "job_details.exc_nodes")?,
+                    features: m.string(details.features, "job_details.features")?,
                 });
             }
-            if let Some(part) = job.part_ptr.as_ref() {
-                s.part_ptr_name = borrow_str(part.name);
+            if let Some(part) = m.get(job.part_ptr as *const l::part_record, "job_record.part_ptr")? {
+                magic(part.magic, PART_MAGIC, "part_record.magic")?;
+                s.part_ptr_name = m.string(part.name, "part_record.name")?;
                 s.part_max_time = Some(part.max_time);
             }
-            if let Some(qos) = job.qos_ptr.as_ref() {
-                s.qos = borrow_str(qos.name);
+            if let Some(qos) = m.get(job.qos_ptr as *const l::slurmdb_qos_rec, "job_record.qos_ptr")? {
+                s.qos = m.string(qos.name, "slurmdb_qos_rec.name")?;
             }
             let mut assoc_lock = None;
             if !job.assoc_ptr.is_null() {
                 // Held until the view is dropped: the chain's strings belong to
                 // the association manager.
                 assoc_lock = Some(host::AssocReadLock::acquire());
-                let assoc = &*job.assoc_ptr;
-                s.cluster = borrow_str(assoc.cluster);
                 let mut chain = AssocChain::default();
                 let mut next = job.assoc_ptr as *const l::slurmdb_assoc_rec;
-                while let Some(assoc) = next.as_ref() {
+                let mut first = true;
+                while let Some(assoc) = m.get(next, "slurmdb_assoc_rec")? {
+                    if first {
+                        s.cluster = m.string(assoc.cluster, "slurmdb_assoc_rec.cluster")?;
+                        first = false;
+                    }
                     if chain.is_full() {
                         break;
                     }
-                    if let Some(acct) = borrow_str(assoc.acct) {
+                    if let Some(acct) = m.string(assoc.acct, "slurmdb_assoc_rec.acct")? {
                         chain.push(acct);
                     }
-                    next = match assoc.usage.as_ref() {
+                    next = match m.get(assoc.usage as *const l::slurmdb_assoc_usage, "slurmdb_assoc_rec.usage")? {
                         Some(usage) => usage.parent_assoc_ptr,
                         None => std::ptr::null(),
                     };
                 }
                 s.assoc_chain = Some(chain);
             }
-            job_reader!(@failed_node $failed, s, job);
-            job_reader!(@identity $identity, s, job);
+            job_reader!(@failed_node $failed, s, job, m);
+            job_reader!(@identity $identity, s, job, m);
             job_reader!(@step_sluid $sluid, s, job);
-            Some(JobRead { view: s, _assoc_lock: assoc_lock })
+            Ok(JobRead { view: s, _assoc_lock: assoc_lock })
         }
     };
-    (@failed_node yes, $s:ident, $job:ident) => { $s.failed_node = borrow_str($job.failed_node); };
-    (@failed_node no, $s:ident, $job:ident) => {};
-    (@identity yes, $s:ident, $job:ident) => {
-        if let Some(id) = $job.id.as_ref() {
-            $s.user_name = borrow_str(id.pw_name);
-            $s.group_name = identity_group_name(id.ngids, id.gids, id.gr_names, $job.group_id);
+    (@failed_node yes, $s:ident, $job:ident, $m:ident) => {
+        $s.failed_node = $m.string($job.failed_node, "job_record.failed_node")?;
+    };
+    (@failed_node no, $s:ident, $job:ident, $m:ident) => {};
+    (@identity yes, $s:ident, $job:ident, $m:ident) => {
+        if let Some(id) = $m.get($job.id as *const l::identity, "job_record.id")? {
+            $s.user_name = $m.string(id.pw_name, "identity.pw_name")?;
+            $s.group_name = identity_group_name($m, id.ngids, id.gids, id.gr_names, $job.group_id)?;
         }
     };
-    (@identity no, $s:ident, $job:ident) => {};
+    (@identity no, $s:ident, $job:ident, $m:ident) => {};
     (@step_sluid yes, $s:ident, $job:ident) => { $s.step_sluid = $job.step_id.sluid; };
     (@step_sluid no, $s:ident, $job:ident) => {};
+    // 25.11+: the record starts with its own step id, whose job id must be the job's.
+    (@step_id yes, $job:ident) => {
+        let step_id = &$job.step_id as *const _ as *const u8;
+        let step_job_id = (step_id.add(STEP_ID_JOB_ID_OFFSET) as *const u32).read_unaligned();
+        if step_job_id != $job.job_id {
+            return Err(Refusal::new(
+                Check::StepIdMismatch { step_job_id, job_id: $job.job_id },
+                "job_record.step_id.job_id",
+            ));
+        }
+    };
+    (@step_id no, $job:ident) => {};
 }
 
 /// The name of group `gid` from an identity's parallel `gids` / `gr_names` arrays.
-unsafe fn identity_group_name<'a>(
+unsafe fn identity_group_name<'a, M: Memory>(
+    m: &M,
     ngids: i32,
     gids: *const libc::gid_t,
     names: *const *mut c_char,
     gid: u32,
-) -> Option<&'a [u8]> {
+) -> Result<Option<&'a [u8]>, Refusal> {
     if gids.is_null() || names.is_null() || ngids <= 0 {
-        return None;
+        return Ok(None);
     }
-    let gids = std::slice::from_raw_parts(gids, ngids as usize);
-    let index = gids.iter().position(|g| *g == gid)?;
-    borrow_str(*names.add(index))
+    if ngids > crate::guard::MAX_GROUPS {
+        return Err(Refusal::new(Check::Implausible { value: ngids.into() }, "identity.ngids"));
+    }
+    let Some(gids) = m.slice(gids, ngids as usize, "identity.gids")? else { return Ok(None) };
+    let Some(index) = gids.iter().position(|g| *g == gid) else { return Ok(None) };
+    let Some(names) = m.slice(names, ngids as usize, "identity.gr_names")? else { return Ok(None) };
+    m.string(names[index], "identity.gr_names[]")
 }
 
 #[allow(clippy::missing_safety_doc)]
@@ -243,94 +294,196 @@ pub mod readers {
 mod tests {
     //! Each layout's reader against a synthetic record built with that layout's
     //! own bindgen structs: every field lands where the reader looks for it.
+    //! The structs are first filled with 0xa5 bytes, as the members the
+    //! declarations leave out are never zero in slurmctld: a reader that
+    //! looks anywhere else than at its declared members reads that poison.
+    //! Then the layout guard: every layout's reader, through checked reads,
+    //! refuses every other layout's record, random bytes, and records whose
+    //! pointers point nowhere.
     use super::*;
+    use crate::slurm::guard::{check_image, check_record};
     use crate::snapshot::JobSnapshot;
     use std::ffi::CString;
 
-    /// Owns the C strings a synthetic record points to.
-    struct Strings(Vec<CString>);
+    const NOW: i64 = 1_700_010_000;
 
-    impl Strings {
-        fn ptr(&mut self, text: &[u8]) -> *mut c_char {
-            self.0.push(CString::new(text).unwrap());
-            self.0.last().unwrap().as_ptr() as *mut c_char
-        }
+    /// A value of `T` with every byte 0xa5.
+    fn poisoned<T: Default>() -> T {
+        let mut value = T::default();
+        unsafe { std::ptr::write_bytes(&mut value as *mut T as *mut u8, 0xa5, std::mem::size_of::<T>()) };
+        value
+    }
+
+    /// A leaked C string (test records live for the whole test run).
+    fn c(text: &[u8]) -> *mut c_char {
+        CString::new(text).unwrap().into_raw()
+    }
+
+    fn leak<T>(value: T) -> *mut T {
+        Box::into_raw(Box::new(value))
+    }
+
+    /// The pointers of a built record, for the tests that break them.
+    struct Built {
+        job: *mut c_void,
+        /// (member name as the guard names it, address of the pointer member)
+        pointers: Vec<(&'static str, *mut *mut c_void)>,
+    }
+
+    macro_rules! record_builder {
+        ($build:ident, $layout:ident, failed_node: $failed:tt, identity: $identity:tt, step_sluid: $sluid:tt) => {
+            /// A complete record of this layout (leaked), poison in every undeclared byte.
+            #[allow(unused_mut)]
+            fn $build() -> Built {
+                use crate::slurm::layouts::$layout as l;
+                let details = leak(poisoned::<l::job_details>());
+                let part = leak(poisoned::<l::part_record>());
+                let qos = leak(poisoned::<l::slurmdb_qos_rec>());
+                let root = leak(poisoned::<l::slurmdb_assoc_rec>());
+                let account_usage = leak(poisoned::<l::slurmdb_assoc_usage>());
+                let account = leak(poisoned::<l::slurmdb_assoc_rec>());
+                let user_usage = leak(poisoned::<l::slurmdb_assoc_usage>());
+                let user = leak(poisoned::<l::slurmdb_assoc_rec>());
+                let job = leak(poisoned::<l::job_record>());
+                let mut pointers: Vec<(&'static str, *mut *mut c_void)> = Vec::new();
+                macro_rules! p {
+                    ($name:literal, $place:expr) => {
+                        pointers.push(($name, std::ptr::addr_of_mut!($place) as *mut *mut c_void))
+                    };
+                }
+                unsafe {
+                    let d = &mut *details;
+                    d.magic = DETAILS_MAGIC;
+                    d.submit_time = 1_700_000_000;
+                    d.begin_time = 1_700_000_010;
+                    d.work_dir = c(b"/home/a \"q\"");
+                    d.std_out = c(b"/home/a/out");
+                    d.std_err = std::ptr::null_mut();
+                    d.std_in = std::ptr::null_mut();
+                    d.orig_dependency = std::ptr::null_mut();
+                    d.exc_nodes = std::ptr::null_mut();
+                    d.num_tasks = 4;
+                    d.ntasks_per_node = 2;
+                    d.ntasks_per_tres = 0;
+                    d.cpus_per_task = 3;
+                    d.features = c(b"fast");
+                    p!("job_details.work_dir", d.work_dir);
+                    p!("job_details.std_out", d.std_out);
+                    p!("job_details.features", d.features);
+                    let pr = &mut *part;
+                    pr.magic = PART_MAGIC;
+                    pr.name = c(b"debug");
+                    pr.max_time = 120;
+                    p!("part_record.name", pr.name);
+                    (*qos).name = c(b"normal");
+                    p!("slurmdb_qos_rec.name", (*qos).name);
+                    // user association -> account association -> root
+                    (*root).acct = c(b"root");
+                    (*root).cluster = std::ptr::null_mut();
+                    (*root).usage = std::ptr::null_mut();
+                    (*account_usage).parent_assoc_ptr = root;
+                    (*account).acct = c(b"physics");
+                    (*account).cluster = std::ptr::null_mut();
+                    (*account).usage = account_usage;
+                    (*user_usage).parent_assoc_ptr = account;
+                    (*user).acct = c(b"physics");
+                    (*user).cluster = c(b"c1");
+                    (*user).usage = user_usage;
+                    p!("slurmdb_assoc_rec.cluster", (*user).cluster);
+                    p!("slurmdb_assoc_rec.usage", (*user).usage);
+                    p!("slurmdb_assoc_rec.acct", (*root).acct);
+                    let j = &mut *job;
+                    j.magic = JOB_MAGIC;
+                    j.job_id = 4242;
+                    j.db_index = 77;
+                    j.user_id = 1000;
+                    j.group_id = 100;
+                    j.name = c(b"name\xff\t");
+                    j.partition = c(b"debug,long");
+                    j.nodes = c(b"n[1-2]");
+                    j.alloc_node = c(b"login1");
+                    j.account = c(b"physics");
+                    j.comment = c(b"a comment");
+                    j.admin_comment = c(b"admin");
+                    j.tres_fmt_alloc_str = c(b"cpu=4");
+                    j.tres_req_str = std::ptr::null_mut();
+                    j.tres_fmt_req_str = std::ptr::null_mut();
+                    j.tres_alloc_str = std::ptr::null_mut();
+                    j.container = std::ptr::null_mut();
+                    j.resv_name = std::ptr::null_mut();
+                    j.wckey = std::ptr::null_mut();
+                    j.job_state = 3;
+                    j.exit_code = 3 << 8;
+                    j.derived_ec = 0xfffffffe;
+                    j.start_time = 1_700_000_100;
+                    j.end_time = 1_700_003_700;
+                    j.resize_time = 0;
+                    j.total_cpus = 4;
+                    j.total_nodes = 2;
+                    j.array_job_id = 4240;
+                    j.array_task_id = 2;
+                    j.het_job_id = 0;
+                    j.het_job_offset = 0;
+                    j.time_limit = 60;
+                    j.priority = 12;
+                    j.batch_flag = 1;
+                    j.details = details;
+                    j.part_ptr = part;
+                    j.qos_ptr = qos;
+                    j.assoc_ptr = user;
+                    p!("job_record.name", j.name);
+                    p!("job_record.partition", j.partition);
+                    p!("job_record.nodes", j.nodes);
+                    p!("job_record.alloc_node", j.alloc_node);
+                    p!("job_record.account", j.account);
+                    p!("job_record.comment", j.comment);
+                    p!("job_record.admin_comment", j.admin_comment);
+                    p!("job_record.tres_fmt_alloc_str", j.tres_fmt_alloc_str);
+                    p!("job_record.details", j.details);
+                    p!("job_record.part_ptr", j.part_ptr);
+                    p!("job_record.qos_ptr", j.qos_ptr);
+                    p!("slurmdb_assoc_rec", j.assoc_ptr);
+                    record_builder!(@failed_node $failed, j, pointers);
+                    record_builder!(@identity $identity, j, pointers, l);
+                    record_builder!(@step_sluid $sluid, j);
+                }
+                Built { job: job as *mut c_void, pointers }
+            }
+        };
+        (@failed_node yes, $j:ident, $pointers:ident) => {
+            $j.failed_node = c(b"n2");
+            $pointers.push(("job_record.failed_node", std::ptr::addr_of_mut!($j.failed_node) as *mut *mut c_void));
+        };
+        (@failed_node no, $j:ident, $pointers:ident) => {};
+        (@identity yes, $j:ident, $pointers:ident, $l:ident) => {
+            let identity = leak(poisoned::<$l::identity>());
+            (*identity).pw_name = c(b"alice");
+            (*identity).ngids = 2;
+            (*identity).gids = Box::leak(Box::new([5 as libc::gid_t, 100])).as_mut_ptr();
+            (*identity).gr_names = Box::leak(Box::new([c(b"other"), c(b"users")])).as_mut_ptr();
+            $j.id = identity;
+            $pointers.push(("identity.pw_name", std::ptr::addr_of_mut!((*identity).pw_name) as *mut *mut c_void));
+            $pointers.push(("identity.gids", std::ptr::addr_of_mut!((*identity).gids) as *mut *mut c_void));
+            $pointers.push(("identity.gr_names", std::ptr::addr_of_mut!((*identity).gr_names) as *mut *mut c_void));
+            $pointers.push(("job_record.id", std::ptr::addr_of_mut!($j.id) as *mut *mut c_void));
+        };
+        (@identity no, $j:ident, $pointers:ident, $l:ident) => {};
+        (@step_sluid yes, $j:ident) => {
+            $j.step_id.sluid = 0xbc064b4483ea1000;
+            let step_id = std::ptr::addr_of_mut!($j.step_id) as *mut u8;
+            (step_id.add(STEP_ID_JOB_ID_OFFSET) as *mut u32).write_unaligned($j.job_id);
+        };
+        (@step_sluid no, $j:ident) => {};
     }
 
     macro_rules! layout_test {
-        ($test:ident, $layout:ident, $variant:ident, failed_node: $failed:tt, identity: $identity:tt, step_sluid: $sluid:tt) => {
+        ($test:ident, $build:ident, $module:ident, $variant:ident, failed_node: $failed:tt, identity: $identity:tt, step_sluid: $sluid:tt) => {
+            record_builder!($build, $module, failed_node: $failed, identity: $identity, step_sluid: $sluid);
+
             #[test]
-            #[allow(unused_assignments)]
             fn $test() {
-                use crate::slurm::layouts::$layout as l;
-                let mut s = Strings(Vec::new());
-                let mut details = l::job_details::default();
-                details.submit_time = 1_700_000_000;
-                details.begin_time = 1_700_000_010;
-                details.work_dir = s.ptr(b"/home/a \"q\"");
-                details.std_out = s.ptr(b"/home/a/out");
-                details.num_tasks = 4;
-                details.ntasks_per_node = 2;
-                details.cpus_per_task = 3;
-                details.features = s.ptr(b"fast");
-                let mut part = l::part_record::default();
-                part.name = s.ptr(b"debug");
-                part.max_time = 120;
-                let mut qos = l::slurmdb_qos_rec::default();
-                qos.name = s.ptr(b"normal");
-                // user association -> account association -> root
-                let mut root = l::slurmdb_assoc_rec::default();
-                root.acct = s.ptr(b"root");
-                let mut account_usage = l::slurmdb_assoc_usage::default();
-                account_usage.parent_assoc_ptr = &mut root;
-                let mut account = l::slurmdb_assoc_rec::default();
-                account.acct = s.ptr(b"physics");
-                account.usage = &mut account_usage;
-                let mut user_usage = l::slurmdb_assoc_usage::default();
-                user_usage.parent_assoc_ptr = &mut account;
-                let mut user = l::slurmdb_assoc_rec::default();
-                user.acct = s.ptr(b"physics");
-                user.cluster = s.ptr(b"c1");
-                user.usage = &mut user_usage;
-
-                let mut job = l::job_record::default();
-                job.magic = JOB_MAGIC;
-                job.job_id = 4242;
-                job.db_index = 77;
-                job.user_id = 1000;
-                job.group_id = 100;
-                job.name = s.ptr(b"name\xff\t");
-                job.partition = s.ptr(b"debug,long");
-                job.nodes = s.ptr(b"n[1-2]");
-                job.alloc_node = s.ptr(b"login1");
-                job.account = s.ptr(b"physics");
-                job.comment = s.ptr(b"a comment");
-                job.admin_comment = s.ptr(b"admin");
-                job.tres_fmt_alloc_str = s.ptr(b"cpu=4");
-                job.job_state = 3;
-                job.exit_code = 3 << 8;
-                job.derived_ec = 0xfffffffe;
-                job.start_time = 1_700_000_100;
-                job.end_time = 1_700_003_700;
-                job.total_cpus = 4;
-                job.total_nodes = 2;
-                job.array_job_id = 4240;
-                job.array_task_id = 2;
-                job.time_limit = 60;
-                job.priority = 12;
-                job.batch_flag = 1;
-                job.details = &mut details;
-                job.part_ptr = &mut part;
-                job.qos_ptr = &mut qos;
-                job.assoc_ptr = &mut user;
-                layout_test!(@failed_node $failed, job, s);
-                let mut gids: [libc::gid_t; 2] = [5, 100];
-                let mut group_names = [s.ptr(b"other"), s.ptr(b"users")];
-                let mut identity_holder = None;
-                layout_test!(@identity $identity, job, s, gids, group_names, identity_holder);
-                layout_test!(@step_sluid $sluid, job);
-
-                let snap = unsafe { read(Layout::$variant, &job as *const l::job_record as *const c_void, 9) }
+                let built = $build();
+                let snap = unsafe { read(Layout::$variant, built.job, 9) }
                     .expect("a record with the right magic is read")
                     .view
                     .to_snapshot();
@@ -373,29 +526,25 @@ mod tests {
                 layout_test!(@check_step_sluid $sluid, snap);
                 assert_eq!(snap.script_owner_id(), 4240);
 
+                // The guard's checked reads accept the record and read the same.
+                let checked = check_record(Layout::$variant, built.job, NOW).expect("the guard accepts its own layout");
+                assert_eq!(checked.taken_at, NOW);
+                assert_eq!(JobSnapshot { taken_at: 9, ..checked }, snap);
+
                 // A wrong magic (another release's layout) is refused, not misread.
-                job.magic = 0;
-                assert!(unsafe { read(Layout::$variant, &job as *const l::job_record as *const c_void, 9) }.is_none());
-                let _ = &identity_holder;
+                let layout = Layout::$variant;
+                let magic_at = unsafe {
+                    use crate::slurm::layouts::$module as l;
+                    std::ptr::addr_of_mut!((*(built.job as *mut l::job_record)).magic)
+                };
+                unsafe { *magic_at = 0 };
+                assert!(unsafe { read(layout, built.job, 9) }.is_none());
+                let refusal = check_record(layout, built.job, NOW).unwrap_err();
+                assert_eq!(refusal.field, "job_record.magic");
+                unsafe { *magic_at = JOB_MAGIC };
+                assert!(check_record(layout, built.job, NOW).is_ok());
             }
         };
-        (@failed_node yes, $job:ident, $s:ident) => { $job.failed_node = $s.ptr(b"n2"); };
-        (@failed_node no, $job:ident, $s:ident) => {};
-        (@identity yes, $job:ident, $s:ident, $gids:ident, $names:ident, $holder:ident) => {
-            let mut identity = l::identity::default();
-            identity.pw_name = $s.ptr(b"alice");
-            identity.ngids = 2;
-            identity.gids = $gids.as_mut_ptr();
-            identity.gr_names = $names.as_mut_ptr();
-            $holder = Some(Box::new(identity));
-            $job.id = &mut **$holder.as_mut().unwrap();
-        };
-        (@identity no, $job:ident, $s:ident, $gids:ident, $names:ident, $holder:ident) => {
-            let _ = (&mut $gids, &mut $names);
-            $holder = Some(());
-        };
-        (@step_sluid yes, $job:ident) => { $job.step_id.sluid = 0xbc064b4483ea1000; };
-        (@step_sluid no, $job:ident) => {};
         (@check_failed_node yes, $snap:ident) => { assert_eq!($snap.failed_node, Some(b"n2".to_vec())); };
         (@check_failed_node no, $snap:ident) => { assert_eq!($snap.failed_node, None); };
         (@check_identity yes, $snap:ident) => {
@@ -409,18 +558,153 @@ mod tests {
         (@check_step_sluid no, $snap:ident) => { assert_eq!($snap.step_sluid, 0); };
     }
 
-    layout_test!(reads_22_05_8, l22_05_8, L22_05_8, failed_node: no, identity: no, step_sluid: no);
-    layout_test!(reads_23_02_2, l23_02_2, L23_02_2, failed_node: yes, identity: no, step_sluid: no);
-    layout_test!(reads_23_02_7, l23_02_7, L23_02_7, failed_node: yes, identity: no, step_sluid: no);
-    layout_test!(reads_23_11_10, l23_11_10, L23_11_10, failed_node: yes, identity: yes, step_sluid: no);
-    layout_test!(reads_24_05_8, l24_05_8, L24_05_8, failed_node: yes, identity: yes, step_sluid: no);
-    layout_test!(reads_24_11_0, l24_11_0, L24_11_0, failed_node: yes, identity: yes, step_sluid: no);
-    layout_test!(reads_24_11_3, l24_11_3, L24_11_3, failed_node: yes, identity: yes, step_sluid: no);
-    layout_test!(reads_24_11_7, l24_11_7, L24_11_7, failed_node: yes, identity: yes, step_sluid: no);
-    layout_test!(reads_25_05_8, l25_05_8, L25_05_8, failed_node: yes, identity: yes, step_sluid: no);
-    layout_test!(reads_25_11_7, l25_11_7, L25_11_7, failed_node: yes, identity: yes, step_sluid: yes);
-    layout_test!(reads_26_05_3, l26_05_3, L26_05_3, failed_node: yes, identity: yes, step_sluid: yes);
-    layout_test!(reads_26_05_5, l26_05_5, L26_05_5, failed_node: yes, identity: yes, step_sluid: yes);
+    layout_test!(reads_22_05_8, build_22_05_8, l22_05_8, L22_05_8, failed_node: no, identity: no, step_sluid: no);
+    layout_test!(reads_23_02_2, build_23_02_2, l23_02_2, L23_02_2, failed_node: yes, identity: no, step_sluid: no);
+    layout_test!(reads_23_02_7, build_23_02_7, l23_02_7, L23_02_7, failed_node: yes, identity: no, step_sluid: no);
+    layout_test!(reads_23_11_10, build_23_11_10, l23_11_10, L23_11_10, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_05_8, build_24_05_8, l24_05_8, L24_05_8, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_11_0, build_24_11_0, l24_11_0, L24_11_0, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_11_3, build_24_11_3, l24_11_3, L24_11_3, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_24_11_7, build_24_11_7, l24_11_7, L24_11_7, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_25_05_8, build_25_05_8, l25_05_8, L25_05_8, failed_node: yes, identity: yes, step_sluid: no);
+    layout_test!(reads_25_11_7, build_25_11_7, l25_11_7, L25_11_7, failed_node: yes, identity: yes, step_sluid: yes);
+    layout_test!(reads_26_05_3, build_26_05_3, l26_05_3, L26_05_3, failed_node: yes, identity: yes, step_sluid: yes);
+    layout_test!(reads_26_05_5, build_26_05_5, l26_05_5, L26_05_5, failed_node: yes, identity: yes, step_sluid: yes);
+
+    fn build(layout: Layout) -> Built {
+        match layout {
+            Layout::L22_05_8 => build_22_05_8(),
+            Layout::L23_02_2 => build_23_02_2(),
+            Layout::L23_02_7 => build_23_02_7(),
+            Layout::L23_11_10 => build_23_11_10(),
+            Layout::L24_05_8 => build_24_05_8(),
+            Layout::L24_11_0 => build_24_11_0(),
+            Layout::L24_11_3 => build_24_11_3(),
+            Layout::L24_11_7 => build_24_11_7(),
+            Layout::L25_05_8 => build_25_05_8(),
+            Layout::L25_11_7 => build_25_11_7(),
+            Layout::L26_05_3 => build_26_05_3(),
+            Layout::L26_05_5 => build_26_05_5(),
+        }
+    }
+
+    #[test]
+    fn every_reader_refuses_every_other_layouts_record() {
+        let mut refusals = Vec::new();
+        for record_layout in Layout::ALL {
+            let built = build(record_layout);
+            for reader in Layout::ALL {
+                let result = check_record(reader, built.job, NOW);
+                if reader == record_layout {
+                    assert!(result.is_ok(), "{reader:?} refuses its own record: {result:?}");
+                    continue;
+                }
+                match result {
+                    Err(refusal) => refusals.push(format!("{record_layout:?} by {reader:?}: {}", refusal.describe())),
+                    Ok(snap) => panic!("the {reader:?} reader accepted a {record_layout:?} record: {snap:?}"),
+                }
+            }
+        }
+        assert_eq!(refusals.len(), Layout::ALL.len() * (Layout::ALL.len() - 1));
+    }
+
+    /// An address that is certainly not mapped: a page mapped and unmapped again.
+    fn unmapped_address() -> usize {
+        unsafe {
+            let page = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            assert_ne!(page, libc::MAP_FAILED);
+            libc::munmap(page, 4096);
+            page as usize
+        }
+    }
+
+    #[test]
+    fn pointers_that_point_nowhere_are_refused_by_name() {
+        let nowhere = [0x10usize, 0xa5a5_a5a5_a5a5_a5a5, 0x7fff_ffff_f000, unmapped_address()];
+        for layout in Layout::ALL {
+            let built = build(layout);
+            assert!(!built.pointers.is_empty());
+            for (field, place) in &built.pointers {
+                let original = unsafe { **place };
+                for address in nowhere {
+                    unsafe { **place = address as *mut c_void };
+                    let refusal = check_record(layout, built.job, NOW).expect_err("a pointer to nowhere is refused");
+                    assert_eq!(refusal.field, *field, "{layout:?}: {}", refusal.describe());
+                    assert!(
+                        matches!(refusal.check, Check::Unreadable | Check::Misaligned),
+                        "{layout:?} {field}: {}",
+                        refusal.describe()
+                    );
+                }
+                unsafe { **place = original };
+            }
+            assert!(check_record(layout, built.job, NOW).is_ok());
+        }
+    }
+
+    #[test]
+    fn strings_without_their_nul_are_refused() {
+        // A string member pointing at the end of a page followed by an
+        // unmapped one, without NUL: checked reads stop at the page.
+        unsafe {
+            let pages = libc::mmap(std::ptr::null_mut(), 8192, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+            assert_ne!(pages, libc::MAP_FAILED);
+            libc::munmap((pages as *mut u8).add(4096) as *mut c_void, 4096);
+            std::ptr::write_bytes(pages as *mut u8, b'z', 4096);
+            let tail = (pages as *mut u8).add(4090) as *mut c_void;
+            for layout in Layout::ALL {
+                let built = build(layout);
+                let (field, place) = built.pointers[0];
+                *place = tail;
+                let refusal = check_record(layout, built.job, NOW).unwrap_err();
+                assert_eq!((refusal.field, refusal.check), (field, Check::Unreadable));
+            }
+            libc::munmap(pages, 4096);
+        }
+    }
+
+    /// xorshift64*: reproducible bytes without a dependency.
+    struct Bytes(u64);
+
+    impl Bytes {
+        fn fill(&mut self, out: &mut [u8]) {
+            for chunk in out.chunks_mut(8) {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                let v = self.0.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes();
+                chunk.copy_from_slice(&v[..chunk.len()]);
+            }
+        }
+    }
+
+    #[test]
+    fn random_bytes_are_refused_without_a_fault() {
+        let mut bytes = Bytes(0x9e37_79b9_7f4a_7c15);
+        let mut image = [0u8; 2048];
+        for layout in Layout::ALL {
+            // Where this layout looks for the magic (and, 25.11+, the step's job id).
+            let probe = build(layout);
+            let job = probe.job as *const u8;
+            let magic_offset = (0..2048 - 4)
+                .find(|o| unsafe { (job.add(*o) as *const u32).read_unaligned() } == JOB_MAGIC)
+                .unwrap();
+            for round in 0..500 {
+                bytes.fill(&mut image);
+                assert!(check_image(layout, &image, NOW).is_err(), "{layout:?}: random bytes accepted");
+                // With the right magic the reader goes on to the pointers.
+                image[magic_offset..magic_offset + 4].copy_from_slice(&JOB_MAGIC.to_ne_bytes());
+                if round % 2 == 0 {
+                    // Plausible pointers: into this very image.
+                    let base = image.as_ptr() as u64;
+                    for slot in image.chunks_mut(8).skip(magic_offset / 8 + 1).step_by(3) {
+                        slot.copy_from_slice(&(base + (u64::from(slot[0]) * 8) % 2048).to_ne_bytes());
+                    }
+                }
+                let _ = check_image(layout, &image, NOW);
+            }
+        }
+    }
 
     #[test]
     fn null_pointers_are_absent_values() {
@@ -429,5 +713,7 @@ mod tests {
         let snap = unsafe { read(Layout::L24_11_7, &job as *const l::job_record as *const c_void, 0) }.unwrap().view.to_snapshot();
         assert_eq!(snap, JobSnapshot { job_id: 1, ..JobSnapshot::default() });
         assert!(unsafe { read(Layout::L24_11_7, std::ptr::null(), 0) }.is_none());
+        let checked = check_record(Layout::L24_11_7, &job as *const l::job_record as *const c_void, 0).unwrap();
+        assert_eq!(checked, snap);
     }
 }

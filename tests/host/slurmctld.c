@@ -1074,6 +1074,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s PLUGIN.so  (commands on stdin)\n", argv[0]);
 		return 2;
 	}
+	/* As slurmctld's: it loads the plugin JobCompType names. */
+	slurm_conf.job_comp_type = strdup("jobcomp/kafka");
 	load_plugin(argv[1]);
 	while (getline(&line, &cap, stdin) != -1)
 		run_command(line);
