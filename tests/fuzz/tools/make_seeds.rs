@@ -203,12 +203,81 @@ fn config(out: &Path) {
     }
 }
 
+/// A word the job_reader target turns into a pointer to `offset` in its arena.
+fn arena_pointer(offset: usize) -> usize {
+    (0xa5a5usize << 48) | offset
+}
+
+fn step_job_id(job_id: u32) -> [std::os::raw::c_char; 16] {
+    let mut pad = [0; 16];
+    for (slot, byte) in pad.iter_mut().zip(job_id.to_ne_bytes()) {
+        *slot = byte as std::os::raw::c_char;
+    }
+    pad
+}
+
+fn bytes_of<T>(value: &T) -> &[u8] {
+    // SAFETY: plain-data bindgen structs, read as bytes.
+    unsafe { std::slice::from_raw_parts(value as *const T as *const u8, std::mem::size_of::<T>()) }
+}
+
+/// Each layout's own record: job_record with its magic, job id, name, and
+/// details / part_record (with their magics and a string each) in the arena.
+fn job_records(out: &Path) {
+    use jobcomp_kafka::slurm::job::{DETAILS_MAGIC, JOB_MAGIC, PART_MAGIC};
+    use jobcomp_kafka::slurm::layouts::*;
+    macro_rules! seed {
+        ($index:expr, $module:ident $(, $step:ident)?) => {{
+            use $module as l;
+            let details = l::job_details { magic: DETAILS_MAGIC, ..Default::default() };
+            let part = l::part_record { magic: PART_MAGIC, name: arena_pointer(0) as *mut _, ..Default::default() };
+            let strings = b"debug\0test.sh\0\0\0";
+            let part_at = strings.len();
+            let details_at = part_at + std::mem::size_of::<l::part_record>().next_multiple_of(8);
+            let mut arena = strings.to_vec();
+            arena.extend_from_slice(bytes_of(&part));
+            arena.resize(details_at, 0);
+            arena.extend_from_slice(bytes_of(&details));
+            let job = l::job_record {
+                magic: JOB_MAGIC,
+                job_id: 1234,
+                name: arena_pointer(6) as *mut _,
+                details: arena_pointer(details_at) as *mut _,
+                part_ptr: arena_pointer(part_at) as *mut _,
+                // 25.11+: the embedded step id repeats the job id (the u32
+                // after sluid; our declaration keeps it in padding).
+                $($step: l::slurm_step_id { _pad0: step_job_id(1234), ..Default::default() },)?
+                ..Default::default()
+            };
+            let image = bytes_of(&job);
+            let mut input = vec![$index as u8];
+            input.extend_from_slice(&(image.len() as u16).to_le_bytes());
+            input.extend_from_slice(image);
+            input.extend_from_slice(&arena);
+            write(out, "job_reader", stringify!($module), &input);
+        }};
+    }
+    seed!(0, l22_05_8);
+    seed!(1, l23_02_2);
+    seed!(2, l23_02_7);
+    seed!(3, l23_11_10);
+    seed!(4, l24_05_8);
+    seed!(5, l24_11_0);
+    seed!(6, l24_11_3);
+    seed!(7, l24_11_7);
+    seed!(8, l25_05_8);
+    seed!(9, l25_11_7, step_id);
+    seed!(10, l26_05_3, step_id);
+    seed!(11, l26_05_5, step_id);
+}
+
 fn main() {
     let out = std::env::args_os().nth(1).expect("usage: make_seeds <dir>");
     let out = Path::new(&out);
     state_files(out);
     spool(out);
     config(out);
+    job_records(out);
     // The record target draws a job from any bytes; a few fixed ones to start.
     for (i, seed) in [&b"\x05\x01\x00\x01"[..], &[0xff; 64][..], &RECORD[..200]].iter().enumerate() {
         write(out, "record", &format!("seed-{i}"), seed);
