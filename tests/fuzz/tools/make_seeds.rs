@@ -72,6 +72,22 @@ fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
     fs::write(dir.join(name), bytes).unwrap();
 }
 
+/// One message in SchedMD's layout, written here from its format (not by our
+/// encoder): version, count, [event,] job id, length with the NUL, payload, NUL.
+fn schedmd_state_file(version: u16, event: Option<u32>) -> Vec<u8> {
+    let mut c = Vec::new();
+    c.extend_from_slice(&version.to_be_bytes());
+    c.extend_from_slice(&1u32.to_be_bytes());
+    if let Some(event) = event {
+        c.extend_from_slice(&event.to_be_bytes());
+    }
+    c.extend_from_slice(&1234u32.to_be_bytes());
+    c.extend_from_slice(&(RECORD.len() as u32 + 1).to_be_bytes());
+    c.extend_from_slice(RECORD);
+    c.push(0);
+    c
+}
+
 fn state_files(out: &Path) {
     let msgs = vec![
         SavedMessage { event: Event::Finish, job_id: 1234, payload: RECORD.to_vec() },
@@ -89,26 +105,10 @@ fn state_files(out: &Path) {
         write(out, "state_file", &format!("ours-{release}-torn"), &bytes[..bytes.len() - 7]);
         write(out, "state_file", &format!("ours-{release}-empty"), &encode(release, &[]));
     }
-    // SchedMD's plugin (25.05, protocol 0x2b00): event, job id, length with
-    // the NUL, payload, NUL; laid out here from its format, not by our encoder.
-    let mut c = Vec::new();
-    c.extend_from_slice(&0x2b00u16.to_be_bytes());
-    c.extend_from_slice(&1u32.to_be_bytes());
-    c.extend_from_slice(&1u32.to_be_bytes());
-    c.extend_from_slice(&1234u32.to_be_bytes());
-    c.extend_from_slice(&(RECORD.len() as u32 + 1).to_be_bytes());
-    c.extend_from_slice(RECORD);
-    c.push(0);
-    write(out, "state_file", "schedmd-25.05", &c);
-    // 24.11 (0x2a00): no event field.
-    let mut c = Vec::new();
-    c.extend_from_slice(&0x2a00u16.to_be_bytes());
-    c.extend_from_slice(&1u32.to_be_bytes());
-    c.extend_from_slice(&1234u32.to_be_bytes());
-    c.extend_from_slice(&(RECORD.len() as u32 + 1).to_be_bytes());
-    c.extend_from_slice(RECORD);
-    c.push(0);
-    write(out, "state_file", "schedmd-24.11", &c);
+    // SchedMD's plugin: 25.05 (protocol 0x2b00, with the event field) and
+    // 24.11 (0x2a00, without).
+    write(out, "state_file", "schedmd-25.05", &schedmd_state_file(0x2b00, Some(1)));
+    write(out, "state_file", "schedmd-24.11", &schedmd_state_file(0x2a00, None));
 }
 
 fn spool_input(snap_segment_code: u8, dlv_segment_code: u8, snap: &[u8], dlv: &[u8]) -> Vec<u8> {
