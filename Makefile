@@ -22,7 +22,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test unit e2e e2e26 layout-guard26 check-headers matrix demo bench clean
+.PHONY: help build install deps test unit e2e e2e26 layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -30,6 +30,9 @@ help:
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
 	@echo "make bench                       benchmarks (results in bench/results/)"
+	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
+	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
+	@echo "make memcheck                    the plugin-host and spool tests under valgrind memcheck"
 
 build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
@@ -102,6 +105,21 @@ demo: deps build
 
 bench: deps build
 	ci/bench.sh
+
+# Fuzzing (tests/fuzz/README.md): seeds rewritten by the plugin's writers, then
+# each target FUZZ_SECONDS. fuzz-check: the committed corpus replayed and a
+# short fresh run per target (a few minutes on 2 cores).
+FUZZ_SECONDS ?= 60
+fuzz:
+	ci/fuzz.sh seeds
+	ci/fuzz.sh run $(FUZZ_SECONDS)
+
+fuzz-check:
+	ci/fuzz.sh check
+
+# The unsafe code under valgrind memcheck: the plugin in the C host, the spool.
+memcheck:
+	ci/memcheck.sh
 
 clean:
 	$(CARGO) clean

@@ -714,6 +714,12 @@ pub struct Recovered {
     pub acknowledged: usize,
 }
 
+/// The largest segment number `recover` accepts. Segments are numbered from 1
+/// upward, one per `segment_bytes` of records, so a larger number is a file
+/// this plugin did not write; following it, the numbers of new segments would
+/// overflow (and wrap below the existing ones, breaking their order).
+const LAST_SEGMENT: u64 = u64::MAX >> 1;
+
 /// Reads every segment in `dir` (created if missing).
 pub fn recover(dir: &Path) -> io::Result<Recovered> {
     fs::create_dir_all(dir)?;
@@ -722,7 +728,16 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
     let mut owner: HashMap<u64, u64> = HashMap::new();
     let mut acked: HashSet<u64> = HashSet::new();
     let mut topics: HashMap<Vec<u8>, std::sync::Arc<[u8]>> = HashMap::new();
-    let segments = list_segments(dir);
+    let (segments, foreign): (Vec<_>, Vec<_>) =
+        list_segments(dir).into_iter().partition(|(segment, _)| *segment <= LAST_SEGMENT);
+    for (segment, suffix) in foreign {
+        found.errors.push(format!(
+            "spool file {} has a segment number this plugin never writes (above {LAST_SEGMENT:#x}: \
+             no segment could follow it); it is not read: move it out of {}",
+            segment_path(dir, segment, suffix).display(),
+            dir.display()
+        ));
+    }
     for (segment, suffix) in &segments {
         found.next_segment = found.next_segment.max(segment + 1);
         let path = segment_path(dir, *segment, *suffix);
@@ -995,6 +1010,31 @@ mod tests {
         drop(snaps);
         let bytes = fs::read(segment_path(&dir, at.segment, Suffix::Snap)).unwrap();
         assert_eq!(bytes, expected);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Found by the `spool` fuzz target (tests/fuzz): a file named with the
+    /// last u64 segment number made `recover` overflow computing the next
+    /// segment (a panic in a debug build, new segments numbered from 0 below
+    /// the old ones in a release build).
+    #[test]
+    fn a_segment_number_past_the_last_is_reported_and_not_followed() {
+        let dir = temp_dir("foreign-segment");
+        fs::write(segment_path(&dir, 3, Suffix::Snap), entry(Kind::Snapshot, 1, b"kept")).unwrap();
+        for segment in [LAST_SEGMENT + 1, u64::MAX] {
+            fs::write(segment_path(&dir, segment, Suffix::Dlv), entry(Kind::Payload, 2, b"\0\0{}")).unwrap();
+        }
+        let found = recover(&dir).unwrap();
+        assert_eq!(found.next_segment, 4);
+        assert_eq!(found.records.iter().map(|r| r.record_id).collect::<Vec<_>>(), vec![1]);
+        assert_eq!(found.errors.len(), 2, "{:?}", found.errors);
+        assert!(found.errors[1].contains("seg-ffffffffffffffff.dlv"), "{}", found.errors[1]);
+        assert!(found.errors[1].contains("never writes"), "{}", found.errors[1]);
+        assert!(!found.owned.contains_key(&u64::MAX));
+
+        // The last accepted number still has a successor.
+        fs::write(segment_path(&dir, LAST_SEGMENT, Suffix::Snap), entry(Kind::Snapshot, 5, b"x")).unwrap();
+        assert_eq!(recover(&dir).unwrap().next_segment, LAST_SEGMENT + 1);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -14,7 +14,7 @@ use super::memory::{Memory, Trusted};
 use super::memory::Checked;
 use crate::guard::{Check, Refusal};
 use crate::release::Layout;
-use crate::snapshot::{AssocChain, DetailsFields, JobView};
+use crate::snapshot::{AssocChain, DetailsFields, JobView, MAX_ASSOC_DEPTH};
 use std::ffi::{c_char, c_void};
 
 /// `job_record.magic` of a live job record.
@@ -193,14 +193,19 @@ macro_rules! job_reader {
                 let mut chain = AssocChain::default();
                 let mut next = job.assoc_ptr.cast_const();
                 let mut first = true;
+                // Bounded by associations visited, not accounts kept: a cycle
+                // of associations without acct would otherwise never end
+                // (under slurmctld's job write lock).
+                let mut visited = 0;
                 while let Some(assoc) = m.get(next, "slurmdb_assoc_rec")? {
                     if first {
                         s.cluster = m.string(assoc.cluster, "slurmdb_assoc_rec.cluster")?;
                         first = false;
                     }
-                    if chain.is_full() {
+                    if chain.is_full() || visited == MAX_ASSOC_DEPTH {
                         break;
                     }
+                    visited += 1;
                     if let Some(acct) = m.string(assoc.acct, "slurmdb_assoc_rec.acct")? {
                         chain.push(acct);
                     }
@@ -704,6 +709,34 @@ mod tests {
                 let _ = check_image(layout, &image, NOW);
             }
         }
+    }
+
+    /// Found by the job_reader fuzz target (tests/fuzz): associations whose
+    /// parent chain loops and that have no acct never filled the chain, so
+    /// the walk never ended, in the trusted reader too (slurmctld would hang
+    /// under its job write lock). Now bounded by associations visited.
+    #[test]
+    fn an_association_cycle_without_accounts_ends() {
+        use crate::slurm::layouts::l24_11_7 as l;
+        // Leaked: a thread that never returns (the bug) must not outlive them.
+        let usage: &'static mut l::slurmdb_assoc_usage = Box::leak(Box::default());
+        let assoc: &'static mut l::slurmdb_assoc_rec = Box::leak(Box::default());
+        assoc.usage = usage;
+        usage.parent_assoc_ptr = assoc;
+        let job: &'static l::job_record =
+            Box::leak(Box::new(l::job_record { magic: JOB_MAGIC, job_id: 7, assoc_ptr: assoc, ..Default::default() }));
+        let job = job as *const l::job_record as usize;
+        let (send, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let job = job as *const c_void;
+            let trusted = unsafe { read(Layout::L24_11_7, job, 0) }.map(|r| r.view.to_snapshot());
+            let checked = check_record(Layout::L24_11_7, job, 0).map_err(|r| r.describe());
+            let _ = send.send((trusted, checked));
+        });
+        let (trusted, checked) =
+            done.recv_timeout(std::time::Duration::from_secs(30)).expect("the walk of an association cycle ends");
+        assert_eq!(trusted.expect("read").assoc_chain, Some(vec![]));
+        assert_eq!(checked.expect("checked read").assoc_chain, Some(vec![]));
     }
 
     #[test]

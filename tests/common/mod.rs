@@ -327,7 +327,18 @@ impl Host {
     /// `start` with extra environment variables for the host (e.g.
     /// JK_HOST_PROGRESS). Every host of the suite is spawned here.
     pub fn start_with_env(exe: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Host {
-        let mut child = Command::new(exe)
+        // JK_HOST_WRAPPER (e.g. "valgrind --log-file=..."): run the host under a
+        // tool; it must keep the host's pid, stdio and exit (ci/memcheck.sh).
+        let wrapper = std::env::var("JK_HOST_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut command = match words.next() {
+            Some(tool) => Command::new(tool),
+            None => Command::new(exe),
+        };
+        if !wrapper.trim().is_empty() {
+            command.args(words).arg(exe);
+        }
+        let mut child = command
             .envs(env.iter().map(|(k, v)| (*k, *v)))
             .arg(plugin_so())
             .stdin(Stdio::piped())
