@@ -234,10 +234,12 @@ fn check_librdkafka_features() {
             fail(&format!("ci/build-deps.txt: malformed line {line:?}"))
         };
         if !config.lines().any(|l| l.split_whitespace().take(2).eq(["#define", *mac])) {
-            missing.push(format!(
-                "{} (no {mac}) -- Debian/Ubuntu: apt-get install {debian}; RHEL-family: dnf install {rhel}",
-                what.join(" ")
-            ));
+            let remedy = if *debian == "-" {
+                "built from a crate: check the rdkafka-sys features in Cargo.toml".to_string()
+            } else {
+                format!("Debian/Ubuntu: apt-get install {debian}; RHEL-family: dnf install {rhel}")
+            };
+            missing.push(format!("{} (no {mac}) -- {remedy}", what.join(" ")));
         }
     }
     if !missing.is_empty() {
