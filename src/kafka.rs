@@ -8,6 +8,7 @@
 //! caller takes the queue after each poll. Payloads are byte slices with lengths:
 //! nothing here assumes C strings.
 
+use crate::config;
 use parking_lot::Mutex;
 use rdkafka_sys::bindings as rd;
 use rdkafka_sys::types::RDKafkaRespErr as Err;
@@ -63,6 +64,8 @@ pub fn set_log_sink(sink: Option<LogSink>) {
 
 struct Shared {
     reports: Mutex<Vec<Report>>,
+    /// Secret values of the configuration, scrubbed from librdkafka's log lines.
+    secrets: Vec<String>,
 }
 
 /// A librdkafka producer handle.
@@ -119,14 +122,15 @@ impl Producer {
     pub fn new<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Producer, String> {
         unsafe {
             let conf = rd::rd_kafka_conf_new();
-            let all = DEFAULT_PROPERTIES.iter().copied().chain(properties);
-            for (key, value) in all {
+            let all: Vec<(&str, &str)> = DEFAULT_PROPERTIES.iter().copied().chain(properties).collect();
+            let secrets = config::secret_values(all.iter().copied());
+            for &(key, value) in &all {
                 if let Err(reason) = conf_set(conf, key, value) {
                     rd::rd_kafka_conf_destroy(conf);
-                    return Err(reason);
+                    return Err(config::redact_secret_values(&reason, &secrets));
                 }
             }
-            let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()) }));
+            let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()), secrets }));
             rd::rd_kafka_conf_set_opaque(conf, shared as *mut c_void);
             rd::rd_kafka_conf_set_dr_msg_cb(conf, Some(on_delivery));
             rd::rd_kafka_conf_set_log_cb(conf, Some(on_log));
@@ -150,10 +154,11 @@ impl Producer {
                 Some(rk) => Ok(Producer { rk, shared }),
                 None => {
                     rd::rd_kafka_conf_destroy(conf);
-                    drop(Box::from_raw(shared));
+                    let shared = Box::from_raw(shared);
+                    let reason = CStr::from_ptr(errstr.as_ptr()).to_string_lossy();
                     Err(format!(
                         "cannot create the Kafka producer: {}",
-                        CStr::from_ptr(errstr.as_ptr()).to_string_lossy()
+                        config::redact_secret_values(&reason, &shared.secrets)
                     ))
                 }
             }
@@ -327,16 +332,25 @@ unsafe extern "C" fn on_delivery(_rk: *mut rd::rd_kafka_t, message: *const rd::r
     }));
 }
 
-unsafe extern "C" fn on_log(_rk: *const rd::rd_kafka_t, level: c_int, facility: *const c_char, text: *const c_char) {
+/// A librdkafka line as it may be logged: without the configuration's secrets.
+unsafe fn scrubbed(rk: *const rd::rd_kafka_t, text: *const c_char) -> String {
+    let text = if text.is_null() { "".into() } else { CStr::from_ptr(text).to_string_lossy() };
+    let shared = if rk.is_null() { None } else { (rd::rd_kafka_opaque(rk) as *const Shared).as_ref() };
+    match shared {
+        Some(shared) if !shared.secrets.is_empty() => config::redact_secret_values(&text, &shared.secrets),
+        _ => text.into_owned(),
+    }
+}
+
+unsafe extern "C" fn on_log(rk: *const rd::rd_kafka_t, level: c_int, facility: *const c_char, text: *const c_char) {
     let _ = catch_unwind(|| {
         let Some(sink) = *LOG_SINK.lock() else { return };
         let facility = if facility.is_null() { "".into() } else { CStr::from_ptr(facility).to_string_lossy() };
-        let text = if text.is_null() { "".into() } else { CStr::from_ptr(text).to_string_lossy() };
-        sink(level, &facility, &text);
+        sink(level, &facility, &scrubbed(rk, text));
     });
 }
 
-unsafe extern "C" fn on_error(_rk: *mut rd::rd_kafka_t, code: c_int, reason: *const c_char, _opaque: *mut c_void) {
+unsafe extern "C" fn on_error(rk: *mut rd::rd_kafka_t, code: c_int, reason: *const c_char, _opaque: *mut c_void) {
     let _ = catch_unwind(|| {
         let Some(sink) = *LOG_SINK.lock() else { return };
         // Connection-level errors (a broker down, all brokers down) are already
@@ -344,7 +358,7 @@ unsafe extern "C" fn on_error(_rk: *mut rd::rd_kafka_t, code: c_int, reason: *co
         if code == Err::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN as c_int || code == Err::RD_KAFKA_RESP_ERR__TRANSPORT as c_int {
             return;
         }
-        let reason = if reason.is_null() { "".into() } else { CStr::from_ptr(reason).to_string_lossy() };
+        let reason = scrubbed(rk, reason);
         let level = 3;
         sink(level, "ERROR", &reason);
     });
