@@ -1,0 +1,107 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! A produce whose acknowledgement is lost is sent again by librdkafka: without
+//! enable.idempotence the broker can store it twice. Measured with the plugin in
+//! the C host against
+//!   - tansu 0.6.0, through a proxy of our own that forwards one Produce request,
+//!     waits for the broker's response and closes the connection instead of
+//!     passing it on (ports 20220 tansu, 20221 proxy);
+//! Each prints its numbers: records produced / stored / duplicated / out of order.
+
+mod common;
+#[path = "support/tansu.rs"]
+mod tansu;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use tansu::{consume, Proxy, Tansu};
+
+
+#[derive(Debug, Default)]
+struct Counts {
+    stored: usize,
+    duplicated: usize,
+    /// Per partition: records stored after a record of a later job.
+    out_of_order: usize,
+    missing: usize,
+}
+
+/// Counts over (partition, job id) in offset order; `produced` ids 1..=n.
+fn count(n: u32, mut stored: Vec<(i64, i64, u32)>) -> Counts {
+    stored.sort();
+    let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut highest: BTreeMap<i64, u32> = BTreeMap::new();
+    let mut c = Counts { stored: stored.len(), ..Counts::default() };
+    for &(partition, _offset, id) in &stored {
+        *seen.entry(id).or_default() += 1;
+        let top = highest.entry(partition).or_default();
+        if id < *top {
+            c.out_of_order += 1;
+        }
+        *top = (*top).max(id);
+    }
+    c.duplicated = seen.values().map(|k| k - 1).sum();
+    c.missing = (1..=n).filter(|id| !seen.contains_key(id)).count();
+    c
+}
+
+fn job_id(key: &[u8]) -> u32 {
+    std::str::from_utf8(key).unwrap().parse().unwrap()
+}
+
+/// `idempotence`: the enable.idempotence line of the file (None: none, the plugin's default).
+fn tansu_run(proxy: &Proxy, idempotence: Option<bool>) -> (Counts, Vec<String>) {
+    const N: u32 = 300;
+    let dir = TempDir::new(&format!("dup-tansu-{idempotence:?}"));
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let loc = dir.path().join("kafka.conf");
+    let bootstrap = format!("127.0.0.1:{}", proxy.port);
+    std::fs::write(
+        &loc,
+        format!(
+            "bootstrap.servers={bootstrap}\nreconnect.backoff.max.ms=500\n{}",
+            idempotence.map(|on| format!("enable.idempotence={on}\n")).unwrap_or_default()
+        ),
+    )
+    .unwrap();
+    let topic = format!("jk_dup_{}", idempotence.map_or("default".to_string(), |on| on.to_string()));
+    let mut host = Host::slurmctld();
+    host.conf(&[
+        ("cluster", "jkdup"),
+        ("loc", &loc.to_string_lossy()),
+        ("state", &state.to_string_lossy()),
+        ("params", &format!("topic={topic}")),
+    ]);
+    host.ok("init");
+    host.ok("set_location");
+    let cuts_before = proxy.cuts_done.load(Ordering::SeqCst);
+    proxy.cuts_left.store(1, Ordering::SeqCst);
+    host.ok(&format!("jobs {N} 1"));
+    let got = consume(&bootstrap, &topic, N as usize);
+    let cut = proxy.cuts_done.load(Ordering::SeqCst) - cuts_before;
+    assert_eq!(cut, 1, "the proxy lost one acknowledgement");
+    host.ok("fini");
+    let log = host.quit();
+    let stored = got.iter().map(|m| (m.partition, m.offset, job_id(m.key.as_deref().unwrap()))).collect();
+    let errors = log.into_iter().filter(|l| l.starts_with("error")).collect();
+    (count(N, stored), errors)
+}
+
+#[test]
+fn lost_acknowledgement_on_tansu() {
+    let _broker = Tansu::start(20220, 20221);
+    let proxy = Proxy::start(20221, 20220);
+    let mut results = Vec::new();
+    for idempotence in [Some(false), Some(true), None] {
+        let (counts, errors) = tansu_run(&proxy, idempotence);
+        println!("tansu, enable.idempotence={idempotence:?}, 300 records, 1 lost ack: {counts:?}; errors {errors:?}");
+        assert_eq!(counts.missing, 0, "nothing lost: {counts:?}");
+        assert!(errors.is_empty(), "{errors:?}");
+        results.push(counts);
+    }
+    assert!(results[0].duplicated > 0, "without idempotence the lost ack duplicates records: {:?}", results[0]);
+    for (what, c) in [("enable.idempotence=true", &results[1]), ("the plugin's default", &results[2])] {
+        assert_eq!((c.duplicated, c.out_of_order), (0, 0), "{what}: {c:?}");
+    }
+}
