@@ -9,10 +9,9 @@ mod common;
 #[path = "support/tansu.rs"]
 mod tansu;
 
-use common::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use tansu::{consume, Proxy, Tansu};
+use tansu::{consume, started_host, Proxy, Tansu};
 
 /// Host commands of the mix and the number of records they make: plain jobs,
 /// names with quotes, backslashes, control characters and non-ASCII text,
@@ -30,22 +29,10 @@ const RECORDS: usize = 204;
 /// jk_comp_<codec> and reads it back; returns what was read and the bytes
 /// clients sent through the proxy meanwhile.
 fn produce_mix(bootstrap: &str, proxy: &Proxy, codec: &str) -> (Vec<tansu::Consumed>, u64) {
-    let dir = TempDir::new(&format!("comp-{codec}"));
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let loc = dir.path().join("kafka.conf");
-    std::fs::write(&loc, format!("bootstrap.servers={bootstrap}\ncompression.type={codec}\n")).unwrap();
     let before = proxy.bytes_up.load(Ordering::Relaxed);
-    let mut host = Host::slurmctld();
     let topic = format!("jk_comp_{codec}");
-    host.conf(&[
-        ("cluster", "jkcomp"),
-        ("loc", &loc.to_string_lossy()),
-        ("state", &state.to_string_lossy()),
-        ("params", &format!("topic={topic}")),
-    ]);
-    host.ok("init");
-    host.ok("set_location");
+    let properties = format!("bootstrap.servers={bootstrap}\ncompression.type={codec}\n");
+    let (_dir, mut host) = started_host(&format!("comp-{codec}"), &properties, &topic);
     for line in MIX {
         host.ok(line);
     }

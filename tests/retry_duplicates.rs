@@ -11,14 +11,14 @@ mod common;
 #[path = "support/tansu.rs"]
 mod tansu;
 
-use common::*;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use tansu::{consume, Proxy, Tansu};
+use tansu::{consume, started_host, Proxy, Tansu};
 
 
 #[derive(Debug, Default)]
 struct Counts {
+    #[allow(dead_code)] // printed
     stored: usize,
     duplicated: usize,
     /// Per partition: records stored after a record of a later job.
@@ -52,29 +52,13 @@ fn job_id(key: &[u8]) -> u32 {
 /// `idempotence`: the enable.idempotence line of the file (None: none, the plugin's default).
 fn tansu_run(proxy: &Proxy, idempotence: Option<bool>) -> (Counts, Vec<String>) {
     const N: u32 = 300;
-    let dir = TempDir::new(&format!("dup-tansu-{idempotence:?}"));
-    let state = dir.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let loc = dir.path().join("kafka.conf");
     let bootstrap = format!("127.0.0.1:{}", proxy.port);
-    std::fs::write(
-        &loc,
-        format!(
-            "bootstrap.servers={bootstrap}\nreconnect.backoff.max.ms=500\n{}",
-            idempotence.map(|on| format!("enable.idempotence={on}\n")).unwrap_or_default()
-        ),
-    )
-    .unwrap();
+    let properties = format!(
+        "bootstrap.servers={bootstrap}\nreconnect.backoff.max.ms=500\n{}",
+        idempotence.map(|on| format!("enable.idempotence={on}\n")).unwrap_or_default()
+    );
     let topic = format!("jk_dup_{}", idempotence.map_or("default".to_string(), |on| on.to_string()));
-    let mut host = Host::slurmctld();
-    host.conf(&[
-        ("cluster", "jkdup"),
-        ("loc", &loc.to_string_lossy()),
-        ("state", &state.to_string_lossy()),
-        ("params", &format!("topic={topic}")),
-    ]);
-    host.ok("init");
-    host.ok("set_location");
+    let (_dir, mut host) = started_host(&format!("dup-{idempotence:?}"), &properties, &topic);
     let cuts_before = proxy.cuts_done.load(Ordering::SeqCst);
     proxy.cuts_left.store(1, Ordering::SeqCst);
     host.ok(&format!("jobs {N} 1"));

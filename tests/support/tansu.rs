@@ -74,6 +74,27 @@ impl Drop for Tansu {
     }
 }
 
+/// The plugin started in the C host (init, set_location) with a JobCompLoc
+/// file of `properties` (key=value lines) and JobCompParams topic=`topic`; the
+/// directory holds the file and StateSaveLocation.
+pub fn started_host(tag: &str, properties: &str, topic: &str) -> (crate::common::TempDir, crate::common::Host) {
+    let dir = crate::common::TempDir::new(tag);
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let loc = dir.path().join("kafka.conf");
+    std::fs::write(&loc, properties).unwrap();
+    let mut host = crate::common::Host::slurmctld();
+    host.conf(&[
+        ("cluster", "jkreal"),
+        ("loc", &loc.to_string_lossy()),
+        ("state", &state.to_string_lossy()),
+        ("params", &format!("topic={topic}")),
+    ]);
+    host.ok("init");
+    host.ok("set_location");
+    (dir, host)
+}
+
 /// One message as consume.py read it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Consumed {
