@@ -182,6 +182,14 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn start(port: u16, upstream: u16) -> Proxy {
+        Proxy::start_rewriting(port, upstream, false)
+    }
+
+    /// With `advertise`: for a broker that advertises its own port (no option
+    /// to advertise another), the proxy replaces 127.0.0.1:`upstream` with
+    /// 127.0.0.1:`port` in the responses it passes on (the same length), so that
+    /// clients keep coming through it.
+    pub fn start_rewriting(port: u16, upstream: u16, advertise: bool) -> Proxy {
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap_or_else(|e| panic!("bind {port}: {e}"));
         let proxy = Proxy {
             port,
@@ -200,7 +208,8 @@ impl Proxy {
                 let Ok(client) = client else { continue };
                 let Ok(broker) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
                 let (bytes_up, cuts_left, cuts_done) = (bytes_up.clone(), cuts_left.clone(), cuts_done.clone());
-                std::thread::spawn(move || relay(client, broker, bytes_up, cuts_left, cuts_done));
+                let rewrite = advertise.then_some((upstream, port));
+                std::thread::spawn(move || relay(client, broker, bytes_up, cuts_left, cuts_done, rewrite));
             }
         });
         proxy
@@ -231,6 +240,7 @@ fn relay(
     bytes_up: Arc<AtomicU64>,
     cuts_left: Arc<AtomicUsize>,
     cuts_done: Arc<AtomicUsize>,
+    rewrite: Option<(u16, u16)>,
 ) {
     // The correlation id whose response is to be lost (-1: none).
     let doomed = Arc::new(std::sync::atomic::AtomicI64::new(-1));
@@ -253,7 +263,17 @@ fn relay(
         }
         let _ = broker_w.shutdown(Shutdown::Both);
     });
-    while let Some(frame) = read_frame(&mut broker) {
+    while let Some(mut frame) = read_frame(&mut broker) {
+        if let Some((from, to)) = rewrite {
+            let mut needle = b"127.0.0.1".to_vec();
+            needle.extend_from_slice(&i32::from(from).to_be_bytes());
+            let mut at = 0;
+            while let Some(i) = frame[at..].windows(needle.len()).position(|w| w == needle.as_slice()) {
+                let port_at = at + i + 9;
+                frame[port_at..port_at + 4].copy_from_slice(&i32::from(to).to_be_bytes());
+                at = port_at + 4;
+            }
+        }
         let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]) as i64;
         if correlation == doomed.load(Ordering::SeqCst) {
             cuts_done.fetch_add(1, Ordering::SeqCst);
