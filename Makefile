@@ -37,6 +37,7 @@ help:
 build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
 	  echo "error: no Slurm headers installed; give the release: make build SLURM_VERSION=24.11.5" >&2; exit 2; fi
+	ci/check-build-deps.sh
 	$(CARGO) build --release --lib
 	@mkdir -p $(OUT)
 	install -m 0755 $(PROFILE_DIR)/libjobcomp_kafka.so $(OUT)/jobcomp_kafka.so
@@ -70,6 +71,7 @@ HOST_FAMILIES := 22.05.8 23.02.7 24.11.5 26.05.5
 # against librdkafka's mock cluster (tests/plugin_host.rs, tests/spool_faults.rs)
 # for every other family: same target directory, so only this crate is rebuilt.
 unit:
+	ci/check-build-deps.sh
 	$(CARGO) test --release
 	@set -e; for release in $(filter-out $(SLURM_VERSION),$(HOST_FAMILIES)); do \
 	  echo "== plugin host and spool faults on a Slurm $$release build"; \

@@ -156,11 +156,35 @@ pub fn read_properties_file(path: &str) -> Result<Vec<Property>, ConfigError> {
     parse_properties(&text, path)
 }
 
-/// True for properties whose value must never be logged: passwords, secrets,
-/// tokens, private-key material and configs that may embed any of those.
-/// Deliberately generous: a false positive only hides a value from a log line.
+/// Properties librdkafka itself treats as sensitive (redacted in its own
+/// configuration dumps, wiped from memory after use): `_RK_SENSITIVE` in
+/// librdkafka 2.12.1's src/rdkafka_conf.c, plus the alias of one of them.
+const LIBRDKAFKA_SENSITIVE: [&str; 14] = [
+    "sasl.username",
+    "sasl.password",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.client.credentials.client.secret",
+    "sasl.oauthbearer.assertion.private.key.file",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "ssl.ca.pem",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "ssl.keystore.password",
+];
+
+/// True for properties whose value must never be logged: every property
+/// librdkafka treats as sensitive, and anything else named like a password,
+/// secret, token, private key or a config that may embed one. Deliberately
+/// generous: a false positive only hides a value from a log line.
 pub fn is_secret_property(key: &str) -> bool {
     let k = key.trim().to_ascii_lowercase();
+    if LIBRDKAFKA_SENSITIVE.contains(&k.as_str()) {
+        return true;
+    }
     const WORDS: [&str; 9] = [
         "password",
         "passwd",
@@ -187,6 +211,84 @@ pub fn is_secret_property(key: &str) -> bool {
         || k.ends_with("_key")
         || k.contains("api.key")
         || k.contains("api_key")
+}
+
+/// True when the value itself is a secret, not a name or a path that leads to
+/// one (sasl.username, ssl.key.location, ...private.key.file are redacted in
+/// logs as librdkafka does, but a file holding them gives nothing away; the key
+/// file's own mode protects the key).
+fn value_is_secret(key: &str, value: &str) -> bool {
+    let k = key.trim().to_ascii_lowercase();
+    is_secret_property(&k)
+        && !value.trim().is_empty()
+        && k != "sasl.username"
+        && !k.ends_with(".location")
+        && !k.ends_with(".file")
+}
+
+/// The warning init logs when the JobCompLoc file holds a secret and its
+/// permission bits (`mode`) let group or others read it; None otherwise.
+pub fn readable_secrets_warning(path: &str, mode: u32, properties: &[Property]) -> Option<String> {
+    if mode & 0o044 == 0 {
+        return None;
+    }
+    let secrets: Vec<&str> = properties.iter().filter(|p| value_is_secret(&p.key, &p.value)).map(|p| p.key.as_str()).collect();
+    if secrets.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{path} (JobCompLoc) holds secrets ({}) and is readable by {} (mode {:04o}): \
+         run `chmod 600 {path}` (owner SlurmUser).",
+        secrets.join(", "),
+        match (mode & 0o040 != 0, mode & 0o004 != 0) {
+            (true, true) => "group and others",
+            (true, false) => "its group",
+            _ => "others",
+        },
+        mode & 0o7777
+    ))
+}
+
+/// [`readable_secrets_warning`] for the file as it is now (no warning when it
+/// cannot be examined: reading it just succeeded or failed with its own error).
+pub fn secrets_file_warning(path: &str, properties: &[Property]) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    readable_secrets_warning(path, mode, properties)
+}
+
+/// The secret values of `properties` to look for in free text, longest first:
+/// each whole value and each of its blank-separated words (librdkafka quotes a
+/// config it cannot parse from the word where parsing stopped). Only pieces of
+/// 4 characters or more: a shorter one would be found in, and garble, most lines
+/// (it is still never logged as a property value).
+pub fn secret_values<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<String> {
+    let mut pieces: Vec<String> = Vec::new();
+    for (key, value) in properties {
+        if !value_is_secret(key, value) {
+            continue;
+        }
+        for piece in std::iter::once(value.trim()).chain(value.split_whitespace()) {
+            if piece.len() >= 4 && !pieces.iter().any(|p| p == piece) {
+                pieces.push(piece.to_string());
+            }
+        }
+    }
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    pieces
+}
+
+/// `text` with every one of `secrets` ([`secret_values`]) replaced by
+/// "(redacted)": for lines that may quote a value (librdkafka's errors quote
+/// the text they could not parse, e.g. of sasl.oauthbearer.config).
+pub fn redact_secret_values(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), "(redacted)");
+        }
+    }
+    out
 }
 
 /// The value as it may be logged: "(redacted)" for secrets.
@@ -771,45 +873,163 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The properties librdkafka 2.12.1 flags `_RK_SENSITIVE` in src/rdkafka_conf.c
+    /// (its CONFIGURATION.md lists them without a marker), written out here from
+    /// that file, plus the alias sasl.oauthbearer.client.credentials.client.secret.
+    const LIBRDKAFKA_2_12_1_SENSITIVE: [&str; 14] = [
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl_key",
+        "ssl.ca.pem",
+        "ssl.keystore.password",
+        "sasl.username",
+        "sasl.password",
+        "sasl.oauthbearer.config",
+        "sasl.oauthbearer.client.secret",
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.assertion.private.key.file",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.private.key.pem",
+    ];
+
     #[test]
     fn secrets_are_redacted() {
-        for k in [
-            "sasl.password",
-            "ssl.key.password",
-            "ssl.keystore.password",
-            "ssl.key.pem",
-            "ssl_key",
-            "sasl.oauthbearer.client.secret",
-            "sasl.oauthbearer.config",
-            "sasl.oauthbearer.assertion.private.key.pem",
-            "sasl.oauthbearer.assertion.private.key.passphrase",
+        for k in LIBRDKAFKA_2_12_1_SENSITIVE.iter().copied().chain([
             "SASL.PASSWORD",
             "some.future.token",
-        ] {
+            "sasl.oauthbearer.extensions",
+        ]) {
             assert!(is_secret_property(k), "{k}");
+            let p = Property { key: k.into(), value: "hunter2".into(), line: 1 };
+            assert_eq!(display_value(&p), "(redacted)", "{k}");
         }
         for k in [
             "bootstrap.servers",
-            "sasl.username",
             "ssl.ca.location",
-            "ssl.key.location",
+            "ssl.certificate.location",
             "security.protocol",
+            "sasl.mechanisms",
+            "sasl.oauthbearer.client.id",
             "client.id",
         ] {
             assert!(!is_secret_property(k), "{k}");
         }
-        let p = Property {
-            key: "sasl.password".into(),
-            value: "hunter2".into(),
-            line: 1,
-        };
-        assert_eq!(display_value(&p), "(redacted)");
-        let p = Property {
-            key: "acks".into(),
-            value: "all".into(),
-            line: 1,
-        };
+        let p = Property { key: "acks".into(), value: "all".into(), line: 1 };
         assert_eq!(display_value(&p), "all");
+    }
+
+    /// The librdkafka rdkafka-sys compiled (its copy of the source in the build
+    /// directory): every property it flags `_RK_SENSITIVE` is redacted. Catches a
+    /// librdkafka upgrade that adds one.
+    #[test]
+    fn every_sensitive_property_of_the_built_librdkafka_is_redacted() {
+        let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+        let build = deps.parent().unwrap().join("build");
+        let sources: Vec<_> = std::fs::read_dir(&build)
+            .unwrap()
+            .filter_map(|e| {
+                let dir = e.ok()?.path();
+                let name = dir.file_name()?.to_str()?.to_string();
+                let conf_c = dir.join("out/src/rdkafka_conf.c");
+                (name.starts_with("rdkafka-sys-") && conf_c.is_file()).then_some(conf_c)
+            })
+            .collect();
+        assert!(!sources.is_empty(), "no librdkafka source under {}", build.display());
+        for conf_c in sources {
+            let text = std::fs::read_to_string(&conf_c).unwrap();
+            let table_md = std::fs::read_to_string(conf_c.with_file_name("../CONFIGURATION.md")).unwrap();
+            let mut flagged = Vec::new();
+            for (at, _) in text.match_indices("_RK_SENSITIVE,") {
+                // The property's name is the next string literal of its entry.
+                let rest = &text[at..];
+                let start = rest.find('"').unwrap() + 1;
+                let name = &rest[start..start + rest[start..].find('"').unwrap()];
+                flagged.push(name.to_string());
+            }
+            assert!(flagged.len() >= 13, "{}: only {flagged:?}", conf_c.display());
+            for name in &flagged {
+                assert!(
+                    table_md.lines().any(|l| l.split('|').next().map(str::trim) == Some(name)),
+                    "{name} (flagged in {}) is not a property of CONFIGURATION.md",
+                    conf_c.display()
+                );
+                assert!(is_secret_property(name), "{name} is sensitive in librdkafka ({})", conf_c.display());
+                assert!(LIBRDKAFKA_2_12_1_SENSITIVE.contains(&name.as_str()), "{name}: new in this librdkafka");
+            }
+        }
+    }
+
+    fn props(pairs: &[(&str, &str)]) -> Vec<Property> {
+        pairs.iter().enumerate().map(|(i, (k, v))| Property { key: k.to_string(), value: v.to_string(), line: i + 1 }).collect()
+    }
+
+    #[test]
+    fn a_file_with_secrets_readable_by_others_is_warned_about() {
+        let path = "/etc/slurm/kafka.conf";
+        let secret = props(&[("bootstrap.servers", "k:9092"), ("sasl.password", "pw-1234"), ("ssl.key.password", "kp-5678")]);
+        assert_eq!(readable_secrets_warning(path, 0o100600, &secret), None);
+        assert_eq!(readable_secrets_warning(path, 0o100400, &secret), None);
+        assert_eq!(readable_secrets_warning(path, 0o100620, &secret), None, "writable is not readable");
+        for (mode, who, shown) in [
+            (0o100640, "its group", "0640"),
+            (0o100604, "others", "0604"),
+            (0o100644, "group and others", "0644"),
+        ] {
+            let w = readable_secrets_warning(path, mode, &secret).unwrap_or_else(|| panic!("{mode:o}"));
+            for needle in [path, who, shown, "chmod 600 /etc/slurm/kafka.conf", "sasl.password", "ssl.key.password"] {
+                assert!(w.contains(needle), "{needle:?} not in {w:?}");
+            }
+            assert!(!w.contains("pw-1234") && !w.contains("kp-5678"), "{w}");
+        }
+        for holds in [
+            "ssl.key.pem",
+            "ssl_key",
+            "ssl.keystore.password",
+            "sasl.oauthbearer.client.secret",
+            "sasl.oauthbearer.client.credentials.client.secret",
+            "sasl.oauthbearer.config",
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            "sasl.oauthbearer.assertion.private.key.pem",
+        ] {
+            let p = props(&[("bootstrap.servers", "k:9092"), (holds, "x-secret-x")]);
+            assert!(readable_secrets_warning(path, 0o644, &p).is_some(), "{holds}");
+        }
+        // Names and paths that lead to a secret are not one; nor is an empty value.
+        let p = props(&[
+            ("bootstrap.servers", "k:9092"),
+            ("sasl.username", "slurm"),
+            ("ssl.key.location", "/etc/slurm/key.pem"),
+            ("sasl.oauthbearer.assertion.private.key.file", "/etc/slurm/a.pem"),
+            ("sasl.password", ""),
+        ]);
+        assert_eq!(readable_secrets_warning(path, 0o644, &p), None);
+    }
+
+    #[test]
+    fn secret_values_are_scrubbed_from_free_text() {
+        let secrets = secret_values([
+            ("sasl.password", "hunter2-pw"),
+            ("sasl.oauthbearer.config", "principal=admin extension_x=tok-99"),
+            ("sasl.username", "slurm"),
+            ("ssl.key.password", "abc"),
+            ("bootstrap.servers", "k:9092"),
+        ]);
+        assert_eq!(
+            secrets,
+            ["principal=admin extension_x=tok-99", "extension_x=tok-99", "principal=admin", "hunter2-pw"]
+        );
+        let line = "config principal=admin extension_x=tok-99; auth failed for hunter2-pw at k:9092 user slurm";
+        assert_eq!(
+            redact_secret_values(line, &secrets),
+            "config (redacted); auth failed for (redacted) at k:9092 user slurm"
+        );
+        // librdkafka quotes the rest of a config from the word it could not parse.
+        let line = "Unrecognized sasl.oauthbearer.config beginning at: extension_x=tok-99";
+        assert_eq!(
+            redact_secret_values(line, &secrets),
+            "Unrecognized sasl.oauthbearer.config beginning at: (redacted)"
+        );
     }
 
     #[test]

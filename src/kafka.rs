@@ -8,6 +8,7 @@
 //! caller takes the queue after each poll. Payloads are byte slices with lengths:
 //! nothing here assumes C strings.
 
+use crate::config;
 use parking_lot::Mutex;
 use rdkafka_sys::bindings as rd;
 use rdkafka_sys::types::RDKafkaRespErr as Err;
@@ -63,6 +64,8 @@ pub fn set_log_sink(sink: Option<LogSink>) {
 
 struct Shared {
     reports: Mutex<Vec<Report>>,
+    /// Secret values of the configuration, scrubbed from librdkafka's log lines.
+    secrets: Vec<String>,
 }
 
 /// A librdkafka producer handle.
@@ -113,20 +116,57 @@ unsafe extern "C" fn on_thread_start(
 pub const DEFAULT_PROPERTIES: [(&str, &str); 3] =
     [("client.id", "slurmctld-jobcomp-kafka"), ("queue.buffering.max.messages", "10000"), ("linger.ms", "0")];
 
+/// enable.idempotence=true (librdkafka: false; Kafka's own clients since 3.0):
+/// a produce request whose acknowledgement is lost is sent again, and without
+/// it the broker stores its records twice and out of order
+/// (tests/retry_duplicates.rs: 150 duplicates, 148 out of order for one lost
+/// ack on tansu; none with it). It costs one InitProducerId request at start,
+/// at most 5 requests in flight per broker and acks=all (librdkafka's default).
+/// Not added when the file sets enable.idempotence itself, or a value
+/// librdkafka refuses together with it ([`conflicts_with_idempotence`]): such
+/// a file keeps working as it did with SchedMD's plugin.
+pub const IDEMPOTENCE_DEFAULT: (&str, &str) = ("enable.idempotence", "true");
+
+/// A property (key, value) librdkafka refuses together with
+/// enable.idempotence=true (rd_kafka_conf_finalize), or the key itself.
+pub fn conflicts_with_idempotence(key: &str, value: &str) -> bool {
+    let number = || value.trim().parse::<i64>().ok();
+    match key {
+        "enable.idempotence" | "transactional.id" => true,
+        "acks" | "request.required.acks" => !matches!(value.trim(), "all" | "-1"),
+        "max.in.flight" | "max.in.flight.requests.per.connection" => number().is_none_or(|n| n > 5),
+        "retries" | "message.send.max.retries" => number().is_none_or(|n| n < 1),
+        "queue.buffering.backpressure.threshold" => number().is_none_or(|n| n > 1),
+        "queuing.strategy" => value.trim() != "fifo",
+        _ => false,
+    }
+}
+
+/// The defaults to set before the administrator's `properties`.
+fn defaults_for(properties: &[(&str, &str)]) -> Vec<(&'static str, &'static str)> {
+    let mut defaults = DEFAULT_PROPERTIES.to_vec();
+    if !properties.iter().any(|(k, v)| conflicts_with_idempotence(k.trim(), v)) {
+        defaults.push(IDEMPOTENCE_DEFAULT);
+    }
+    defaults
+}
+
 impl Producer {
     /// Creates a producer from `key=value` properties. An error names the
     /// property librdkafka rejected and says why.
     pub fn new<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Producer, String> {
         unsafe {
             let conf = rd::rd_kafka_conf_new();
-            let all = DEFAULT_PROPERTIES.iter().copied().chain(properties);
-            for (key, value) in all {
+            let properties: Vec<(&str, &str)> = properties.into_iter().collect();
+            let all: Vec<(&str, &str)> = defaults_for(&properties).into_iter().chain(properties).collect();
+            let secrets = config::secret_values(all.iter().copied());
+            for &(key, value) in &all {
                 if let Err(reason) = conf_set(conf, key, value) {
                     rd::rd_kafka_conf_destroy(conf);
-                    return Err(reason);
+                    return Err(config::redact_secret_values(&reason, &secrets));
                 }
             }
-            let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()) }));
+            let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()), secrets }));
             rd::rd_kafka_conf_set_opaque(conf, shared as *mut c_void);
             rd::rd_kafka_conf_set_dr_msg_cb(conf, Some(on_delivery));
             rd::rd_kafka_conf_set_log_cb(conf, Some(on_log));
@@ -150,10 +190,11 @@ impl Producer {
                 Some(rk) => Ok(Producer { rk, shared }),
                 None => {
                     rd::rd_kafka_conf_destroy(conf);
-                    drop(Box::from_raw(shared));
+                    let shared = Box::from_raw(shared);
+                    let reason = CStr::from_ptr(errstr.as_ptr()).to_string_lossy();
                     Err(format!(
                         "cannot create the Kafka producer: {}",
-                        CStr::from_ptr(errstr.as_ptr()).to_string_lossy()
+                        config::redact_secret_values(&reason, &shared.secrets)
                     ))
                 }
             }
@@ -327,16 +368,25 @@ unsafe extern "C" fn on_delivery(_rk: *mut rd::rd_kafka_t, message: *const rd::r
     }));
 }
 
-unsafe extern "C" fn on_log(_rk: *const rd::rd_kafka_t, level: c_int, facility: *const c_char, text: *const c_char) {
+/// A librdkafka line as it may be logged: without the configuration's secrets.
+unsafe fn scrubbed(rk: *const rd::rd_kafka_t, text: *const c_char) -> String {
+    let text = if text.is_null() { "".into() } else { CStr::from_ptr(text).to_string_lossy() };
+    let shared = if rk.is_null() { None } else { (rd::rd_kafka_opaque(rk) as *const Shared).as_ref() };
+    match shared {
+        Some(shared) if !shared.secrets.is_empty() => config::redact_secret_values(&text, &shared.secrets),
+        _ => text.into_owned(),
+    }
+}
+
+unsafe extern "C" fn on_log(rk: *const rd::rd_kafka_t, level: c_int, facility: *const c_char, text: *const c_char) {
     let _ = catch_unwind(|| {
         let Some(sink) = *LOG_SINK.lock() else { return };
         let facility = if facility.is_null() { "".into() } else { CStr::from_ptr(facility).to_string_lossy() };
-        let text = if text.is_null() { "".into() } else { CStr::from_ptr(text).to_string_lossy() };
-        sink(level, &facility, &text);
+        sink(level, &facility, &scrubbed(rk, text));
     });
 }
 
-unsafe extern "C" fn on_error(_rk: *mut rd::rd_kafka_t, code: c_int, reason: *const c_char, _opaque: *mut c_void) {
+unsafe extern "C" fn on_error(rk: *mut rd::rd_kafka_t, code: c_int, reason: *const c_char, _opaque: *mut c_void) {
     let _ = catch_unwind(|| {
         let Some(sink) = *LOG_SINK.lock() else { return };
         // Connection-level errors (a broker down, all brokers down) are already
@@ -344,7 +394,7 @@ unsafe extern "C" fn on_error(_rk: *mut rd::rd_kafka_t, code: c_int, reason: *co
         if code == Err::RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN as c_int || code == Err::RD_KAFKA_RESP_ERR__TRANSPORT as c_int {
             return;
         }
-        let reason = if reason.is_null() { "".into() } else { CStr::from_ptr(reason).to_string_lossy() };
+        let reason = scrubbed(rk, reason);
         let level = 3;
         sink(level, "ERROR", &reason);
     });
@@ -353,6 +403,49 @@ unsafe extern "C" fn on_error(_rk: *mut rd::rd_kafka_t, code: c_int, reason: *co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotence_is_the_default_unless_the_file_conflicts() {
+        assert!(defaults_for(&[("bootstrap.servers", "k:9092")]).contains(&IDEMPOTENCE_DEFAULT));
+        for ok in [("acks", "all"), ("acks", "-1"), ("max.in.flight", "5"), ("retries", "3"), ("linger.ms", "5")] {
+            assert!(defaults_for(&[ok]).contains(&IDEMPOTENCE_DEFAULT), "{ok:?}");
+        }
+        for conflict in [
+            ("enable.idempotence", "false"),
+            ("enable.idempotence", "true"),
+            ("acks", "1"),
+            ("request.required.acks", "0"),
+            ("max.in.flight.requests.per.connection", "10"),
+            ("max.in.flight", "1000000"),
+            ("retries", "0"),
+            ("message.send.max.retries", "0"),
+            ("queue.buffering.backpressure.threshold", "10"),
+            ("queuing.strategy", "lifo"),
+            ("transactional.id", "x"),
+        ] {
+            assert!(!defaults_for(&[conflict]).contains(&IDEMPOTENCE_DEFAULT), "{conflict:?}");
+        }
+    }
+
+    /// Each conflicting value really is refused by librdkafka with idempotence on
+    /// (so leaving the default out keeps such a file working), and the default
+    /// alone is accepted.
+    #[test]
+    fn librdkafka_refuses_what_conflicts_with_idempotence() {
+        let base = [("bootstrap.servers", "127.0.0.1:1")];
+        assert!(Producer::new(base.iter().copied()).is_ok());
+        for conflict in [
+            ("acks", "1"),
+            ("max.in.flight", "6"),
+            ("retries", "0"),
+            ("queue.buffering.backpressure.threshold", "2"),
+            ("queuing.strategy", "lifo"),
+        ] {
+            let with_idempotence = base.iter().copied().chain([conflict, ("enable.idempotence", "true")]);
+            assert!(Producer::new(with_idempotence).is_err(), "{conflict:?} accepted with idempotence");
+            assert!(Producer::new(base.iter().copied().chain([conflict])).is_ok(), "{conflict:?} alone refused");
+        }
+    }
 
     #[test]
     fn a_rejected_property_is_named() {

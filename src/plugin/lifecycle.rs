@@ -50,6 +50,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         .filter(|loc| !loc.trim().is_empty())
         .ok_or("JobCompLoc is not set: it must name a file of librdkafka properties (at least bootstrap.servers)")?;
     let properties = config::read_properties_file(&location).map_err(|e| e.to_string())?;
+    config::secrets_file_warning(&location, &properties).inspect(|w| log::warning(w));
     if host.jobcomp_debug {
         for p in &properties {
             log::info(&format!("librdkafka property {}={}", p.key, config::display_value(p)));

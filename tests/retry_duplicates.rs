@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+//! A produce whose acknowledgement is lost is sent again by librdkafka: without
+//! enable.idempotence the broker can store it twice. Measured with the plugin in
+//! the C host against
+//!   - tansu 0.6.0, through a proxy of our own that forwards one Produce request,
+//!     waits for the broker's response and closes the connection instead of
+//!     passing it on (ports 20220 tansu, 20221 proxy);
+//! Each prints its numbers: records produced / stored / duplicated / out of order.
+
+mod common;
+#[path = "support/tansu.rs"]
+mod tansu;
+
+use common::{wait_for, TempDir};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use tansu::{consume, started_host, Proxy, Tansu};
+
+
+#[derive(Debug, Default)]
+struct Counts {
+    #[allow(dead_code)] // printed
+    stored: usize,
+    duplicated: usize,
+    /// Per partition: records stored after a record of a later job.
+    out_of_order: usize,
+    missing: usize,
+}
+
+/// Counts over (partition, job id) in offset order; `produced` ids 1..=n.
+fn count(n: u32, mut stored: Vec<(i64, i64, u32)>) -> Counts {
+    stored.sort();
+    let mut seen: BTreeMap<u32, usize> = BTreeMap::new();
+    let mut highest: BTreeMap<i64, u32> = BTreeMap::new();
+    let mut c = Counts { stored: stored.len(), ..Counts::default() };
+    for &(partition, _offset, id) in &stored {
+        *seen.entry(id).or_default() += 1;
+        let top = highest.entry(partition).or_default();
+        if id < *top {
+            c.out_of_order += 1;
+        }
+        *top = (*top).max(id);
+    }
+    c.duplicated = seen.values().map(|k| k - 1).sum();
+    c.missing = (1..=n).filter(|id| !seen.contains_key(id)).count();
+    c
+}
+
+fn job_id(key: &[u8]) -> u32 {
+    std::str::from_utf8(key).unwrap().parse().unwrap()
+}
+
+/// `idempotence`: the enable.idempotence line of the file (None: none, the plugin's default).
+fn tansu_run(proxy: &Proxy, idempotence: Option<bool>) -> (Counts, Vec<String>) {
+    const N: u32 = 300;
+    let bootstrap = format!("127.0.0.1:{}", proxy.port);
+    let properties = format!(
+        "bootstrap.servers={bootstrap}\nreconnect.backoff.max.ms=500\n{}",
+        idempotence.map(|on| format!("enable.idempotence={on}\n")).unwrap_or_default()
+    );
+    let topic = format!("jk_dup_{}", idempotence.map_or("default".to_string(), |on| on.to_string()));
+    let (_dir, mut host) = started_host(&format!("dup-{idempotence:?}"), &properties, &topic);
+    let cuts_before = proxy.cuts_done.load(Ordering::SeqCst);
+    proxy.cuts_left.store(1, Ordering::SeqCst);
+    host.ok(&format!("jobs {N} 1"));
+    let got = consume(&bootstrap, &topic, N as usize);
+    let cut = proxy.cuts_done.load(Ordering::SeqCst) - cuts_before;
+    assert_eq!(cut, 1, "the proxy lost one acknowledgement");
+    host.ok("fini");
+    let log = host.quit();
+    let stored = got.iter().map(|m| (m.partition, m.offset, job_id(m.key.as_deref().unwrap()))).collect();
+    let errors = log.into_iter().filter(|l| l.starts_with("error")).collect();
+    (count(N, stored), errors)
+}
+
+#[test]
+fn lost_acknowledgement_on_tansu() {
+    let _broker = Tansu::start(20220, 20221);
+    let proxy = Proxy::start(20221, 20220);
+    let mut results = Vec::new();
+    for idempotence in [Some(false), Some(true), None] {
+        let (counts, errors) = tansu_run(&proxy, idempotence);
+        println!("tansu, enable.idempotence={idempotence:?}, 300 records, 1 lost ack: {counts:?}; errors {errors:?}");
+        assert_eq!(counts.missing, 0, "nothing lost: {counts:?}");
+        assert!(errors.is_empty(), "{errors:?}");
+        results.push(counts);
+    }
+    assert!(results[0].duplicated > 0, "without idempotence the lost ack duplicates records: {:?}", results[0]);
+    for (what, c) in [("enable.idempotence=true", &results[1]), ("the plugin's default", &results[2])] {
+        assert_eq!((c.duplicated, c.out_of_order), (0, 0), "{what}: {c:?}");
+    }
+}
+
+/// The same against noida-db 0.2.3, which needs glibc 2.39 (bookworm has 2.36):
+/// run with the trixie chroot's loader, JK_NOIDA_DB=<path of the noida-db
+/// binary> JK_TRIXIE_ROOT=<chroot> cargo test --release --test
+/// retry_duplicates -- --ignored. Port 20230 noida, 20231 proxy.
+#[test]
+#[ignore = "needs noida-db and a glibc >= 2.39 root (JK_NOIDA_DB, JK_TRIXIE_ROOT)"]
+fn lost_acknowledgement_on_noida_db() {
+    let bin = std::env::var("JK_NOIDA_DB").expect("JK_NOIDA_DB");
+    let root = std::env::var("JK_TRIXIE_ROOT").expect("JK_TRIXIE_ROOT");
+    let data = TempDir::new("noida");
+    let mut noida = std::process::Command::new(format!("{root}/lib64/ld-linux-x86-64.so.2"))
+        .args(["--library-path", &format!("{root}/usr/lib/x86_64-linux-gnu"), &bin, "start", "--data-dir"])
+        .arg(data.path())
+        .args(["--host", "127.0.0.1", "--only", "kafka", "--kafka-port", "20230"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start noida-db");
+    assert!(
+        wait_for(std::time::Duration::from_secs(20), || std::net::TcpStream::connect("127.0.0.1:20230").ok()).is_some(),
+        "noida-db did not listen"
+    );
+    let proxy = Proxy::start_rewriting(20231, 20230, true);
+    let mut results = Vec::new();
+    for idempotence in [Some(false), Some(true)] {
+        let (counts, errors) = tansu_run(&proxy, idempotence);
+        println!("noida-db, enable.idempotence={idempotence:?}, 300 records, 1 lost ack: {counts:?}; errors {errors:?}");
+        results.push(counts);
+    }
+    let _ = noida.kill();
+    let _ = noida.wait();
+    assert_eq!((results[0].missing, results[1].missing), (0, 0));
+    assert_eq!((results[1].duplicated, results[1].out_of_order), (0, 0), "{:?}", results[1]);
+}
