@@ -108,9 +108,19 @@ pub fn debug(message: &str) {
     log(Level::Debug, message)
 }
 
-/// Maps librdkafka's syslog levels onto Slurm's.
+/// Maps librdkafka's syslog levels onto Slurm's. Lines about a refused broker
+/// certificate go to the debug level: crate::kafka names the cause once, in a
+/// line of its own (facility "TLS"). A warning or error line that repeats one
+/// logged less than [`REPEAT_WINDOW`] ago goes to the debug level too, so a
+/// broker that keeps failing the same way (every reconnect.backoff.ms) gives
+/// one line, not a flood.
 pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
-    let level = match level {
+    if facility == "TLS" {
+        let level = if level <= 3 { Level::Error } else { Level::Info };
+        log(level, message);
+        return;
+    }
+    let mut level = match level {
         // A broker connection failure: librdkafka reconnects by itself, and any
         // record it costs is reported by us at error level.
         3 if facility == "FAIL" => Level::Warning,
@@ -119,5 +129,75 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         5 | 6 => Level::Verbose,
         _ => Level::Debug,
     };
+    if level <= Level::Warning
+        && (crate::kafka::is_certificate_refusal(facility, message)
+            || !REPEATS.lock().first_in_window(message, std::time::Instant::now()))
+    {
+        level = Level::Debug;
+    }
     log(level, &format!("librdkafka {facility}: {message}"));
+}
+
+/// How long a repeated librdkafka warning/error stays at the debug level.
+pub const REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
+
+static REPEATS: parking_lot::Mutex<Repeats> = parking_lot::Mutex::new(Repeats { seen: Vec::new() });
+
+/// The librdkafka lines logged recently, by their text without what changes
+/// from one attempt to the next (the thread tag, "(after N ms in state X)").
+pub struct Repeats {
+    seen: Vec<(String, std::time::Instant)>,
+}
+
+impl Repeats {
+    /// True when `message` was not logged within REPEAT_WINDOW before `now`
+    /// (it is then remembered as logged at `now`).
+    pub fn first_in_window(&mut self, message: &str, now: std::time::Instant) -> bool {
+        let key = repeat_key(message);
+        self.seen.retain(|(_, at)| now.duration_since(*at) < REPEAT_WINDOW);
+        if self.seen.iter().any(|(k, _)| *k == key) {
+            return false;
+        }
+        if self.seen.len() >= 64 {
+            self.seen.remove(0);
+        }
+        self.seen.push((key.to_string(), now));
+        true
+    }
+}
+
+fn repeat_key(message: &str) -> &str {
+    // "[thrd:ssl://h:1/bootstrap]: ssl://h:1/bootstrap: text (after 3ms in state X)"
+    let text = match message.strip_prefix("[thrd:") {
+        Some(rest) => rest.split_once("]: ").map_or(message, |(_, t)| t),
+        None => message,
+    };
+    match text.rfind(" (after ") {
+        Some(i) if text.ends_with(')') => &text[..i],
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_repeated_line_is_logged_once_per_window() {
+        let mut r = Repeats { seen: Vec::new() };
+        let t0 = Instant::now();
+        let a = "[thrd:sasl_ssl://h:1/bootstrap]: sasl_ssl://h:1/bootstrap: SASL authentication error: bad (after 12ms in state AUTH_REQ)";
+        let a_again = "[thrd:sasl_ssl://h:1/1]: sasl_ssl://h:1/bootstrap: SASL authentication error: bad (after 30ms in state AUTH_REQ)";
+        assert!(r.first_in_window(a, t0));
+        assert!(!r.first_in_window(a_again, t0 + Duration::from_secs(1)));
+        assert!(r.first_in_window("[thrd:x]: other text", t0 + Duration::from_secs(2)));
+        assert!(r.first_in_window(a, t0 + REPEAT_WINDOW + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_repeat_key_drops_thread_and_timing() {
+        assert_eq!(repeat_key("[thrd:a]: b: c (after 5ms in state UP)"), "b: c");
+        assert_eq!(repeat_key("plain (not timing)"), "plain (not timing)");
+    }
 }
