@@ -360,6 +360,14 @@ unsafe extern "C" fn on_error(_rk: *mut rd::rd_kafka_t, code: c_int, reason: *co
             sink(7, "ERROR", &reason);
             return;
         }
+        if code == Err::RD_KAFKA_RESP_ERR__AUTHENTICATION as c_int {
+            let line = format!(
+                "{reason}: check security.protocol, sasl.mechanisms and the credentials (sasl.username/sasl.password, \
+                 the Kerberos keytab and principal, or the OIDC client) in JobCompLoc; records are kept and retried"
+            );
+            sink(3, "ERROR", &line);
+            return;
+        }
         let level = 3;
         sink(level, "ERROR", &reason);
     });

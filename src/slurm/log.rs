@@ -123,6 +123,9 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
     let mut level = match level {
         // A broker connection failure: librdkafka reconnects by itself, and any
         // record it costs is reported by us at error level.
+        // A refused TLS handshake or SASL authentication: librdkafka also
+        // reports it to the error callback, logged at error level (kafka.rs).
+        3 if facility == "FAIL" && (message.contains("SASL") || message.contains("SSL handshake")) => Level::Debug,
         3 if facility == "FAIL" => Level::Warning,
         0..=3 => Level::Error,
         4 => Level::Warning,
@@ -161,21 +164,33 @@ impl Repeats {
         if self.seen.len() >= 64 {
             self.seen.remove(0);
         }
-        self.seen.push((key.to_string(), now));
+        self.seen.push((key, now));
         true
     }
 }
 
-fn repeat_key(message: &str) -> &str {
-    // "[thrd:ssl://h:1/bootstrap]: ssl://h:1/bootstrap: text (after 3ms in state X)"
+fn repeat_key(message: &str) -> String {
+    // "[thrd:ssl://h:1/bootstrap]: ssl://h:1/bootstrap: text (after 3ms in state X[, N identical error(s) suppressed])..."
     let text = match message.strip_prefix("[thrd:") {
         Some(rest) => rest.split_once("]: ").map_or(message, |(_, t)| t),
         None => message,
     };
-    match text.rfind(" (after ") {
-        Some(i) if text.ends_with(')') => &text[..i],
-        _ => text,
+    let Some(i) = text.find(" (after ") else { return text.to_string() };
+    // The matching ')' ("error(s)" nests one pair inside).
+    let mut depth = 0;
+    for (j, ch) in text[i + 1..].char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return format!("{}{}", &text[..i], &text[i + 1 + j + 1..]);
+                }
+            }
+            _ => {}
+        }
     }
+    text.to_string()
 }
 
 #[cfg(test)]
@@ -198,6 +213,10 @@ mod tests {
     #[test]
     fn the_repeat_key_drops_thread_and_timing() {
         assert_eq!(repeat_key("[thrd:a]: b: c (after 5ms in state UP)"), "b: c");
+        assert_eq!(
+            repeat_key("b: c (after 20ms in state AUTH_REQ, 1 identical error(s) suppressed): check x"),
+            "b: c: check x"
+        );
         assert_eq!(repeat_key("plain (not timing)"), "plain (not timing)");
     }
 }
