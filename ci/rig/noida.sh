@@ -30,7 +30,11 @@ start)
 	port=$3
 	ensure_noida
 	require_port_free 127.0.0.1 "$port"
-	setsid "$NOIDA_VENV/bin/noida-db" start --data-dir "$dir/data" --host 127.0.0.1 --only kafka \
+	# The package's binary itself (bin/noida-db is a Python wrapper that
+	# starts it as a child: its PID would not stop the server).
+	bin=$(compgen -G "$NOIDA_VENV/lib/python3*/site-packages/noida_db/noida-db" | head -n 1)
+	[[ -x $bin ]] || die "noida-db binary not found in $NOIDA_VENV"
+	setsid "$bin" start --data-dir "$dir/data" --host 127.0.0.1 --only kafka \
 		--kafka-port "$port" >>"$dir/noida.log" 2>&1 </dev/null &
 	echo $! >"$dir/noida.pid"
 	wait_port 127.0.0.1 "$port" 30 || { tail -n 20 "$dir/noida.log" >&2; stop_pidfile "$dir/noida.pid" 3 noida; die "noida-db did not come up"; }

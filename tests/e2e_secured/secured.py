@@ -64,12 +64,37 @@ def example_property(text, key):
     raise KeyError(key)
 
 
-def localize(text, bootstrap, conf_dir):
-    """The README example with the broker's address and the directory of its
-    files replaced; nothing else changes."""
+# The README's OpenID provider (token endpoint https://idp.example.org:8443/token).
+EXAMPLE_IDP = "idp.example.org:8443"
+
+
+def localize(text, bootstrap, conf_dir, idp=None):
+    """The README example with the broker's address (and the OpenID
+    provider's), and the directory of its files replaced; nothing else
+    changes."""
     for hp in EXAMPLE_HOST_PORTS:
         text = text.replace(hp, bootstrap)
+    if idp:
+        text = text.replace(EXAMPLE_IDP, idp)
     return text.replace(EXAMPLE_DIR, str(conf_dir).rstrip("/") + "/")
+
+
+class RigProcess:
+    """A daemon started by a ci/rig script `start DIR ...` and stopped by
+    `stop DIR` (noida.sh, kdc.sh, oidc.sh)."""
+
+    def __init__(self, script, dir, *args):
+        self.script = RIG / script
+        self.dir = Path(dir)
+        self.args = [str(a) for a in args]
+
+    def start(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        run([self.script, "start", self.dir, *self.args], timeout=300)
+        return self
+
+    def stop(self):
+        run([self.script, "stop", self.dir], check=False, timeout=60)
 
 
 def host_release():
