@@ -127,6 +127,9 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         // reports it to the error callback, logged at error level (kafka.rs).
         3 if facility == "FAIL" && (message.contains("SASL") || message.contains("SSL handshake")) => Level::Debug,
         3 if facility == "FAIL" => Level::Warning,
+        // A token the OpenID provider refused: the error callback reports it
+        // too ("Failed to acquire SASL OAUTHBEARER token: <the provider's answer>").
+        0..=3 if facility == "OIDC" => Level::Debug,
         0..=3 => Level::Error,
         4 => Level::Warning,
         5 | 6 => Level::Verbose,
