@@ -22,13 +22,14 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test unit e2e e2e26 check-headers matrix demo bench clean
+.PHONY: help build install deps test unit e2e e2e26 e2e-secured check-headers matrix demo bench clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
 	@echo "make install [PLUGINDIR=...]     copy it into slurmctld's PluginDir ($(PLUGINDIR))"
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
+	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 
 build:
@@ -76,6 +77,12 @@ e2e: build
 # The same on 26.05.5 (Debian forky chroot), start events on and off.
 e2e26:
 	ci/e2e26.sh
+
+# TLS, SASL, Kerberos and OIDC with real peers (stunnel, KDC, OpenID provider);
+# the README's "Secured Kafka" examples. Own ports (20300-20399): may run next
+# to e2e and e2e26.
+e2e-secured: build
+	ci/e2e-secured.sh
 
 demo: deps build
 	ci/demo.sh

@@ -136,6 +136,28 @@ class SecuredCluster(jk.Cluster):
         wait_for(lambda: not jk.pid_alive(pid), 60, f"slurmctld {pid} to exit after scontrol shutdown")
 
 
+def start_cluster(stack, release, session_dir, name, conf_text, ports=None):
+    """A started SecuredCluster named after the test case `name`, with the
+    cluster ports of PORTS[ports or name], stopped at the end of the test
+    (through `stack`)."""
+    ctld, slurmd = PORTS[ports or name]["cluster"]
+    c = SecuredCluster(release=release, name=f"jksec{name.replace('-', '')}", dir=session_dir / f"cluster-{name}",
+                       ctld_port=ctld, slurmd_port=slurmd, plugin="ours", conf_text=conf_text,
+                       topic=f"jk-sec-{name}", params="flush_timeout=1000")
+    stack.append(c)
+    c.start()
+    return c
+
+
+def saved_at_shutdown(c, ids):
+    """Stop slurmctld; every one of the jobs' records must be in the state
+    file (nothing lost). Returns [(job id, bytes)]."""
+    c.shutdown_ctld()
+    _, saved = jk.read_state_file(c.state_dir / "jobcomp_kafka_state")
+    assert sorted(j for j, _ in saved) == sorted(ids), f"saved {[j for j, _ in saved]}, jobs {sorted(ids)}"
+    return saved
+
+
 class TlsBroker:
     """tansu on 127.0.0.1:plain_port, advertised as 127.0.0.1:tls_port where
     stunnel accepts TLS and forwards to it (clients must come back through

@@ -17,7 +17,7 @@ over Kerberos are NOT proven; the records are kept (saved at shutdown).
 import stat
 
 import secured
-from secured import PORTS, RigProcess, SecuredCluster, jk, localize
+from secured import PORTS, RigProcess, jk, localize, start_cluster
 
 N_JOBS = 4
 REALM = "EXAMPLE.ORG"
@@ -47,12 +47,7 @@ def test_kerberos_keytab_ticket_and_gssapi_exchange(release, session_dir, exampl
     port = PORTS["kerberos"]["broker"][0]
     jk.wait_bindable([port], 60)
     stack.append(RigProcess("noida.sh", session_dir / "noida-krb", port).start())
-    ctld, slurmd = PORTS["kerberos"]["cluster"]
-    c = SecuredCluster(release=release, name="jkseckrb", dir=session_dir / "cluster-kerberos", ctld_port=ctld,
-                       slurmd_port=slurmd, plugin="ours", conf_text=localize(text, f"127.0.0.1:{port}", conf_dir),
-                       topic="jk-sec-kerberos", params="flush_timeout=1000")
-    stack.append(c)
-    c.start()
+    c = start_cluster(stack, release, session_dir, "kerberos", localize(text, f"127.0.0.1:{port}", conf_dir))
     kdc_log = kdc.dir / "kdc.log"
 
     def kdc_lines(kind, server):
@@ -79,9 +74,7 @@ def test_kerberos_keytab_ticket_and_gssapi_exchange(release, session_dir, exampl
     jk.wait_for(stuck, 90, "librdkafka's line about the broker not answering the GSSAPI token")
     numbers(f"broker's answer to the GSSAPI token: {stuck()[0].split('jobcomp/kafka: ', 1)[-1][:200]}")
     # Nothing is lost: at shutdown every record is saved.
-    c.shutdown_ctld()
-    _, saved = jk.read_state_file(c.state_dir / "jobcomp_kafka_state")
-    assert sorted(j for j, _ in saved) == sorted(ids)
+    saved = secured.saved_at_shutdown(c, ids)
     numbers(f"GSSAPI: {len(saved)} of {N_JOBS} record(s) saved at shutdown; "
             f"{len(kdc_lines('AS_REQ', f'krbtgt/{REALM}@{REALM}'))} AS-REQ and "
             f"{len(kdc_lines('TGS_REQ', f'{service}/127.0.0.1@{REALM}'))} TGS-REQ issued by the KDC")

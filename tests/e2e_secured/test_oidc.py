@@ -21,7 +21,7 @@ import re
 import time
 
 import secured
-from secured import PORTS, RigProcess, SecuredCluster, TlsBroker, consume, jk, lay_out_conf_dir, localize
+from secured import PORTS, RigProcess, TlsBroker, consume, jk, lay_out_conf_dir, localize, start_cluster
 
 N_JOBS = 4
 
@@ -46,21 +46,19 @@ def _token_events(p, event):
     return out
 
 
-def _cluster(stack, release, session_dir, name, text, conf_dir):
-    ctld, slurmd = PORTS["oidc"]["cluster"]
-    c = SecuredCluster(release=release, name=f"jksec{name}", dir=session_dir / f"cluster-{name}", ctld_port=ctld,
-                       slurmd_port=slurmd, plugin="ours", conf_text=text, topic=f"jk-sec-{name}",
-                       params="flush_timeout=1000")
-    stack.append(c)
-    c.start()
-    return c
-
-
-def _saved_at_shutdown(c, ids):
-    c.shutdown_ctld()
-    _, saved = jk.read_state_file(c.state_dir / "jobcomp_kafka_state")
-    assert sorted(j for j, _ in saved) == sorted(ids)
-    return saved
+def _noida_cluster(stack, release, session_dir, certs, text, name):
+    """noida-db and a cluster with the README's OIDC example over
+    SASL_PLAINTEXT (noida-db has no TLS listener). Returns (cluster, port)."""
+    port = PORTS["oidc"]["broker"][0]
+    jk.wait_bindable([port], 60)
+    stack.append(RigProcess("noida.sh", session_dir / f"noida-{name}", port).start())
+    conf_dir = session_dir / f"etc-{name}"
+    lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
+    idp = f"127.0.0.1:{PORTS['oidc']['provider']}"
+    local = localize(text, f"127.0.0.1:{port}", conf_dir, idp=idp).replace(
+        "security.protocol=SASL_SSL", "security.protocol=SASL_PLAINTEXT")
+    assert "security.protocol=SASL_PLAINTEXT" in local
+    return start_cluster(stack, release, session_dir, name, local, ports="oidc"), port
 
 
 def test_oidc_readme_example_gets_a_token(release, session_dir, certs, examples, stack, numbers):
@@ -74,7 +72,7 @@ def test_oidc_readme_example_gets_a_token(release, session_dir, certs, examples,
     conf_dir = session_dir / "etc-oidc"
     lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
     idp = f"127.0.0.1:{PORTS['oidc']['provider']}"
-    c = _cluster(stack, release, session_dir, "oidc", localize(text, b.bootstrap, conf_dir, idp=idp), conf_dir)
+    c = start_cluster(stack, release, session_dir, "oidc", localize(text, b.bootstrap, conf_dir, idp=idp))
     grants = jk.wait_for(lambda: _token_events(p, "grant.success"), 60, "the provider's grant to the plugin")
     g = grants[0]
     numbers(f"OpenID provider: {g}")
@@ -88,24 +86,14 @@ def test_oidc_readme_example_gets_a_token(release, session_dir, certs, examples,
     assert secured.example_property(text, "sasl.oauthbearer.client.secret") not in c.log_text()
     # tansu cannot validate an OAUTHBEARER token: nothing is delivered, and
     # nothing is lost.
-    saved = _saved_at_shutdown(c, ids)
+    saved = secured.saved_at_shutdown(c, ids)
     numbers(f"OIDC to tansu: {len(saved)} of {N_JOBS} record(s) saved at shutdown")
 
 
 def test_oidc_token_delivers_through_noida(release, session_dir, certs, examples, stack, numbers):
     text = examples["oidc"]
     p = _provider(stack, session_dir, certs, examples)
-    port = PORTS["oidc"]["broker"][0]
-    jk.wait_bindable([port], 60)
-    stack.append(RigProcess("noida.sh", session_dir / "noida-oidc", port).start())
-    conf_dir = session_dir / "etc-oidc-noida"
-    lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
-    idp = f"127.0.0.1:{PORTS['oidc']['provider']}"
-    # noida-db has no TLS listener: the README's example over SASL_PLAINTEXT.
-    local = localize(text, f"127.0.0.1:{port}", conf_dir, idp=idp).replace(
-        "security.protocol=SASL_SSL", "security.protocol=SASL_PLAINTEXT")
-    assert "security.protocol=SASL_PLAINTEXT" in local
-    c = _cluster(stack, release, session_dir, "oidcnoida", local, conf_dir)
+    c, port = _noida_cluster(stack, release, session_dir, certs, text, "oidcnoida")
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidcn-")
     msgs = consume(f"127.0.0.1:{port}", {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
                                          "sasl.username": "reader", "sasl.password": "x",
@@ -122,15 +110,7 @@ def test_oidc_token_delivers_through_noida(release, session_dir, certs, examples
 def test_oidc_wrong_secret_one_error_line_nothing_lost(release, session_dir, certs, examples, stack, numbers):
     text = examples["oidc"]
     p = _provider(stack, session_dir, certs, examples, secret="the-provider-expects-another-secret")
-    port = PORTS["oidc"]["broker"][0]
-    jk.wait_bindable([port], 60)
-    stack.append(RigProcess("noida.sh", session_dir / "noida-oidc-bad", port).start())
-    conf_dir = session_dir / "etc-oidc-bad"
-    lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
-    idp = f"127.0.0.1:{PORTS['oidc']['provider']}"
-    local = localize(text, f"127.0.0.1:{port}", conf_dir, idp=idp).replace(
-        "security.protocol=SASL_SSL", "security.protocol=SASL_PLAINTEXT")
-    c = _cluster(stack, release, session_dir, "oidcbad", local, conf_dir)
+    c, _ = _noida_cluster(stack, release, session_dir, certs, text, "oidcbad")
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidcb-")
     refused = jk.wait_for(lambda: _token_events(p, "grant.error"), 60, "the provider refusing the client")
     assert refused[0]["error"] == "invalid_client", refused[0]
@@ -144,5 +124,5 @@ def test_oidc_wrong_secret_one_error_line_nothing_lost(release, session_dir, cer
     numbers(f"OIDC wrong secret: provider {refused[0]['error']} x{len(_token_events(p, 'grant.error'))}; "
             f"{len(errors)} error line(s): {errors[:1]}")
     assert len(errors) == 1, "\n".join(errors[:10])
-    saved = _saved_at_shutdown(c, ids)
+    saved = secured.saved_at_shutdown(c, ids)
     numbers(f"OIDC wrong secret: {len(saved)} of {N_JOBS} record(s) saved at shutdown")

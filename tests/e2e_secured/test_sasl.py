@@ -20,19 +20,9 @@ import time
 import pytest
 
 import secured
-from secured import PORTS, SecuredCluster, TlsBroker, consume, jk, lay_out_conf_dir, localize, log, run
+from secured import PORTS, TlsBroker, consume, jk, lay_out_conf_dir, localize, run, start_cluster
 
 N_JOBS = 5
-
-
-def _cluster(stack, release, session_dir, name, conf_text):
-    ctld, slurmd = PORTS[name]["cluster"]
-    c = SecuredCluster(release=release, name=f"jksec{name}", dir=session_dir / f"cluster-{name}",
-                       ctld_port=ctld, slurmd_port=slurmd, plugin="ours", conf_text=conf_text,
-                       topic=f"jk-sec-{name}", params="flush_timeout=1000")
-    stack.append(c)
-    c.start()
-    return c
 
 
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256"])
@@ -48,7 +38,7 @@ def test_scram_refused_one_error_line_nothing_lost(mechanism, release, session_d
     # The README names SCRAM-SHA-512 and says SCRAM-SHA-256 works the same way.
     text = text.replace("sasl.mechanisms=SCRAM-SHA-512", f"sasl.mechanisms={mechanism}")
     assert f"sasl.mechanisms={mechanism}" in text
-    c = _cluster(stack, release, session_dir, "scram", text)
+    c = start_cluster(stack, release, session_dir, "scram", text)
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="scram-")
 
     def refusals():
@@ -68,10 +58,8 @@ def test_scram_refused_one_error_line_nothing_lost(mechanism, release, session_d
     # The password never reaches slurmctld's log.
     assert secured.example_property(examples["scram"], "sasl.password") not in c.log_text()
     # Nothing is lost: at shutdown every record is saved.
-    c.shutdown_ctld()
-    _, saved = jk.read_state_file(c.state_dir / "jobcomp_kafka_state")
+    saved = secured.saved_at_shutdown(c, ids)
     numbers(f"{mechanism}: {len(saved)} of {N_JOBS} record(s) saved in the state file at shutdown")
-    assert sorted(j for j, _ in saved) == sorted(ids)
     for jid, body in saved:
         assert dict(jk.decode_record(body))["jobid"] == jid
 
@@ -91,7 +79,7 @@ def test_plain_delivers_through_noida(release, session_dir, stack, numbers):
     sasl = {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN", "sasl.username": "slurm-jobcomp",
             "sasl.password": "noida-accepts-any"}
     text = "\n".join([f"bootstrap.servers=127.0.0.1:{port}"] + [f"{k}={v}" for k, v in sasl.items()]) + "\n"
-    c = _cluster(stack, release, session_dir, "plain", text)
+    c = start_cluster(stack, release, session_dir, "plain", text)
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="plain-")
     msgs = consume(f"127.0.0.1:{port}", {**sasl, "receive.message.max.bytes": 100000000,
                                          "fetch.max.bytes": 50000000}, c.finish_topic, expect=N_JOBS)

@@ -16,19 +16,9 @@ import time
 import pytest
 
 import secured
-from secured import PORTS, SecuredCluster, TlsBroker, consume, jk, lay_out_conf_dir, localize, log
+from secured import PORTS, TlsBroker, consume, jk, lay_out_conf_dir, localize, start_cluster
 
 N_JOBS = 6
-
-
-def _start(stack, release, session_dir, name, conf_text):
-    ctld, slurmd = PORTS[name]["cluster"]
-    c = SecuredCluster(release=release, name=f"jksec{name.replace('-', '')}", dir=session_dir / f"cluster-{name}",
-                       ctld_port=ctld, slurmd_port=slurmd, plugin="ours", conf_text=conf_text,
-                       topic=f"jk-sec-{name}", params="flush_timeout=1000")
-    stack.append(c)
-    c.start()
-    return c
 
 
 def _check_delivered(msgs, ids, prefix):
@@ -53,7 +43,7 @@ def test_tls_delivers_every_record(release, session_dir, certs, examples, stack,
     b.start_tls(certs / "server.pem", certs / "server.key")
     conf_dir = session_dir / "etc-tls"
     lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
-    c = _start(stack, release, session_dir, "tls", localize(examples["tls"], b.bootstrap, conf_dir))
+    c = start_cluster(stack, release, session_dir, "tls", localize(examples["tls"], b.bootstrap, conf_dir))
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="tls-")
     msgs = consume(b.bootstrap, {"security.protocol": "SSL", "ssl.ca.location": str(certs / "ca.pem")},
                    c.finish_topic, expect=N_JOBS)
@@ -79,7 +69,7 @@ def test_mutual_tls_with_encrypted_key(release, session_dir, certs, examples, st
     lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem", "slurmctld.pem": "client.pem",
                                        "slurmctld.key": "client.key"})
     assert b"ENCRYPTED PRIVATE KEY" in (conf_dir / "slurmctld.key").read_bytes()
-    c = _start(stack, release, session_dir, "mtls", localize(examples["mtls"], b.bootstrap, conf_dir))
+    c = start_cluster(stack, release, session_dir, "mtls", localize(examples["mtls"], b.bootstrap, conf_dir))
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="mtls-")
     client = {"security.protocol": "SSL", "ssl.ca.location": str(certs / "ca.pem"),
               "ssl.certificate.location": str(certs / "client.pem"), "ssl.key.location": str(certs / "client.key"),
@@ -111,7 +101,7 @@ def test_bad_certificate_one_error_line_nothing_lost(case, release, session_dir,
     b.start_tls(certs / f"{bad['server']}.pem", certs / f"{bad['server']}.key")
     conf_dir = session_dir / f"etc-{case}"
     lay_out_conf_dir(conf_dir, certs, {"ca.pem": bad["ca"]})
-    c = _start(stack, release, session_dir, case, localize(examples["tls"], b.bootstrap, conf_dir))
+    c = start_cluster(stack, release, session_dir, case, localize(examples["tls"], b.bootstrap, conf_dir))
     ids = c.run_jobs(N_JOBS, timeout=90, prefix=f"{case}-")
 
     def cause_lines():
@@ -132,10 +122,7 @@ def test_bad_certificate_one_error_line_nothing_lost(case, release, session_dir,
     assert len(tls_lines) == 1, "a flood:\n" + "\n".join(tls_lines[:20])
 
     # Nothing was delivered; at shutdown every record goes to the state file.
-    c.shutdown_ctld()
-    version, saved = jk.read_state_file(c.state_dir / "jobcomp_kafka_state")
-    assert sorted(j for j, _ in saved) == sorted(ids), f"saved {[j for j, _ in saved]}, jobs {ids}"
-    payload = dict(saved)
+    payload = dict(secured.saved_at_shutdown(c, ids))
 
     # The fix, then slurmctld again with the same JobCompLoc.
     if case == "wrong-ca":
