@@ -136,6 +136,8 @@ impl Producer {
             if verification_on {
                 let _ = rd::rd_kafka_conf_set_ssl_cert_verify_cb(conf, Some(on_cert_verify));
             }
+            // A new producer (init again in the same slurmctld) reports afresh.
+            CERTIFICATE_REPORTS.lock().failing.clear();
             let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()) }));
             rd::rd_kafka_conf_set_opaque(conf, shared as *mut c_void);
             rd::rd_kafka_conf_set_dr_msg_cb(conf, Some(on_delivery));
