@@ -127,14 +127,17 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         // reports it to the error callback, logged at error level (kafka.rs).
         3 if facility == "FAIL" && (message.contains("SASL") || message.contains("SSL handshake")) => Level::Debug,
         3 if facility == "FAIL" => Level::Warning,
-        // A token the OpenID provider refused: the error callback reports it
-        // too ("Failed to acquire SASL OAUTHBEARER token: <the provider's answer>").
-        0..=3 if facility == "OIDC" => Level::Debug,
+        // A token the OpenID provider refused, or Cyrus SASL's own words on a
+        // failed GSSAPI start: the error callback reports the same text.
+        0..=3 if facility == "OIDC" || facility == "LIBSASL" => Level::Debug,
         0..=3 => Level::Error,
         4 => Level::Warning,
         5 | 6 => Level::Verbose,
         _ => Level::Debug,
     };
+    if level <= Level::Warning && KINIT_FAILURES.lock().is_consequence(facility, message, std::time::Instant::now()) {
+        level = Level::Debug;
+    }
     if level <= Level::Warning
         && (crate::kafka::is_certificate_refusal(facility, message)
             || !REPEATS.lock().first_in_window(message, std::time::Instant::now()))
@@ -142,6 +145,29 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         level = Level::Debug;
     }
     log(level, &format!("librdkafka {facility}: {message}"));
+}
+
+static KINIT_FAILURES: parking_lot::Mutex<KinitFailures> = parking_lot::Mutex::new(KinitFailures { last: None });
+
+/// A failed `kinit` (librdkafka's SASLREFRESH line names the command and the
+/// keytab) is the cause; the GSSAPI "No Kerberos credentials available" that
+/// every connection then reports is its consequence and goes to debug while
+/// the failure is recent. Without a failed kinit (a site that runs kinit
+/// itself, sasl.kerberos.kinit.cmd empty) that line is the only symptom and
+/// stays an error.
+pub struct KinitFailures {
+    last: Option<std::time::Instant>,
+}
+
+impl KinitFailures {
+    pub fn is_consequence(&mut self, facility: &str, message: &str, now: std::time::Instant) -> bool {
+        if facility == "SASLREFRESH" && message.contains("refresh failed") {
+            self.last = Some(now);
+            return false;
+        }
+        message.contains("No Kerberos credentials available")
+            && self.last.is_some_and(|at| now.duration_since(at) < REPEAT_WINDOW)
+    }
 }
 
 /// How long a repeated librdkafka warning/error stays at the debug level.
@@ -211,6 +237,19 @@ mod tests {
         assert!(!r.first_in_window(a_again, t0 + Duration::from_secs(1)));
         assert!(r.first_in_window("[thrd:x]: other text", t0 + Duration::from_secs(2)));
         assert!(r.first_in_window(a, t0 + REPEAT_WINDOW + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn no_credentials_after_a_failed_kinit_is_its_consequence() {
+        let mut k = KinitFailures { last: None };
+        let t0 = Instant::now();
+        let none = "b: Failed to initialize SASL authentication: ... (No Kerberos credentials available (default cache: FILE:/x))";
+        // Without a failed kinit it is the only symptom: not a consequence.
+        assert!(!k.is_consequence("ERROR", none, t0));
+        assert!(!k.is_consequence("SASLREFRESH", "[thrd:main]: Kerberos ticket refresh failed: kinit ...", t0));
+        assert!(k.is_consequence("ERROR", none, t0 + Duration::from_secs(1)));
+        assert!(!k.is_consequence("ERROR", "another error", t0 + Duration::from_secs(1)));
+        assert!(!k.is_consequence("ERROR", none, t0 + REPEAT_WINDOW + Duration::from_secs(1)));
     }
 
     #[test]

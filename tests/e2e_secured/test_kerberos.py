@@ -15,6 +15,7 @@ over Kerberos are NOT proven; the records are kept (saved at shutdown).
 """
 
 import stat
+import time
 
 import secured
 from secured import PORTS, RigProcess, jk, localize, start_cluster
@@ -78,3 +79,38 @@ def test_kerberos_keytab_ticket_and_gssapi_exchange(release, session_dir, exampl
     numbers(f"GSSAPI: {len(saved)} of {N_JOBS} record(s) saved at shutdown; "
             f"{len(kdc_lines('AS_REQ', f'krbtgt/{REALM}@{REALM}'))} AS-REQ and "
             f"{len(kdc_lines('TGS_REQ', f'{service}/127.0.0.1@{REALM}'))} TGS-REQ issued by the KDC")
+
+
+def test_kerberos_keytab_without_the_principal_one_error_line(release, session_dir, examples, stack, numbers,
+                                                                monkeypatch):
+    """A keytab that does not hold the principal named in JobCompLoc: kinit
+    fails (the KDC never sees an AS-REQ for it); one clear error line, and
+    nothing is lost."""
+    text = examples["kerberos"]
+    principal = secured.example_property(text, "sasl.kerberos.principal")
+    kdc = RigProcess("kdc.sh", session_dir / "kdc-bad", PORTS["kerberos"]["kdc"], REALM)
+    stack.append(kdc.start())
+    conf_dir = session_dir / "etc-kerberos-bad"
+    conf_dir.mkdir(mode=0o700)
+    jk.run([jk.RIG / "kdc.sh", "principal", kdc.dir, principal])
+    # The keytab of another principal, at the path the example names.
+    jk.run([jk.RIG / "kdc.sh", "keytab", kdc.dir, f"someone-else@{REALM}", conf_dir / "slurm.keytab"])
+    monkeypatch.setenv("KRB5_CONFIG", str(kdc.dir / "krb5.conf"))
+    monkeypatch.setenv("KRB5CCNAME", f"FILE:{session_dir}/krb5cc_slurmctld_bad")
+    port = PORTS["kerberos"]["broker"][0]
+    jk.wait_bindable([port], 60)
+    stack.append(RigProcess("noida.sh", session_dir / "noida-krb-bad", port).start())
+    c = start_cluster(stack, release, session_dir, "kerberos-bad", localize(text, f"127.0.0.1:{port}", conf_dir),
+                      ports="kerberos")
+    ids = c.run_jobs(N_JOBS, timeout=90, prefix="krbbad-")
+
+    def kinit_errors():
+        return [ln for ln in c.plugin_lines() if "error:" in ln and "kinit" in ln.lower()]
+
+    jk.wait_for(kinit_errors, 60, "an error line about kinit")
+    time.sleep(10)
+    errors = [ln for ln in c.plugin_lines() if "error:" in ln]
+    numbers(f"keytab without the principal: {len(errors)} error line(s): {errors[:2]}")
+    assert len(errors) == 1, "\n".join(errors[:10])
+    saved = secured.saved_at_shutdown(c, ids)
+    numbers(f"keytab without the principal: {len(saved)} of {N_JOBS} record(s) saved at shutdown")
