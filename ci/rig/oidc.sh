@@ -36,10 +36,12 @@ start)
 	dir=$(abs_dir "$2")
 	ensure_provider
 	require_port_free 127.0.0.1 "$3"
-	# The script runs from the cache so that Node finds node_modules there.
-	cp "$RIG_DIR/oidc-provider.mjs" "$OIDC_DIR/provider-$$.mjs"
+	# The script runs from the cache so that Node finds node_modules there;
+	# named by its content, so that runs of one checkout share one copy.
+	script=$OIDC_DIR/provider-$(sha256sum "$RIG_DIR/oidc-provider.mjs" | cut -c1-12).mjs
+	[[ -f $script ]] || cp "$RIG_DIR/oidc-provider.mjs" "$script"
 	OIDC_PORT=$3 OIDC_CERT=$(realpath "$4") OIDC_KEY=$(realpath "$5") OIDC_CLIENT_ID=$6 OIDC_CLIENT_SECRET=$7 \
-		OIDC_SCOPE=$8 setsid node "$OIDC_DIR/provider-$$.mjs" >>"$dir/oidc.log" 2>&1 </dev/null &
+		OIDC_SCOPE=$8 setsid node "$script" >>"$dir/oidc.log" 2>&1 </dev/null &
 	echo $! >"$dir/oidc.pid"
 	if ! wait_port 127.0.0.1 "$3" 30; then
 		tail -n 20 "$dir/oidc.log" >&2
