@@ -22,13 +22,14 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test unit e2e e2e26 layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
 	@echo "make install [PLUGINDIR=...]     copy it into slurmctld's PluginDir ($(PLUGINDIR))"
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
+	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
 	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
@@ -101,6 +102,12 @@ e2e26:
 # carries on. Ports 127.0.0.1:20100-20199 only. ~1.5 min warm.
 layout-guard26:
 	ci/layout-guard26.sh
+
+# TLS, SASL, Kerberos and OIDC with real peers (stunnel, KDC, OpenID provider);
+# the README's "Secured Kafka" examples. Own ports (20300-20399): may run next
+# to e2e and e2e26.
+e2e-secured: build
+	ci/e2e-secured.sh
 
 demo: deps build
 	ci/demo.sh

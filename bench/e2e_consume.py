@@ -29,8 +29,8 @@ def log(msg):
     print(f"e2e_consume: {msg}", file=sys.stderr, flush=True)
 
 
-def create_topic(bootstrap, topic, partitions):
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+def create_topic(bootstrap, topic, partitions, props):
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3, **props})
     futures = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     try:
         futures[topic].result(15)
@@ -48,9 +48,12 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--ready-file")
+    ap.add_argument("--property", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra librdkafka property of the consumer (e.g. security.protocol=SSL)")
     args = ap.parse_args()
+    props = dict(p.split("=", 1) for p in args.property)
 
-    create_topic(args.bootstrap, args.topic, args.partitions)
+    create_topic(args.bootstrap, args.topic, args.partitions, props)
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
@@ -62,6 +65,7 @@ def main():
             "fetch.max.bytes": 64 * 1024 * 1024,
             "receive.message.max.bytes": 100 * 1024 * 1024,
             "log_level": 3,
+            **props,
         }
     )
     deadline = time.monotonic() + args.timeout

@@ -300,9 +300,28 @@ def main():
                             ("" if ok else f", {measured - stated:.0f} B/record over") + f"; peak {hwm:,.0f} MiB")
             targets.append(["RSS bounded (stated limit) through a 1M-record outage", det, v])
 
+    # ------------------------------------------------------------------ TLS
+    t = ctld.get("host-ours-tls")
+    if h and t:
+        md.append("## 1b. TLS on vs plaintext (ours, 22.05.8 host, the same run)\n")
+        md.append("host-ours-tls: security.protocol=SSL to a second tansu behind Debian's stunnel4 "
+                  "(certificate signed by a CA made with openssl, ssl.ca.location). CPU per record: the "
+                  "shim's thread CPU time in log_record plus the plugin's and librdkafka's threads "
+                  "(/proc) divided by the records.\n")
+        rows = []
+        for label, d in (("plaintext", h), ("TLS", t)):
+            w, c, cpu = d["hot_wall_us"], d["hot_cpu_us"], d["cpu_per_record_us"]
+            rows.append([label, d["calls"], w["p50"], w["p99"], c["p50"], fmt(cpu["hot_path"]), fmt(cpu["plugin_threads"]),
+                         fmt(cpu["total"]), d["e2e_log_record_ms"].get("p50"), d["records_missing"], load(d)])
+        md.append(table(["transport", "calls", "log_record wall p50 us", "p99", "log_record CPU p50 us",
+                         "CPU/record in log_record us", "CPU/record plugin+librdkafka threads us", "CPU/record total us",
+                         "log_record->readable p50 ms", "missing", "other slurmctlds running"], rows))
+        md.append("")
+
     # ------------------------------------------------------------------ e2e
     runs = [(k, ctld[k]) for k in ("chroot-schedmd", "chroot-schedmd-linger0", "chroot-ours", "chroot-ours-linger5",
-                                   "chroot-ours-tick2", "chroot-ours-tick40", "host-ours") if k in ctld]
+                                   "chroot-ours-tick2", "chroot-ours-tick40", "host-ours", "host-ours-tls")
+            if k in ctld]
     if runs:
         md.append("## 5. End to end: job end -> record readable by a consumer (tansu up)\n")
         md.append("Job end = CLOCK_REALTIME written by the job's last command (`date +%s%N`); log_record = "

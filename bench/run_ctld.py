@@ -35,13 +35,19 @@ SYSTEM_PLUGINDIR = "/usr/lib/x86_64-linux-gnu/slurm-wlm"
 SHIM_PATH = "/tmp/jk-bench-shim.so"  # same path on the host and inside the chroot
 # job_record_t.job_id offsets (slurm-headers/layout_22_05_8.h, layout_24_11_3.h)
 JOBID_OFFSET = {"host": 360, "chroot": 392}
-PORTS = {"host": (56817, 56818), "chroot": (57817, 57818)}
+# JK_BENCH_HOST_PORTS="CTLD,SLURMD" moves the host cluster (e.g. into a port
+# range of one's own while other test suites run).
+PORTS = {"host": tuple(int(p) for p in os.environ.get("JK_BENCH_HOST_PORTS", "56817,56818").split(",")),
+         "chroot": (57817, 57818)}
 
 RUNS = {
     # name: where, plugin, tasks factor, extra librdkafka properties, extra JobCompParams
     "chroot-schedmd": dict(where="chroot", plugin="schedmd"),
     "chroot-ours": dict(where="chroot", plugin="ours"),
     "host-ours": dict(where="host", plugin="ours"),
+    # The same over TLS (security.protocol=SSL through stunnel to tansu): what
+    # encryption costs log_record and the plugin's threads.
+    "host-ours-tls": dict(where="host", plugin="ours", tls=True),
     # Our defaults are linger.ms=0, tick_ms=10: librdkafka's linger, and our tick both ways.
     "chroot-ours-linger5": dict(where="chroot", plugin="ours", props=["linger.ms=5"], tasks=0.25),
     "chroot-ours-tick2": dict(where="chroot", plugin="ours", params=["tick_ms=2"], tasks=0.25),
@@ -147,9 +153,14 @@ def run_once(name, spec, args, tasks, tag):
     if where == "chroot":
         shutil.copy2(args.shim, CHROOT + SHIM_PATH)
     conf = os.path.join(hostdir, "kafka.conf")
+    bootstrap, tls_props = args.tansu, []
+    if spec.get("tls"):
+        if not (args.tansu_tls and args.tls_ca):
+            raise SystemExit(f"{name}: needs --tansu-tls and --tls-ca")
+        bootstrap, tls_props = args.tansu_tls, ["security.protocol=SSL", f"ssl.ca.location={args.tls_ca}"]
     with open(conf, "w") as f:
-        f.write(f"bootstrap.servers={args.tansu}\n")
-        for prop in spec.get("props", []):
+        f.write(f"bootstrap.servers={bootstrap}\n")
+        for prop in tls_props + spec.get("props", []):
             f.write(prop + "\n")
     os.chmod(conf, 0o600)
     topic = f"bench-{name}{tag}-{int(time.time())}"
@@ -181,9 +192,9 @@ def run_once(name, spec, args, tasks, tag):
     consumer_out = os.path.join(hostdir, "consumed.jsonl")
     ready = os.path.join(hostdir, "consumer.ready")
     consumer = subprocess.Popen(
-        [sys.executable, os.path.join(HERE, "e2e_consume.py"), "--bootstrap", args.tansu, "--topic", topic,
+        [sys.executable, os.path.join(HERE, "e2e_consume.py"), "--bootstrap", bootstrap, "--topic", topic,
          "--expect", str(tasks), "--out", consumer_out, "--timeout", str(args.timeout + 120),
-         "--ready-file", ready],
+         "--ready-file", ready] + [a for p in tls_props for a in ("--property", p)],
         stderr=open(os.path.join(hostdir, "consumer.log"), "w"),
     )
     raw = {"tasks": tasks, "topic": topic}
@@ -343,6 +354,8 @@ def summarize(name, spec, raws, args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tansu", required=True)
+    ap.add_argument("--tansu-tls", help="HOST:PORT of a TLS endpoint in front of a tansu (host-ours-tls)")
+    ap.add_argument("--tls-ca", help="the CA of that endpoint's certificate")
     ap.add_argument("--shim", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--ours-2205")

@@ -6,7 +6,8 @@
 #   PART: inproc  in-process host, broker up / down / slow, one core, paced
 #         scale   in-process, broker down, 10k / 100k / 1M records
 #         ctld    real slurmctld with the timing shim: SchedMD's plugin vs ours
-#                 (24.11.5 chroot), ours on the 22.05.8 host; end-to-end latency
+#                 (24.11.5 chroot), ours on the 22.05.8 host in plaintext and over
+#                 TLS (stunnel in front of a second tansu); end-to-end latency
 #   Default: all three, then the report.
 # Environment:
 #   BENCH_TASKS=N        job array tasks per slurmctld configuration (default 2000, in 4
@@ -14,7 +15,8 @@
 #   BENCH_SCALE=F        multiply the in-process record counts (quick trials: 0.1)
 #   BENCH_PORT=P         first port tried for tansu (default 59092)
 #   BENCH_WORK=DIR       scratch directory (default /tmp/jk-bench-work)
-# Ports: tansu 59092+, host cluster 56817/56818, chroot cluster 57817/57818.
+# Ports: tansu 59092+, the TLS tansu/stunnel 10/11 above it, host cluster
+# 56817/56818, chroot cluster 57817/57818.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -63,9 +65,12 @@ fi
 
 # --- broker --------------------------------------------------------------------
 tansu_dir=$work/tansu
+tls_dir=$work/tls
 cleanup() {
 	trap - EXIT INT TERM
 	ci/rig/tansu.sh stop "$tansu_dir" >/dev/null 2>&1 || true
+	ci/rig/tls.sh stop "$tls_dir" >/dev/null 2>&1 || true
+	ci/rig/tansu.sh stop "$tls_dir" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -82,6 +87,17 @@ for p in "$port" $((port + 1)) $((port + 2)) $((port + 3)); do
 done
 ((started)) || { cat "$work/tansu-start.log" >&2; die "tansu did not start on ports $port..$((port + 3))"; }
 tansu=127.0.0.1:$port
+tls_args=()
+if want ctld; then
+	# A second tansu behind Debian's stunnel4 (TLS, certificates made by
+	# openssl) for host-ours-tls: what TLS costs, next to host-ours.
+	ci/rig/tls.sh certs "$work/certs" >/dev/null 2>&1
+	tls_plain=$((port + 10)) tls_port=$((port + 11))
+	ci/rig/tansu.sh start "$tls_dir" "$tls_plain" "$tls_port" >>"$work/tansu-start.log" 2>&1 ||
+		die "tansu for TLS did not start on $tls_plain"
+	ci/rig/tls.sh start "$tls_dir" "$tls_port" "$tls_plain" "$work/certs/server.pem" "$work/certs/server.key"
+	tls_args=(--tansu-tls "127.0.0.1:$tls_port" --tls-ca "$work/certs/ca.pem")
+fi
 
 # --- runs ----------------------------------------------------------------------
 scale=${BENCH_SCALE:-1}
@@ -94,9 +110,9 @@ fi
 if want ctld; then
 	rm -f "$raw"/ctld-*.json
 	tasks=${BENCH_TASKS:-2000}
-	"$py" bench/run_ctld.py --tansu "$tansu" --shim "$work/jobcomp_timing.so" --out "$raw" \
+	"$py" bench/run_ctld.py --tansu "$tansu" "${tls_args[@]}" --shim "$work/jobcomp_timing.so" --out "$raw" \
 		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "$tasks" --rounds 4 \
-		chroot-schedmd chroot-ours host-ours chroot-ours-linger5 chroot-ours-tick2 chroot-ours-tick40 chroot-schedmd-linger0
+		chroot-schedmd chroot-ours host-ours host-ours-tls chroot-ours-linger5 chroot-ours-tick2 chroot-ours-tick40 chroot-schedmd-linger0
 fi
 if want scale; then
 	rm -f "$raw"/inproc-scale-*.json

@@ -160,12 +160,24 @@ impl Producer {
             let properties: Vec<(&str, &str)> = properties.into_iter().collect();
             let all: Vec<(&str, &str)> = defaults_for(&properties).into_iter().chain(properties).collect();
             let secrets = config::secret_values(all.iter().copied());
+            let mut verification_on = true;
             for &(key, value) in &all {
                 if let Err(reason) = conf_set(conf, key, value) {
                     rd::rd_kafka_conf_destroy(conf);
                     return Err(config::redact_secret_values(&reason, &secrets));
                 }
+                if key == "enable.ssl.certificate.verification" {
+                    verification_on = !matches!(value.trim(), "false" | "0" | "no" | "off");
+                }
             }
+            // Names the reason a broker's certificate is refused (librdkafka's
+            // own line says only "certificate verify failed" for all of them).
+            // Only while librdkafka verifies: the callback keeps OpenSSL's verdict.
+            if verification_on {
+                let _ = rd::rd_kafka_conf_set_ssl_cert_verify_cb(conf, Some(on_cert_verify));
+            }
+            // A new producer (init again in the same slurmctld) reports afresh.
+            CERTIFICATE_REPORTS.lock().failing.clear();
             let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()), secrets }));
             rd::rd_kafka_conf_set_opaque(conf, shared as *mut c_void);
             rd::rd_kafka_conf_set_dr_msg_cb(conf, Some(on_delivery));
@@ -395,9 +407,156 @@ unsafe extern "C" fn on_error(rk: *mut rd::rd_kafka_t, code: c_int, reason: *con
             return;
         }
         let reason = scrubbed(rk, reason);
+        if code == Err::RD_KAFKA_RESP_ERR__SSL as c_int && is_certificate_refusal("", &reason) {
+            // Named once, with its cause, by on_cert_verify; in the debug log only.
+            sink(7, "ERROR", &reason);
+            return;
+        }
+        if code == Err::RD_KAFKA_RESP_ERR__AUTHENTICATION as c_int {
+            let line = format!(
+                "{reason}: check security.protocol, sasl.mechanisms and the credentials (sasl.username/sasl.password, \
+                 the Kerberos keytab and principal, or the OIDC client) in JobCompLoc; records are kept and retried"
+            );
+            sink(3, "ERROR", &line);
+            return;
+        }
         let level = 3;
         sink(level, "ERROR", &reason);
     });
+}
+
+extern "C" {
+    // libcrypto (OpenSSL), linked for librdkafka's TLS: the text of a
+    // certificate verification error code.
+    fn X509_verify_cert_error_string(n: libc::c_long) -> *const c_char;
+}
+
+/// OpenSSL's X509_V_ERR_* codes the remedy depends on.
+mod x509 {
+    pub const OK: i32 = 0;
+    pub const UNABLE_TO_GET_ISSUER_CERT: i32 = 2;
+    pub const CERT_NOT_YET_VALID: i32 = 9;
+    pub const CERT_HAS_EXPIRED: i32 = 10;
+    pub const DEPTH_ZERO_SELF_SIGNED_CERT: i32 = 18;
+    pub const SELF_SIGNED_CERT_IN_CHAIN: i32 = 19;
+    pub const UNABLE_TO_GET_ISSUER_CERT_LOCALLY: i32 = 20;
+    pub const UNABLE_TO_VERIFY_LEAF_SIGNATURE: i32 = 21;
+    pub const HOSTNAME_MISMATCH: i32 = 62;
+    pub const IP_ADDRESS_MISMATCH: i32 = 64;
+}
+
+/// What the administrator can do about a certificate verification error.
+fn certificate_remedy(error: i32) -> &'static str {
+    match error {
+        x509::CERT_HAS_EXPIRED | x509::CERT_NOT_YET_VALID => {
+            "renew the broker's certificate (or correct the clock of the broker or of this host)"
+        }
+        x509::UNABLE_TO_GET_ISSUER_CERT
+        | x509::DEPTH_ZERO_SELF_SIGNED_CERT
+        | x509::SELF_SIGNED_CERT_IN_CHAIN
+        | x509::UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        | x509::UNABLE_TO_VERIFY_LEAF_SIGNATURE => {
+            "ssl.ca.location must name the CA that signed the broker's certificate"
+        }
+        x509::HOSTNAME_MISMATCH | x509::IP_ADDRESS_MISMATCH => {
+            "the certificate is not for the address the broker is reached at: use the name in its \
+             subjectAltName in bootstrap.servers and the broker's advertised listener, or reissue it"
+        }
+        _ => "fix the broker's certificate or ssl.ca.location",
+    }
+}
+
+/// Turns librdkafka's per-certificate verification results into log lines:
+/// one error line per broker and cause (librdkafka retries the connection
+/// every reconnect.backoff.ms, each time with the same result), and one line
+/// when that broker's certificate verifies again.
+#[derive(Default)]
+pub struct CertificateReports {
+    /// Broker name -> the verification error last reported for it.
+    failing: Vec<(String, i32)>,
+}
+
+impl CertificateReports {
+    /// The result for the certificate at `depth` (0: the broker's own) of
+    /// `broker`'s chain; `reason` is OpenSSL's text for `error`. Returns a
+    /// line to log (level, text) or None.
+    pub fn result(&mut self, broker: &str, depth: i32, error: i32, reason: &str) -> Option<(i32, String)> {
+        let known = self.failing.iter().position(|(b, _)| b == broker);
+        if error == x509::OK {
+            // The chain is checked from the root down: depth 0 passing means
+            // the whole certificate was accepted.
+            if depth != 0 {
+                return None;
+            }
+            let i = known?;
+            self.failing.swap_remove(i);
+            return Some((6, format!("TLS: the certificate of broker {broker} is accepted again")));
+        }
+        match known {
+            Some(i) if self.failing[i].1 == error => return None,
+            Some(i) => self.failing[i].1 = error,
+            None => {
+                if self.failing.len() >= 64 {
+                    self.failing.remove(0);
+                }
+                self.failing.push((broker.to_string(), error));
+            }
+        }
+        let whose = if depth == 0 { "its certificate".to_string() } else { format!("the certificate at depth {depth} of its chain") };
+        Some((
+            3,
+            format!(
+                "TLS: broker {broker} refused: {whose} does not verify: {reason} (OpenSSL verify error {error}); {}; \
+                 records are kept and sent once it verifies",
+                certificate_remedy(error)
+            ),
+        ))
+    }
+}
+
+static CERTIFICATE_REPORTS: Mutex<CertificateReports> = Mutex::new(CertificateReports { failing: Vec::new() });
+
+/// librdkafka's ssl.certificate.verify_cb: keeps OpenSSL's verdict (accepts
+/// exactly what OpenSSL accepted) and reports why a certificate was refused.
+unsafe extern "C" fn on_cert_verify(
+    _rk: *mut rd::rd_kafka_t,
+    broker_name: *const c_char,
+    _broker_id: i32,
+    x509_error: *mut c_int,
+    depth: c_int,
+    _buf: *const c_char,
+    _size: usize,
+    errstr: *mut c_char,
+    errstr_size: usize,
+    _opaque: *mut c_void,
+) -> c_int {
+    let error = if x509_error.is_null() { -1 } else { *x509_error };
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let broker = if broker_name.is_null() { "".into() } else { CStr::from_ptr(broker_name).to_string_lossy() };
+        let reason = if error == x509::OK {
+            String::new()
+        } else {
+            let text = X509_verify_cert_error_string(error as libc::c_long);
+            if text.is_null() { format!("error {error}") } else { CStr::from_ptr(text).to_string_lossy().into_owned() }
+        };
+        if error != x509::OK && !errstr.is_null() && errstr_size > 0 {
+            let n = reason.len().min(errstr_size - 1);
+            std::ptr::copy_nonoverlapping(reason.as_ptr() as *const c_char, errstr, n);
+            *errstr.add(n) = 0;
+        }
+        let line = CERTIFICATE_REPORTS.lock().result(&broker, depth, error, &reason);
+        if let (Some((level, text)), Some(sink)) = (line, *LOG_SINK.lock()) {
+            sink(level, "TLS", &text);
+        }
+    }));
+    (error == x509::OK) as c_int
+}
+
+/// librdkafka's own lines about a refused certificate ("certificate verify
+/// failed", the same text whatever the cause, repeated at every reconnect):
+/// `on_cert_verify` has already said why, once.
+pub fn is_certificate_refusal(facility: &str, message: &str) -> bool {
+    facility == "SSLCERTVRFY" || message.contains("certificate verify failed")
 }
 
 #[cfg(test)]
@@ -445,6 +604,48 @@ mod tests {
             assert!(Producer::new(with_idempotence).is_err(), "{conflict:?} accepted with idempotence");
             assert!(Producer::new(base.iter().copied().chain([conflict])).is_ok(), "{conflict:?} alone refused");
         }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_reported_once_per_broker_and_cause() {
+        let mut reports = CertificateReports::default();
+        let (level, line) = reports.result("b1:9093", 0, x509::CERT_HAS_EXPIRED, "certificate has expired").unwrap();
+        assert_eq!(level, 3);
+        assert!(line.contains("b1:9093") && line.contains("certificate has expired") && line.contains("renew"), "{line}");
+        // Every reconnect gives the same result: nothing more.
+        for _ in 0..10 {
+            assert_eq!(reports.result("b1:9093", 0, x509::CERT_HAS_EXPIRED, "certificate has expired"), None);
+        }
+        // Another broker, or another cause, is news.
+        assert!(reports.result("b2:9093", 0, x509::CERT_HAS_EXPIRED, "certificate has expired").is_some());
+        let (_, line) = reports.result("b1:9093", 0, x509::IP_ADDRESS_MISMATCH, "IP address mismatch").unwrap();
+        assert!(line.contains("IP address mismatch") && line.contains("subjectAltName"), "{line}");
+        // The CA passing (depth 1) says nothing; the broker's own certificate
+        // passing ends the episode with one line.
+        assert_eq!(reports.result("b1:9093", 1, x509::OK, ""), None);
+        let (level, line) = reports.result("b1:9093", 0, x509::OK, "").unwrap();
+        assert_eq!(level, 6);
+        assert!(line.contains("accepted again"), "{line}");
+        assert_eq!(reports.result("b1:9093", 0, x509::OK, ""), None);
+        // After that a failure is reported again.
+        assert!(reports.result("b1:9093", 0, x509::CERT_HAS_EXPIRED, "certificate has expired").is_some());
+    }
+
+    #[test]
+    fn a_wrong_ca_names_ssl_ca_location() {
+        let mut reports = CertificateReports::default();
+        let (_, line) = reports
+            .result("b:1", 0, x509::UNABLE_TO_GET_ISSUER_CERT_LOCALLY, "unable to get local issuer certificate")
+            .unwrap();
+        assert!(line.contains("ssl.ca.location"), "{line}");
+    }
+
+    #[test]
+    fn openssl_names_the_verify_errors() {
+        let text = |e: i32| unsafe { CStr::from_ptr(X509_verify_cert_error_string(e as libc::c_long)).to_str().unwrap().to_string() };
+        assert_eq!(text(x509::CERT_HAS_EXPIRED), "certificate has expired");
+        assert_eq!(text(x509::IP_ADDRESS_MISMATCH), "IP address mismatch");
+        assert_eq!(text(x509::HOSTNAME_MISMATCH), "hostname mismatch");
     }
 
     #[test]

@@ -2,8 +2,11 @@
 # tansu 0.6.0 Kafka-protocol broker on loopback, in-memory storage.
 #
 # Usage:
-#   tansu.sh start DIR PORT   start on 127.0.0.1:PORT; writes DIR/tansu.pid,
-#                             logs to DIR/tansu.log; returns once the port accepts
+#   tansu.sh start DIR PORT [ADVERTISED_PORT]
+#                             start on 127.0.0.1:PORT; writes DIR/tansu.pid,
+#                             logs to DIR/tansu.log; returns once the port accepts.
+#                             ADVERTISED_PORT: the port clients are told to use
+#                             (a TLS endpoint in front of it); default PORT
 #   tansu.sh stop DIR         SIGTERM, wait up to 3 s, then SIGKILL
 #   tansu.sh status DIR       exit 0 when running (prints PID and port)
 #   tansu.sh python           print the venv's python (has confluent-kafka)
@@ -18,8 +21,8 @@ RIG_NAME=tansu
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 cmd_start() {
-	(($# == 2)) || die "usage: $0 start DIR PORT"
-	local dir port=$2 bin pid t0
+	(($# == 2 || $# == 3)) || die "usage: $0 start DIR PORT [ADVERTISED_PORT]"
+	local dir port=$2 adv=${3:-$2} bin pid t0
 	dir=$(abs_dir "$1")
 	if pidfile_alive "$dir/tansu.pid"; then
 		die "tansu already running in $dir (pid $(read_pid "$dir/tansu.pid"))"
@@ -32,7 +35,7 @@ cmd_start() {
 	# reach it; it is stopped only through its PID.
 	setsid "$bin" broker \
 		--listener-url "tcp://127.0.0.1:$port" \
-		--advertised-listener-url "tcp://127.0.0.1:$port" \
+		--advertised-listener-url "tcp://127.0.0.1:$adv" \
 		--storage-engine memory://tansu/ \
 		>>"$dir/tansu.log" 2>&1 </dev/null &
 	pid=$!
