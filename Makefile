@@ -14,7 +14,7 @@ SLURM_VERSION := $(shell ci/slurm-version.sh)
 endif
 PLUGINDIR ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
 CARGO ?= cargo
-PROFILE_DIR := target/release
+PROFILE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 OUT := build/slurm-$(SLURM_VERSION)
 
 export SLURM_VERSION
