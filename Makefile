@@ -34,6 +34,7 @@ help:
 build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
 	  echo "error: no Slurm headers installed; give the release: make build SLURM_VERSION=24.11.5" >&2; exit 2; fi
+	ci/check-build-deps.sh
 	$(CARGO) build --release --lib
 	@mkdir -p $(OUT)
 	install -m 0755 $(PROFILE_DIR)/libjobcomp_kafka.so $(OUT)/jobcomp_kafka.so
@@ -58,6 +59,7 @@ test: deps
 
 # Unit tests and the plugin loaded by a C host against librdkafka's mock cluster.
 unit:
+	ci/check-build-deps.sh
 	$(CARGO) test --release
 
 # Our struct declarations against Debian's real Slurm sources (22.05.8, 24.11.5)

@@ -45,6 +45,8 @@ fn main() {
         "cargo::rustc-check-cfg=cfg(jk_source_fields, values(\"v22_05\", \"v23_02\", \"v23_11\", \"v25_11\"))"
     );
 
+    check_librdkafka_features();
+
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
     let release = target_release();
     let source_tree = env::var_os("SLURM_SRC_DIR").map(PathBuf::from);
@@ -211,6 +213,42 @@ fn generate_from_source_tree(tree: &Path, out: &Path) {
         format!("-I{}/slurm", tree.display()),
     ];
     generate(&wrapper, &args, out);
+}
+
+/// librdkafka's configure leaves a feature out, silently, when a system library's
+/// development files are missing (libcurl: curl-sys then compiles its own copy, which
+/// configure does not find). Every library of ci/build-deps.txt must have been found:
+/// its macro is in the config.h of the librdkafka that rdkafka-sys built.
+fn check_librdkafka_features() {
+    println!("cargo:rerun-if-changed=ci/build-deps.txt");
+    // DEP_RDKAFKA_ROOT: rdkafka-sys's build directory (it `links = "rdkafka"`).
+    let Some(root) = env::var_os("DEP_RDKAFKA_ROOT") else { return };
+    let config_h = Path::new(&root).join("config.h");
+    let config = fs::read_to_string(&config_h)
+        .unwrap_or_else(|e| fail(&format!("cannot read librdkafka's {}: {e}", config_h.display())));
+    let deps = fs::read_to_string("ci/build-deps.txt").expect("read ci/build-deps.txt");
+    let mut missing = Vec::new();
+    for line in deps.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let [_module, mac, debian, rhel, what @ ..] = columns.as_slice() else {
+            fail(&format!("ci/build-deps.txt: malformed line {line:?}"))
+        };
+        if !config.lines().any(|l| l.split_whitespace().take(2).eq(["#define", *mac])) {
+            let remedy = if *debian == "-" {
+                "built from a crate: check the rdkafka-sys features in Cargo.toml".to_string()
+            } else {
+                format!("Debian/Ubuntu: apt-get install {debian}; RHEL-family: dnf install {rhel}")
+            };
+            missing.push(format!("{} (no {mac}) -- {remedy}", what.join(" ")));
+        }
+    }
+    if !missing.is_empty() {
+        fail(&format!(
+            "librdkafka was configured without: {}. Install the package(s), then `cargo clean -p \
+             rdkafka-sys` and build again (ci/check-build-deps.sh lists what is missing).",
+            missing.join("; ")
+        ));
+    }
 }
 
 fn fail(message: &str) -> ! {
