@@ -37,7 +37,10 @@ fi
 # debian/ from its template, with the project's version and the Slurm release.
 mkdir -p "$stage/debian"
 cp -a "$here/debian/." "$stage/debian/"
-date=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}")
+# The changelog's date becomes SOURCE_DATE_EPOCH, which the C builds of the
+# -sys crates watch: the vendored crates' date (the last Cargo.lock change, see
+# dist.sh) keeps it, and so a kept CARGO_TARGET_DIR, stable from build to build.
+date=$(date -R -d "@${SOURCE_DATE_EPOCH:-$(stat -c %Y "$stage/vendor")}")
 for f in control changelog; do
 	sed -e "s/@VERSION@/$version/g" -e "s/@SLURM@/$slurm/g" -e "s/@DEBVERSION@/$debversion/g" \
 		-e "s/@DATE@/$date/g" "$stage/debian/$f.in" >"$stage/debian/$f"

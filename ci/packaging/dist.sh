@@ -76,6 +76,8 @@ lock_date=$(git -C "$top" log -1 --format=%ct -- Cargo.lock)
 find "$stage/vendor" -exec touch -h -d "@${lock_date:-0}" {} +
 find "$stage" -path "$stage/vendor" -prune -o -exec touch -h {} +
 tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner \
-	--format=gnu -cf - "$name" | gzip -n -9 >"$out/$name.tar.gz.new"
-mv "$out/$name.tar.gz.new" "$out/$name.tar.gz"
+	--format=gnu -cf - "$name" | gzip -n -9 >"$work/$name.tar.gz"
+# Atomic: a reader of an earlier tarball (a concurrent build) keeps reading it.
+cp "$work/$name.tar.gz" "$out/.$name.tar.gz.$$"
+mv "$out/.$name.tar.gz.$$" "$out/$name.tar.gz"
 echo "$out/$name.tar.gz"
