@@ -57,9 +57,11 @@ log "rpmbuild -tb (offline, --nodeps) built $(basename "$rpm") in $(($(now_ms) -
 # 3. Contents and dependencies.
 files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$rpm" 2>/dev/null)
 for want in "-rwxr-xr-x /usr/lib64/slurm/jobcomp_kafka.so" "-rw------- /usr/share/doc/jobcomp-kafka/jobcomp_kafka.conf.example" \
-	"-rw-r--r-- /usr/share/doc/jobcomp-kafka/README.md" "-rw-r--r-- /usr/share/licenses/jobcomp-kafka/COPYING"; do
+	"-rw-r--r-- /usr/share/doc/jobcomp-kafka/README.md"; do
 	grep -qxF -- "$want" <<<"$files" || die "rpm lacks '$want'; has:"$'\n'"$files"
 done
+# RHEL: /usr/share/licenses/jobcomp-kafka; Debian's rpm 4.18 adds -<version>.
+grep -qE -- "^-rw-r--r-- /usr/share/licenses/jobcomp-kafka(-$PKG_VERSION)?/COPYING$" <<<"$files" || die "rpm lacks the license"
 requires=$(rpm -qpR "$rpm" 2>/dev/null)
 grep -qx "slurm-slurmctld = $slurm" <<<"$requires" || die "rpm Requires lacks slurm-slurmctld = $slurm"
 for lib in libssl.so.3 libcrypto.so.3 libcurl.so.4 libsasl2.so libz.so.1; do
