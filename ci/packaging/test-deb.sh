@@ -152,7 +152,9 @@ fi
 grep -q "jobcomp-kafka .* breaks slurmctld" "$PKG_CACHE/dpkg-other-$suite.log" ||
 	die "dpkg -i slurmctld $other failed, but not for our Breaks: $(cat "$PKG_CACHE/dpkg-other-$suite.log")"
 log "dpkg -i slurmctld $other: not configured ($(grep -m1 -o 'jobcomp-kafka .* breaks slurmctld.*' "$PKG_CACHE/dpkg-other-$suite.log"))"
-apt_in install -y "/tmp/slurmctld_$other-1_amd64.deb" >"$PKG_CACHE/apt-other-$suite.log" 2>&1 || true
+# apt resolves the state dpkg left (-f): it installs the requested release only
+# by removing our package.
+apt_in install -y -f "/tmp/slurmctld_$other-1_amd64.deb" >"$PKG_CACHE/apt-other-$suite.log" 2>&1 || true
 if [[ $(ch dpkg-query -W -f='${Version}' slurmctld) == "$other-1" ]]; then
 	installed jobcomp-kafka && die "slurmctld $other installed and jobcomp-kafka (for $slurm) kept"
 	[[ ! -e $root$plugin ]] || die "slurmctld $other installed and $plugin left behind"
