@@ -14,7 +14,7 @@ SLURM_VERSION := $(shell ci/slurm-version.sh)
 endif
 PLUGINDIR ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
 CARGO ?= cargo
-PROFILE_DIR := target/release
+PROFILE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 OUT := build/slurm-$(SLURM_VERSION)
 
 export SLURM_VERSION
@@ -133,3 +133,23 @@ memcheck:
 clean:
 	$(CARGO) clean
 	rm -rf build
+
+# --- Packages: release tarball, Debian package, RPM (ci/packaging/) ---------
+# make dist                        build/packages/jobcomp-kafka-<version>.tar.gz: every crate
+#                                  vendored, builds with no network
+# make deb [SLURM_VERSION=X.Y.Z]   build/packages/jobcomp-kafka_<version>+slurm<X.Y.Z>-1_<arch>.deb
+# make rpm [SLURM_VERSION=X.Y.Z]   rpmbuild -tb on the tarball (RHEL-family; RPMs in build/rpm/RPMS)
+# make test-packages               all package tests: offline build + slurmctld 22.05.8, RPM,
+#                                  .deb in the trixie (24.11.5) and forky (26.05.5) chroots
+.PHONY: dist deb rpm test-packages
+dist:
+	ci/packaging/dist.sh
+
+deb:
+	ci/packaging/deb.sh $(SLURM_VERSION)
+
+rpm:
+	rpmbuild -tb --define "_topdir $(CURDIR)/build/rpm" $(if $(SLURM_VERSION),--define "slurm_version $(SLURM_VERSION)") "$$(ci/packaging/dist.sh)"
+
+test-packages:
+	ci/packaging/test.sh

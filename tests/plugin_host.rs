@@ -189,6 +189,9 @@ fn delivers_50_jobs_with_their_fields() {
     let t = target();
     let rig = Rig::new("jk_deliver", &[]);
     let mut host = rig.started("");
+    // init names the build: the project's version (Cargo.toml) and the Slurm release.
+    let banner = format!("jobcomp-kafka {} (built for Slurm {}) starting", env!("CARGO_PKG_VERSION"), jobcomp_kafka::target::RELEASE);
+    assert_eq!(host.log_count(&[&banner]), 1, "no {banner:?} at init; log:\n{}", host.log_text());
     let jobs = fifty_jobs();
     for job in &jobs {
         assert_eq!(host.cmd(&job.command()).rc, 0, "job {}", job.id);

@@ -60,6 +60,14 @@ pub extern "C" fn init() -> c_int {
             // no state file changes there.
             return SLURM_SUCCESS;
         }
+        // The one place an administrator sees which build is loaded: the
+        // project's version (Cargo.toml, also in the package and tarball names)
+        // and the Slurm release it was built for.
+        log::info(&format!(
+            "jobcomp-kafka {} (built for Slurm {}) starting",
+            env!("CARGO_PKG_VERSION"),
+            crate::target::RELEASE
+        ));
         let Some(settings) = host::read_settings(None) else {
             log::error("slurm_conf is not available in this process; plugin not started");
             return SLURM_ERROR;

@@ -1,0 +1,32 @@
+# Shared by the package tests (source after ci/lib/common.sh): the cache, the
+# broker and the check that job records arrived.
+#
+# Ports: 20400-20499 on 127.0.0.1 only (this suite's range; the other e2e
+# suites use other fixed ports, so they can run at the same time).
+PKG_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PKG_CACHE=${JK_PKG_CACHE:-$RIG_CACHE/packages}
+PKG_VERSION=$("$PKG_TOP/ci/packaging/version.sh" "$PKG_TOP/Cargo.toml")
+mkdir -p "$PKG_CACHE"
+
+# expect_records BOOTSTRAP TOPIC JOBID...: every job's record arrives (key =
+# job id, value JSON with that jobid), within a generous bound.
+expect_records() {
+	local bootstrap=$1 topic=$2
+	shift 2
+	local out
+	out=$("$PKG_TOP/ci/rig/consume.sh" --bootstrap "$bootstrap" --topic "$topic" --from-beginning \
+		--expect "$#" --timeout 90) || die "only part of the $# record(s) for job(s) $* reached $topic: $out"
+	local got
+	got=$(printf '%s\n' "$out" | "$RIG_VENV/bin/python" -c '
+import json, sys
+ids = sorted(json.loads(json.loads(line)["value"])["jobid"] for line in sys.stdin if line.strip())
+print(" ".join(map(str, ids)))')
+	[[ $got == "$(printf '%s\n' "$@" | sort -n | tr '\n' ' ' | sed 's/ $//')" ]] ||
+		die "records in $topic are for jobs [$got], expected [$*]"
+	log "records of job(s) $* arrived in $topic"
+}
+
+# state_digest DIR: the names and contents of every file under DIR.
+state_digest() {
+	(cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
+}
