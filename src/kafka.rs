@@ -50,6 +50,22 @@ pub enum ProduceError {
     Rejected { reason: String, refused: bool },
 }
 
+/// Why a producer could not be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupError {
+    /// The property librdkafka rejected (`None`: the producer itself could not
+    /// be created, e.g. a TLS file it could not load).
+    pub property: Option<String>,
+    /// librdkafka's words, as a complete clause.
+    pub reason: String,
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// A librdkafka log line, handed to the sink set with [`set_log_sink`].
 pub type LogSink = fn(level: i32, facility: &str, message: &str);
 
@@ -116,14 +132,14 @@ pub const DEFAULT_PROPERTIES: [(&str, &str); 3] =
 impl Producer {
     /// Creates a producer from `key=value` properties. An error names the
     /// property librdkafka rejected and says why.
-    pub fn new<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Producer, String> {
+    pub fn new<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Producer, SetupError> {
         unsafe {
             let conf = rd::rd_kafka_conf_new();
             let all = DEFAULT_PROPERTIES.iter().copied().chain(properties);
             for (key, value) in all {
                 if let Err(reason) = conf_set(conf, key, value) {
                     rd::rd_kafka_conf_destroy(conf);
-                    return Err(reason);
+                    return Err(SetupError { property: Some(key.to_string()), reason });
                 }
             }
             let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()) }));
@@ -151,10 +167,13 @@ impl Producer {
                 None => {
                     rd::rd_kafka_conf_destroy(conf);
                     drop(Box::from_raw(shared));
-                    Err(format!(
-                        "cannot create the Kafka producer: {}",
-                        CStr::from_ptr(errstr.as_ptr()).to_string_lossy()
-                    ))
+                    Err(SetupError {
+                        property: None,
+                        reason: format!(
+                            "cannot create the Kafka producer: {}",
+                            CStr::from_ptr(errstr.as_ptr()).to_string_lossy()
+                        ),
+                    })
                 }
             }
         }
@@ -359,7 +378,8 @@ mod tests {
         let error = Producer::new([("bootstrap.servers", "127.0.0.1:1"), ("no.such.property", "1")])
             .err()
             .expect("unknown property must fail");
-        assert!(error.contains("no.such.property"), "{error}");
+        assert_eq!(error.property.as_deref(), Some("no.such.property"));
+        assert!(error.reason.contains("no.such.property"), "{error}");
     }
 
     #[test]
