@@ -307,9 +307,13 @@ impl Delivery {
         }
         *next_reminder = now + self.reminder_every;
         log::error(&format!(
-            "{problem}; {} record(s) wait in the spool until then (this line is repeated every {} s)",
+            "{problem}; {} record(s) wait in the spool until then (this line is repeated every {})",
             self.records.len(),
-            self.reminder_every.as_secs()
+            if self.reminder_every.subsec_nanos() == 0 {
+                format!("{} s", self.reminder_every.as_secs())
+            } else {
+                format!("{} ms", self.reminder_every.as_millis())
+            }
         ));
     }
 
