@@ -87,6 +87,23 @@ fn assert_pairs_identical(messages: &[Msg], ids: &BTreeSet<u32>, what: &str) {
     }
 }
 
+/// Waits for every job of `ids` in `topic`; asserts each arrived once, valid.
+fn assert_delivered_once(rig: &Rig, topic: &str, ids: &BTreeSet<u32>, what: &str) -> Vec<Msg> {
+    let messages = rig.kafka.wait_ids(topic, ids, 30 * SEC);
+    let tally = Tally::of(&messages, ids.iter().copied());
+    println!("{what}: {tally}");
+    assert!(tally.lost.is_empty() && tally.duplicated == 0 && tally.corrupt == 0, "{what}: {tally}");
+    messages
+}
+
+/// One more start with the fixed file: nothing is produced a second time.
+fn assert_not_produced_again(rig: &Rig, messages: i64) {
+    let host = rig.started("");
+    std::thread::sleep(2 * SEC);
+    host.quit();
+    assert_eq!(rig.kafka.count(&rig.cluster), Some(messages), "nothing produced a second time");
+}
+
 // ---------------------------------------------------------------------------
 
 struct Case {
@@ -188,10 +205,7 @@ fn every_kind_of_bad_job_comp_loc_keeps_the_records() {
 
         // 3. The file fixed, the next start delivers them, byte for byte as saved.
         let mut host = rig.started(&params);
-        let messages = rig.kafka.wait_ids(&topic, &ids, 20 * SEC);
-        let tally = Tally::of(&messages, ids.iter().copied());
-        println!("{}: after the fix: {tally}", case.name);
-        assert!(tally.lost.is_empty() && tally.duplicated == 0 && tally.corrupt == 0, "{}: {tally}", case.name);
+        let messages = assert_delivered_once(&rig, &topic, &ids, &format!("{}: after the fix", case.name));
         for m in &messages {
             let id: u32 = m.key_text().parse().unwrap();
             assert_eq!(m.payload, saved[&id], "{}: job {id}: delivered bytes differ from the saved ones", case.name);
@@ -261,10 +275,8 @@ fn set_location_sets_kafka_up_once_the_file_is_fixed() {
     rig.write_properties(&[]);
     host.ok("set_location");
     assert!(host.wait_log(&["Kafka is set up from", "records waiting in the spool are produced now"], 1, 5 * SEC));
-    let messages = rig.kafka.wait_ids(&rig.cluster, &(1..=5).collect(), 20 * SEC);
-    let tally = Tally::of(&messages, 1..=5);
-    println!("set_location after the fix: {tally}; reminder lines before the fix: {before_fix}");
-    assert!(tally.lost.is_empty() && tally.duplicated == 0 && tally.corrupt == 0, "{tally}");
+    assert_delivered_once(&rig, &rig.cluster, &(1..=5).collect(), "set_location after the fix");
+    println!("reminder lines before the fix: {before_fix}");
     let after = host.log_count(&[NOT_SET_UP]);
     std::thread::sleep(Duration::from_millis(3 * REMINDER_MS.parse::<u64>().unwrap()));
     assert_eq!(host.log_count(&[NOT_SET_UP]), after, "the reminder stops once Kafka is set up");
@@ -301,10 +313,7 @@ fn kill_9_while_kafka_is_not_set_up_loses_nothing() {
     rig.write_properties(&[]);
     let mut host = rig.started("");
     let ids: BTreeSet<u32> = (1..=40).collect();
-    let messages = rig.kafka.wait_ids(&rig.cluster, &ids, 30 * SEC);
-    let tally = Tally::of(&messages, 1..=40);
-    println!("kill -9 with Kafka not set up, then a start with the file fixed: {tally}");
-    assert!(tally.lost.is_empty() && tally.duplicated == 0 && tally.corrupt == 0, "{tally}");
+    assert_delivered_once(&rig, &rig.cluster, &ids, "kill -9 with Kafka not set up, then a start with the file fixed");
     assert!(host.wait_log(&["producing 40 record(s) again from the spool"], 1, 5 * SEC), "log:\n{}", host.log_text());
     host.ok("jobs 40 1");
     rig.kafka.wait_count(&rig.cluster, 80, 30 * SEC);
@@ -313,10 +322,7 @@ fn kill_9_while_kafka_is_not_set_up_loses_nothing() {
     assert_pairs_identical(&rig.kafka.read_all(&rig.cluster), &ids, "kill -9");
 
     // Delivered once means never again.
-    let host = rig.started("");
-    std::thread::sleep(2 * SEC);
-    host.quit();
-    assert_eq!(rig.kafka.count(&rig.cluster), Some(80), "nothing produced a second time");
+    assert_not_produced_again(&rig, 80);
 }
 
 /// fini while Kafka is not set up, twice in a row (the file still wrong at the
@@ -338,16 +344,10 @@ fn fini_while_kafka_is_not_set_up_twice_then_fixed() {
     }
     rig.write_properties(&[]);
     let mut host = rig.started("");
-    let messages = rig.kafka.wait_ids(&rig.cluster, &(1..=20).collect(), 20 * SEC);
-    let tally = Tally::of(&messages, 1..=20);
-    println!("two runs with Kafka not set up, then fixed: {tally}");
-    assert!(tally.lost.is_empty() && tally.duplicated == 0 && tally.corrupt == 0, "{tally}");
+    assert_delivered_once(&rig, &rig.cluster, &(1..=20).collect(), "two runs with Kafka not set up, then fixed");
     host.ok("fini");
     host.quit();
-    let host = rig.started("");
-    std::thread::sleep(2 * SEC);
-    host.quit();
-    assert_eq!(rig.kafka.count(&rig.cluster), Some(20), "nothing produced a second time");
+    assert_not_produced_again(&rig, 20);
 }
 
 /// With nowhere to keep the records (no StateSaveLocation), a bad JobCompLoc

@@ -28,7 +28,7 @@ import re
 import pytest
 
 from jk import (KAFKA_PROPS, Broker, Cluster, RigError, check_script, compare_with_scontrol, decode_record, log,
-                pid_alive, read_state_file, record_id_problems, run, wait_for, wrap_script)
+                messages_by_job, read_state_file, record_id_problems, run, wait_for, wrap_script)
 
 BROKER_PORT = 20500
 N_JOBS = 10
@@ -93,27 +93,6 @@ def _not_set_up(c, waiting):
                          rf"slurmctld or run scontrol reconfigure; {waiting} record\(s\) wait in the spool.*$")
 
 
-def _shutdown_ctld(c):
-    pid = c.ctld_pid()
-    assert pid and pid_alive(pid), "slurmctld not running"
-    c.scontrol("shutdown", "slurmctld")
-    wait_for(lambda: not pid_alive(pid), 30, f"slurmctld {pid} to exit after scontrol shutdown")
-
-
-def _by_job(messages):
-    out, invalid = {}, 0
-    for m in messages:
-        try:
-            rec = dict(decode_record(m.value))
-        except ValueError:
-            invalid += 1
-            continue
-        if m.key != str(rec["jobid"]).encode():
-            invalid += 1
-        out.setdefault(rec["jobid"], []).append(m)
-    return out, invalid
-
-
 @pytest.mark.releases("22.05.8")
 def test_misspelt_property_then_fixed_and_restarted(bad_cluster, own_broker, release, numbers):
     c = bad_cluster("jkbadloc", 20501)
@@ -131,7 +110,7 @@ def test_misspelt_property_then_fixed_and_restarted(bad_cluster, own_broker, rel
         assert "jkbadloc" not in own_broker.topics(), "nothing produced while Kafka is not set up"
 
         # Shutdown: the records go to the state file, as after an outage.
-        _shutdown_ctld(c)
+        c.shutdown_ctld()
         version, saved = read_state_file(c.state_dir / "jobcomp_kafka_state")
         payload = dict(saved)
         assert sorted(payload) == sorted(ids), f"saved {sorted(payload)}, jobs {ids}"
@@ -141,7 +120,7 @@ def test_misspelt_property_then_fixed_and_restarted(bad_cluster, own_broker, rel
         offset = c.log_path.stat().st_size
         c.start_ctld()
         got = own_broker.consume("jkbadloc", expect=N_JOBS, timeout=60, linger=3)
-        by_id, invalid = _by_job(got.messages)
+        by_id, invalid = messages_by_job(got.messages)
         dups = sum(len(v) - 1 for v in by_id.values())
         numbers(f"after the fix and a restart: expected={N_JOBS} received={len(got.messages)} "
                 f"duplicates={dups} invalid={invalid}")
@@ -194,7 +173,7 @@ def test_misspelt_property_then_fixed_and_reconfigured(bad_cluster, own_broker, 
                                 "the reconfigure line")
         assert reconfigured == [startup_line("jkbadreconf", flush_timeout="700 ms", tick_ms="20")], reconfigured
         got = own_broker.consume("jkbadreconf", expect=3, timeout=60, linger=3)
-        by_id, invalid = _by_job(got.messages)
+        by_id, invalid = messages_by_job(got.messages)
         numbers(f"after the fix and a reconfigure: expected=3 received={len(got.messages)} invalid={invalid}")
         assert got.rc == 0 and sorted(by_id) == sorted(ids) and invalid == 0
         assert not record_id_problems(got.messages), record_id_problems(got.messages)
