@@ -10,27 +10,32 @@ property with the remedy, repeated with the number of records waiting
 arrive once, with the bytes fini saved, matching scontrol's view of each job.
 A second test fixes the file and runs `scontrol reconfigure` instead (22.05
 calls set_location in the running process, which reads JobCompLoc again while
-Kafka is not set up).
+Kafka is not set up). On 24.11.5 (trixie chroot) `scontrol reconfigure`
+re-executes slurmctld without fini: the records waiting come back from the
+spool in the new process, which has the fixed file.
 
 The start-up and reconfigure lines are compared with hand-written lines: the
 topic resolved from ClusterName, requeue shown as always.
 
-Ports (issue 15's range, so that this file runs next to the other suites):
-broker 127.0.0.1:20500, clusters 20501/20502 and 20503/20504. Run with the
-22.05.8 session of ci/e2e.sh (it runs pytest over tests/e2e), or alone:
+Ports (issue 15's range, so that this file runs next to the other suites,
+and its two sessions next to each other): 22.05.8 broker 127.0.0.1:20500,
+clusters 20501/20502 and 20503/20504; 24.11.5 broker 20505, cluster
+20506/20507. Run by both sessions of ci/e2e.sh (it runs pytest over
+tests/e2e), or alone:
 
   /var/tmp/jobcomp-kafka/venv/bin/python -m pytest tests/e2e/test_bad_jobcomploc.py \
-      -p no:cacheprovider -v --release 22.05.8
+      -p no:cacheprovider -v --release 22.05.8   # or --release 24.11.5
 """
 
 import re
 
 import pytest
 
+import jk
 from jk import (KAFKA_PROPS, Broker, Cluster, RigError, check_script, compare_with_scontrol, decode_record, log,
                 messages_by_job, read_state_file, record_id_problems, run, wait_for, wrap_script)
 
-BROKER_PORT = 20500
+BROKER_PORT = {"22.05": 20500, "24.11": 20505}
 N_JOBS = 10
 REMINDER_MS = "2000"
 MISSPELT = dict(KAFKA_PROPS, **{"mesage.timeout.ms": "120000"})
@@ -53,23 +58,28 @@ class ReminderCluster(Cluster):
     """A host cluster whose slurmctld has the test-only reminder period."""
 
     def rig(self, *args, **kw):
-        return run([self.rig_script, *args], env={"JOBCOMP_KAFKA_TEST_REMINDER_MS": REMINDER_MS}, **kw)
+        env = {"JOBCOMP_KAFKA_TEST_REMINDER_MS": REMINDER_MS}
+        if self.suite:
+            env.update(SUITE=self.suite, JK_CHROOT_SUITE=self.suite)
+        return run([self.rig_script, *args], env=env, **kw)
 
 
 @pytest.fixture(scope="module")
-def own_broker(session_dir):
-    b = Broker(session_dir / "kafka-badloc", BROKER_PORT)
+def own_broker(release, session_dir):
+    b = Broker(session_dir / "kafka-badloc", BROKER_PORT[jk.series(release)])
     b.start()
     yield b
     b.stop()
 
 
 @pytest.fixture
-def bad_cluster(release, session_dir, own_broker, request):
+def bad_cluster(release, tag, session_dir, own_broker, request):
     made = []
 
     def make(name, ctld_port):
-        c = ReminderCluster(release=release, name=name, dir=session_dir / name, ctld_port=ctld_port,
+        d = (session_dir / name if release.startswith("22.05")
+             else jk.CHROOT_ROOT / "rig" / f"jk-e2e-{tag}-{jk.series(release).replace('.', '')}-{name}")
+        c = ReminderCluster(release=release, name=name, dir=d, ctld_port=ctld_port,
                             slurmd_port=ctld_port + 1, plugin="ours", bootstrap=own_broker.bootstrap,
                             params="flush_timeout=500", kafka_props=MISSPELT)
         made.append(c)
@@ -79,6 +89,8 @@ def bad_cluster(release, session_dir, own_broker, request):
     yield make
     for c in made:
         c.stop()
+        if jk.remove_dirs(request):
+            c.remove()
 
 
 def _log_lines(c, pattern, offset=0):
@@ -87,7 +99,7 @@ def _log_lines(c, pattern, offset=0):
 
 
 def _not_set_up(c, waiting):
-    loc = c.dir / "kafka.conf"
+    loc = c.inpath(c.dir / "kafka.conf")
     return _log_lines(c, rf"error: jobcomp/kafka: {re.escape(str(loc))}:{MISSPELT_LINE}: librdkafka rejected "
                          rf"property mesage\.timeout\.ms: .*Kafka is not set up: fix JobCompLoc, then restart "
                          rf"slurmctld or run scontrol reconfigure; {waiting} record\(s\) wait in the spool.*$")
@@ -177,6 +189,41 @@ def test_misspelt_property_then_fixed_and_reconfigured(bad_cluster, own_broker, 
         numbers(f"after the fix and a reconfigure: expected=3 received={len(got.messages)} invalid={invalid}")
         assert got.rc == 0 and sorted(by_id) == sorted(ids) and invalid == 0
         assert not record_id_problems(got.messages), record_id_problems(got.messages)
+    except RigError:
+        log(c.log_text()[-4000:])
+        raise
+
+
+@pytest.mark.releases("24.11.5")
+def test_misspelt_property_then_fixed_and_reconfigured_reexec(bad_cluster, own_broker, release, numbers):
+    """23.11+: `scontrol reconfigure` re-executes slurmctld without fini; the
+    new process reads the fixed file, and the records that waited come back
+    from the spool: each once, byte-exact, equal to scontrol's view."""
+    c = bad_cluster("jkbadreexec", 20506)
+    try:
+        assert _log_lines(c, r"jobcomp/kafka: started: (.*)$") == [startup_line("jkbadreexec")]
+        wait_for(lambda: _not_set_up(c, 0), 30, "the error line naming file, line and property")
+        ids = c.run_jobs(5, timeout=90, prefix="badreexec-")
+        snaps = c.show_jobs()
+        wait_for(lambda: _not_set_up(c, 5), 30, "the line repeated with 5 records waiting")
+
+        c.write_kafka_conf(KAFKA_PROPS)
+        offset = c.log_path.stat().st_size
+        c.scontrol("reconfigure")
+        wait_for(c.ping_ok, 60, "slurmctld to answer after reconfigure", interval=0.2)
+        wait_for(lambda: _log_lines(c, r"producing 5 record\(s\) again from the spool.*$", offset), 30,
+                 "the re-executed slurmctld to take the waiting records from the spool")
+        assert _log_lines(c, r"jobcomp/kafka: started: (.*)$", offset) == [startup_line("jkbadreexec")]
+        got = own_broker.consume("jkbadreexec", expect=5, timeout=60, linger=3)
+        by_id, invalid = messages_by_job(got.messages)
+        numbers(f"after the fix and a reconfigure (re-exec): expected=5 received={len(got.messages)} "
+                f"invalid={invalid}")
+        assert got.rc == 0 and sorted(by_id) == sorted(ids) and invalid == 0
+        assert all(len(v) == 1 for v in by_id.values())
+        assert not record_id_problems(got.messages), record_id_problems(got.messages)
+        for jid, (m,) in by_id.items():
+            bad = compare_with_scontrol(dict(decode_record(m.value)), snaps[jid], release=release)
+            assert not bad, f"job {jid}: {bad}"
     except RigError:
         log(c.log_text()[-4000:])
         raise
