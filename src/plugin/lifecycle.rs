@@ -42,7 +42,8 @@ pub(super) static START_EVENTS: AtomicBool = AtomicBool::new(false);
 /// what a previous run left (state file, spool).
 ///
 /// A JobCompLoc that cannot be turned into a producer (unset, missing,
-/// unreadable, malformed, a property librdkafka rejects) does not make init
+/// unreadable, malformed, a property librdkafka rejects, a producer librdkafka
+/// cannot create) does not make init
 /// fail: the spool takes every record as usual, the delivery thread repeats the
 /// error line with the number of records waiting, and the records are produced
 /// once the file is fixed (restart, or reconfigure). SchedMD's plugin fails

@@ -278,9 +278,9 @@ impl Delivery {
                 false
             }
             Command::KafkaSetUp(producer) => {
+                // The waiting records are a backlog now: produced in this very
+                // turn of the loop (drain_queue), in their order.
                 self.kafka = Kafka::Producer(producer);
-                // Wake the loop: the waiting records are a backlog now.
-                self.reconfigured = true;
                 false
             }
             Command::KafkaNotSetUp(problem) => {
