@@ -706,43 +706,50 @@ pub fn resolve_topics(params: &Params, cluster_name: &str) -> (String, String, V
     (topic, start, problems)
 }
 
-/// One line with every effective setting, for a verbose log line.
-pub fn describe(params: &Params) -> String {
+/// One line with every setting as the plugin uses it, for the start-up and
+/// reconfigure log lines: the topics as resolved ([`resolve_topics`]), not
+/// their defaults' descriptions; what cannot be turned off shown as `always`
+/// (`requeue_on_msg_timeout`, `requeue_purge_in_flight`, and `send_script`
+/// before 25.05); `purge_in_flight=yes` also when only `requeue_purge_in_flight`
+/// asked for it (fini then purges in-flight requests); tokens of a later series
+/// than `release` left out (they are ignored there).
+pub fn describe(params: &Params, release: Release, topic: &str, start_topic: &str) -> String {
     let yn = |b: bool| if b { "yes" } else { "no" };
     let flush = if params.flush_timeout_ms == -1 {
         "-1 (wait forever)".to_string()
     } else {
         format!("{} ms", params.flush_timeout_ms)
     };
-    let poll = {
-        let d = params.poll_interval;
+    let seconds = |d: Duration| {
         if d.subsec_nanos() == 0 {
             format!("{} s", d.as_secs())
         } else {
             format!("{} ms", d.as_millis())
         }
     };
-    format!(
-        "flush_timeout={flush}, poll_interval={poll}, topic={}, \
-         requeue_on_msg_timeout={}, purge_in_flight={}, purge_non_blocking={}, \
-         requeue_purge_in_flight={}, enable_job_start={}, topic_job_start={}, \
-         send_script={}, send_comment={}, spool_sync_interval={} s, spool_max_mb={}, tick_ms={}",
-        params.topic.as_deref().unwrap_or("(ClusterName)"),
-        yn(params.requeue_on_msg_timeout),
-        yn(params.purge_in_flight),
-        yn(params.purge_non_blocking),
-        yn(params.requeue_purge_in_flight),
-        yn(params.enable_job_start),
-        params
-            .topic_job_start
-            .as_deref()
-            .unwrap_or("(ClusterName-job-start)"),
-        yn(params.send_script),
-        yn(params.send_comment),
-        params.spool_sync_interval.as_secs(),
-        params.spool_max_mb,
-        params.tick.as_millis()
-    )
+    let mut parts = vec![format!("topic={topic}")];
+    if release.at_least(25, 5, 0) {
+        parts.push(format!("enable_job_start={}", yn(params.enable_job_start)));
+        parts.push(format!("topic_job_start={start_topic}"));
+        parts.push(format!("send_script={}", yn(params.send_script)));
+    } else {
+        parts.push("send_script=always".to_string());
+    }
+    if release.at_least(26, 5, 0) {
+        parts.push(format!("send_comment={}", yn(params.send_comment)));
+    }
+    parts.extend([
+        format!("flush_timeout={flush}"),
+        format!("poll_interval={}", seconds(params.poll_interval)),
+        "requeue_on_msg_timeout=always".to_string(),
+        format!("purge_in_flight={}", yn(params.purge_in_flight || params.requeue_purge_in_flight)),
+        format!("purge_non_blocking={}", yn(params.purge_non_blocking)),
+        "requeue_purge_in_flight=always".to_string(),
+        format!("spool_sync_interval={}", seconds(params.spool_sync_interval)),
+        format!("spool_max_mb={}", params.spool_max_mb),
+        format!("tick_ms={}", params.tick.as_millis()),
+    ]);
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -1197,31 +1204,47 @@ mod tests {
     }
 
     #[test]
-    fn describe_lists_everything() {
-        let d = describe(&Params::default());
-        assert!(!d.contains('\n'));
-        for word in [
-            "flush_timeout=500 ms",
-            "poll_interval=2 s",
-            "topic=(ClusterName)",
-            "requeue_on_msg_timeout=no",
-            "purge_in_flight=no",
-            "purge_non_blocking=no",
-            "requeue_purge_in_flight=no",
-            "enable_job_start=no",
-            "topic_job_start=",
-            "send_script=no",
-            "send_comment=no",
-        ] {
-            assert!(d.contains(word), "{word} in {d}");
-        }
+    fn describe_shows_the_values_in_use() {
+        // Defaults on 22.05: the script is always sent, no start-event tokens.
+        assert_eq!(
+            describe(&Params::default(), r("22.05.8"), "mycluster", "mycluster-job-start"),
+            "topic=mycluster, send_script=always, flush_timeout=500 ms, poll_interval=2 s, \
+             requeue_on_msg_timeout=always, purge_in_flight=no, purge_non_blocking=no, \
+             requeue_purge_in_flight=always, spool_sync_interval=1 s, spool_max_mb=4096, tick_ms=10"
+        );
+        // Defaults on 26.05: the real start topic, send_comment exists.
+        assert_eq!(
+            describe(&Params::default(), r("26.05.5"), "mycluster", "mycluster-job-start"),
+            "topic=mycluster, enable_job_start=no, topic_job_start=mycluster-job-start, send_script=no, \
+             send_comment=no, flush_timeout=500 ms, poll_interval=2 s, requeue_on_msg_timeout=always, \
+             purge_in_flight=no, purge_non_blocking=no, requeue_purge_in_flight=always, \
+             spool_sync_interval=1 s, spool_max_mb=4096, tick_ms=10"
+        );
+        // 25.05: no send_comment (26.05+). Every value changed from its default;
+        // requeue_purge_in_flight alone makes fini purge in-flight requests.
         let p = Params {
             flush_timeout_ms: -1,
-            topic: Some("t".into()),
-            ..Params::default()
+            poll_interval: Duration::from_millis(1500),
+            topic: Some("jobs".into()),
+            requeue_on_msg_timeout: false,
+            purge_in_flight: false,
+            purge_non_blocking: true,
+            requeue_purge_in_flight: true,
+            enable_job_start: true,
+            topic_job_start: Some("starts".into()),
+            send_script: true,
+            send_comment: true,
+            spool_sync_interval: Duration::from_secs(5),
+            spool_max_mb: 100,
+            tick: Duration::from_millis(40),
         };
-        let d = describe(&p);
-        assert!(d.contains("wait forever") && d.contains("topic=t,"), "{d}");
+        assert_eq!(
+            describe(&p, r("25.05.1"), "jobs", "starts"),
+            "topic=jobs, enable_job_start=yes, topic_job_start=starts, send_script=yes, \
+             flush_timeout=-1 (wait forever), poll_interval=1500 ms, requeue_on_msg_timeout=always, \
+             purge_in_flight=yes, purge_non_blocking=yes, requeue_purge_in_flight=always, \
+             spool_sync_interval=5 s, spool_max_mb=100, tick_ms=40"
+        );
     }
 
     #[test]

@@ -51,6 +51,22 @@ pub enum ProduceError {
     Rejected { reason: String, refused: bool },
 }
 
+/// Why a producer could not be created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetupError {
+    /// The property librdkafka rejected (`None`: the producer itself could not
+    /// be created, e.g. a TLS file it could not load).
+    pub property: Option<String>,
+    /// librdkafka's words, as a complete clause.
+    pub reason: String,
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
 /// A librdkafka log line, handed to the sink set with [`set_log_sink`].
 pub type LogSink = fn(level: i32, facility: &str, message: &str);
 
@@ -154,7 +170,7 @@ fn defaults_for(properties: &[(&str, &str)]) -> Vec<(&'static str, &'static str)
 impl Producer {
     /// Creates a producer from `key=value` properties. An error names the
     /// property librdkafka rejected and says why.
-    pub fn new<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Producer, String> {
+    pub fn new<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Producer, SetupError> {
         unsafe {
             let conf = rd::rd_kafka_conf_new();
             let properties: Vec<(&str, &str)> = properties.into_iter().collect();
@@ -164,7 +180,10 @@ impl Producer {
             for &(key, value) in &all {
                 if let Err(reason) = conf_set(conf, key, value) {
                     rd::rd_kafka_conf_destroy(conf);
-                    return Err(config::redact_secret_values(&reason, &secrets));
+                    return Err(SetupError {
+                        property: Some(key.to_string()),
+                        reason: config::redact_secret_values(&reason, &secrets),
+                    });
                 }
                 if key == "enable.ssl.certificate.verification" {
                     verification_on = !matches!(value.trim(), "false" | "0" | "no" | "off");
@@ -201,13 +220,21 @@ impl Producer {
             match NonNull::new(rk) {
                 Some(rk) => Ok(Producer { rk, shared }),
                 None => {
-                    rd::rd_kafka_conf_destroy(conf);
+                    // `conf` is not destroyed: rd_kafka_new struct-copies it and,
+                    // when it fails after that, frees the interceptor lists the copy
+                    // shares with `conf` (on_new above), so that destroying `conf`
+                    // here frees them twice (SIGSEGV in slurmctld, seen with an
+                    // ssl.ca.location that does not exist). A few KiB leak per
+                    // failed attempt (init, and set_location while Kafka is not set up).
                     let shared = Box::from_raw(shared);
                     let reason = CStr::from_ptr(errstr.as_ptr()).to_string_lossy();
-                    Err(format!(
-                        "cannot create the Kafka producer: {}",
-                        config::redact_secret_values(&reason, &shared.secrets)
-                    ))
+                    Err(SetupError {
+                        property: None,
+                        reason: format!(
+                            "cannot create the Kafka producer: {}",
+                            config::redact_secret_values(&reason, &shared.secrets)
+                        ),
+                    })
                 }
             }
         }
@@ -653,7 +680,23 @@ mod tests {
         let error = Producer::new([("bootstrap.servers", "127.0.0.1:1"), ("no.such.property", "1")])
             .err()
             .expect("unknown property must fail");
-        assert!(error.contains("no.such.property"), "{error}");
+        assert_eq!(error.property.as_deref(), Some("no.such.property"));
+        assert!(error.reason.contains("no.such.property"), "{error}");
+    }
+
+    /// rd_kafka_new itself fails (after the property checks): an error, not a
+    /// crash (destroying the configuration then was a double free).
+    #[test]
+    fn a_producer_that_cannot_be_created_is_an_error() {
+        let error = Producer::new([
+            ("bootstrap.servers", "127.0.0.1:1"),
+            ("security.protocol", "ssl"),
+            ("ssl.ca.location", "/nonexistent/ca.pem"),
+        ])
+        .err()
+        .expect("a CA file that does not exist must fail");
+        assert_eq!(error.property, None);
+        assert!(error.reason.starts_with("cannot create the Kafka producer"), "{error}");
     }
 
     #[test]

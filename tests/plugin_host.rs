@@ -608,44 +608,7 @@ fn c_plugin_state_file_is_replayed() {
 
 // ---------------------------------------------------------------------------
 
-/// A bad JobCompLoc makes init fail with an error naming the file, the line or
-/// the property.
-#[test]
-fn malformed_job_comp_loc_fails_init_with_a_precise_error() {
-    let tmp = TempDir::new("jk_badloc");
-    let state = tmp.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let missing = tmp.path().join("missing.conf");
-    let no_equals = tmp.path().join("no-equals.conf");
-    std::fs::write(&no_equals, "bootstrap.servers=127.0.0.1:9\nthis line has no equals sign\n").unwrap();
-    let unknown = tmp.path().join("unknown.conf");
-    std::fs::write(&unknown, "# ok\nbootstrap.servers=127.0.0.1:9\nno.such.property=1\n").unwrap();
-
-    let cases: [(&std::path::Path, Vec<String>); 3] = [
-        (&missing, vec![missing.display().to_string()]),
-        (&no_equals, vec![format!("{}:2", no_equals.display())]),
-        (&unknown, vec![unknown.display().to_string(), "no.such.property".to_string()]),
-    ];
-    for (loc, needles) in cases {
-        let mut host = Host::slurmctld();
-        host.conf(&[
-            ("cluster", "jk_badloc"),
-            ("loc", &loc.to_string_lossy()),
-            ("state", &state.to_string_lossy()),
-            ("params", ""),
-        ]);
-        let rc = host.cmd("init").rc;
-        // A record and fini after a failed init do not crash the host.
-        host.cmd("job id=1");
-        host.ok("fini");
-        let log = host.quit();
-        let error = log.iter().find(|l| l.starts_with("error:") && needles.iter().all(|n| l.contains(n.as_str())));
-        println!("JobCompLoc {}: init rc={rc}; {}", loc.display(), error.map(String::as_str).unwrap_or("(no error line)"));
-        assert_ne!(rc, 0, "init must fail for {}", loc.display());
-        assert!(error.is_some(), "an error line containing {needles:?}; log:\n{}", log.join("\n"));
-    }
-    assert!(names_in(&state).is_empty(), "nothing written to StateSaveLocation: {:?}", names_in(&state));
-}
+// A bad JobCompLoc: tests/startup_without_kafka.rs (init succeeds, records wait).
 
 // ---------------------------------------------------------------------------
 

@@ -1,9 +1,9 @@
 //! The plugin's life cycle: init (producer, spool, delivery thread), reconfigure
 //! (set_location) and fini, and the one running instance the hot path looks at.
 
-use super::delivery::{Delivery, Startup};
+use super::delivery::{Delivery, Kafka, Startup};
 use super::hot_spool::{open_spool, HotSpool};
-use super::{settings_from, unix_now, Command, Counters, HostSettings, Settings};
+use super::{describe, settings_from, unix_now, Command, Counters, HostSettings, Settings, NOT_SET_UP_REMINDER_EVERY};
 use crate::config;
 use crate::kafka::{self, Producer};
 use crate::names::NameCache;
@@ -17,7 +17,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub(super) struct Running {
     pub(super) release: Release,
@@ -28,6 +28,8 @@ pub(super) struct Running {
     pub(super) next_id: Arc<AtomicU64>,
     pub(super) spool: Option<Arc<HotSpool>>,
     pub(super) counters: Arc<Counters>,
+    /// Why Kafka is not set up (`None`: it is); set_location tries again.
+    pub(super) kafka_problem: Option<String>,
 }
 
 pub(super) static RUNNING: RwLock<Option<Running>> = RwLock::new(None);
@@ -38,27 +40,27 @@ pub(super) static START_EVENTS: AtomicBool = AtomicBool::new(false);
 
 /// init(): starts the producer and the delivery thread, which first produces
 /// what a previous run left (state file, spool).
+///
+/// A JobCompLoc that cannot be turned into a producer (unset, missing,
+/// unreadable, malformed, a property librdkafka rejects, a producer librdkafka
+/// cannot create) does not make init
+/// fail: the spool takes every record as usual, the delivery thread repeats the
+/// error line with the number of records waiting, and the records are produced
+/// once the file is fixed (restart, or reconfigure). SchedMD's plugin fails
+/// init instead, and slurmctld then runs without a jobcomp plugin (22.05) or
+/// does not start (23.02+). Without StateSaveLocation there is nowhere to keep
+/// the records meanwhile: init fails then.
 pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     shutdown();
     log::set_jobcomp_debug(host.jobcomp_debug);
     kafka::set_log_sink(Some(log::librdkafka_line));
     let settings = settings_from(&host, release);
 
-    let location = host
-        .job_comp_loc
-        .clone()
-        .filter(|loc| !loc.trim().is_empty())
-        .ok_or("JobCompLoc is not set: it must name a file of librdkafka properties (at least bootstrap.servers)")?;
-    let properties = config::read_properties_file(&location).map_err(|e| e.to_string())?;
-    config::secrets_file_warning(&location, &properties).inspect(|w| log::warning(w));
-    if host.jobcomp_debug {
-        for p in &properties {
-            log::info(&format!("librdkafka property {}={}", p.key, config::display_value(p)));
-        }
+    let kafka = set_up_kafka(&host);
+    if let (Err(problem), None) = (&kafka, &host.state_save_location) {
+        // Nowhere to keep the records until JobCompLoc is fixed.
+        return Err(format!("{problem}; and StateSaveLocation is not set, so records could not be kept meanwhile"));
     }
-    let producer = Producer::new(properties.iter().map(|p| (p.key.as_str(), p.value.as_str())))
-        .map_err(|e| format!("{location}: {e}"))?;
-
     let mut replay = state_file::Replay::default();
     let mut spool = None;
     match &host.state_save_location {
@@ -95,10 +97,15 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     let counters = Arc::new(Counters::default());
 
     let (sender, receiver) = crossbeam_channel::unbounded();
+    let kafka_problem = kafka.as_ref().err().cloned();
     let delivery = Delivery {
         log: hot.as_ref().map(|h| DeliveryLog::new(&h.dir, recovered.next_segment, recovered.owned.clone())),
         hot: hot.clone(),
-        producer,
+        kafka: match kafka {
+            Ok(producer) => Kafka::Producer(producer),
+            Err(problem) => Kafka::NotSetUp { problem, next_reminder: Instant::now() },
+        },
+        reminder_every: not_set_up_reminder_period(),
         receiver,
         release,
         settings: settings.clone(),
@@ -130,22 +137,76 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         .map_err(|e| format!("cannot start the delivery thread: {e}"))?;
 
     START_EVENTS.store(settings.params.enable_job_start, Ordering::Relaxed);
-    log::verbose(&format!(
-        "publishing to topic {} ({})",
-        settings.topic.to_string_lossy(),
-        config::describe(&settings.params)
-    ));
-    *RUNNING.write() = Some(Running { release, sender, thread, settings, host, next_id, spool: hot, counters });
+    log::verbose(&format!("started: {}", describe(&settings, release)));
+    *RUNNING.write() =
+        Some(Running { release, sender, thread, settings, host, next_id, spool: hot, counters, kafka_problem });
     Ok(())
+}
+
+/// A producer from the JobCompLoc file, or the error line saying what is wrong
+/// (file, line, property) and what to do about it.
+fn set_up_kafka(host: &HostSettings) -> Result<Producer, String> {
+    const REMEDY: &str = "fix JobCompLoc, then restart slurmctld or run scontrol reconfigure";
+    let location = host.job_comp_loc.as_deref().unwrap_or("");
+    let properties = config::read_properties_file(location).map_err(|e| format!("{e} Kafka is not set up: {REMEDY}"))?;
+    config::secrets_file_warning(location, &properties).inspect(|w| log::warning(w));
+    if host.jobcomp_debug {
+        for p in &properties {
+            log::info(&format!("librdkafka property {}={}", p.key, config::display_value(p)));
+        }
+    }
+    Producer::new(properties.iter().map(|p| (p.key.as_str(), p.value.as_str()))).map_err(|e| {
+        let line = e.property.as_deref().and_then(|key| properties.iter().find(|p| p.key == key));
+        match line {
+            Some(p) => format!("{location}:{}: {}. Kafka is not set up: {REMEDY}", p.line, e.reason),
+            None => format!("{location}: {}. Kafka is not set up: {REMEDY}", e.reason),
+        }
+    })
+}
+
+/// How often the "Kafka is not set up" error line is repeated. Test-only
+/// override: JOBCOMP_KAFKA_TEST_REMINDER_MS in slurmctld's environment (read
+/// at init), so that the plugin-host tests need not wait ten minutes.
+fn not_set_up_reminder_period() -> Duration {
+    std::env::var("JOBCOMP_KAFKA_TEST_REMINDER_MS")
+        .ok()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+        .unwrap_or(NOT_SET_UP_REMINDER_EVERY)
 }
 
 /// set_location(): JobCompParams and DebugFlags are read again (reconfigure,
 /// SIGUSR2). JobCompLoc is read at init only, as with SchedMD's plugin.
+///
+/// While Kafka is not set up (JobCompLoc was wrong at init), JobCompLoc is read
+/// again too: once it works, the records waiting in the spool are produced.
+/// On 22.05 and 23.02 this is how `scontrol reconfigure` applies a fixed file
+/// (23.11+ re-exec slurmctld, which runs init again).
 pub fn reconfigure(host: HostSettings) {
+    // The producer is made outside the lock: the hot path takes it too.
+    let problem = RUNNING.read().as_ref().and_then(|running| running.kafka_problem.clone());
+    let retried = problem.map(|problem| (problem, set_up_kafka(&host)));
     let mut running = RUNNING.write();
     let Some(running) = running.as_mut() else { return };
-    if host.job_comp_loc != running.host.job_comp_loc {
-        log::warning("JobCompLoc changed: the new librdkafka properties take effect at the next slurmctld restart");
+    match retried {
+        Some((_, Ok(producer))) if running.kafka_problem.is_some() => {
+            running.kafka_problem = None;
+            log::info(&format!(
+                "Kafka is set up from {}: the records waiting in the spool are produced now",
+                host.job_comp_loc.as_deref().unwrap_or("")
+            ));
+            let _ = running.sender.send(Command::KafkaSetUp(producer));
+        }
+        Some((before, Err(now))) if now != before => {
+            running.kafka_problem = Some(now.clone());
+            let _ = running.sender.send(Command::KafkaNotSetUp(now));
+        }
+        Some(_) => {}
+        None if host.job_comp_loc != running.host.job_comp_loc => {
+            log::warning("JobCompLoc changed: the new librdkafka properties take effect at the next slurmctld restart");
+        }
+        None => {}
     }
     if host == running.host {
         return;
@@ -159,11 +220,7 @@ pub fn reconfigure(host: HostSettings) {
     if let Some(spool) = &running.spool {
         spool.max_bytes.store(settings.params.spool_max_mb << 20, Ordering::Relaxed);
     }
-    log::verbose(&format!(
-        "reconfigured: topic {} ({})",
-        settings.topic.to_string_lossy(),
-        config::describe(&settings.params)
-    ));
+    log::verbose(&format!("reconfigured: {}", describe(&settings, running.release)));
     let _ = running.sender.send(Command::Reconfigure(Box::new(settings.clone())));
     running.settings = settings;
     running.host = host;

@@ -76,6 +76,9 @@ pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";
 const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often the error line is repeated while Kafka is not set up (a wrong
+/// JobCompLoc), with the number of records waiting.
+const NOT_SET_UP_REMINDER_EVERY: Duration = Duration::from_secs(600);
 /// How often a summary of records waiting for Kafka is logged during an outage.
 const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// A topic name as librdkafka takes it, shared rather than copied per record.
@@ -90,6 +93,12 @@ enum Command {
     /// writable) the snapshot's encoded bytes themselves.
     Record { encoded: Option<Vec<u8>>, job_id: u32, event: Event, id: u64, snapshot: Option<Location> },
     Reconfigure(Box<Settings>),
+    /// Kafka could be set up after all (set_location found JobCompLoc fixed):
+    /// the records waiting in the spool are produced now.
+    KafkaSetUp(crate::kafka::Producer),
+    /// Kafka still cannot be set up, for another reason than before: the
+    /// reminder line says the new one (at once, then at its usual rate).
+    KafkaNotSetUp(String),
     Stop,
 }
 
@@ -123,6 +132,16 @@ fn log_problems(problems: &[Problem]) {
             Problem::Error(text) => log::error(text),
         }
     }
+}
+
+/// The settings line of the start-up and reconfigure log lines.
+fn describe(settings: &Settings, release: Release) -> String {
+    config::describe(
+        &settings.params,
+        release,
+        &settings.topic.to_string_lossy(),
+        &settings.start_topic.to_string_lossy(),
+    )
 }
 
 fn settings_from(host: &HostSettings, release: Release) -> Settings {

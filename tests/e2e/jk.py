@@ -230,6 +230,23 @@ class Broker:
         return set(md.topics)
 
 
+def messages_by_job(messages):
+    """({jobid: [Message, ...]}, invalid): messages grouped by their record's
+    jobid; a message that is not a valid record, or whose key is not its
+    jobid, counts as invalid."""
+    out, invalid = {}, 0
+    for m in messages:
+        try:
+            rec = dict(decode_record(m.value))
+        except ValueError:
+            invalid += 1
+            continue
+        if m.key != str(rec["jobid"]).encode():
+            invalid += 1
+        out.setdefault(rec["jobid"], []).append(m)
+    return out, invalid
+
+
 # Our plugin's only message header (README, The record): a decimal id unique
 # to the record. SchedMD's plugin sends no header.
 RECORD_ID_HEADER = "jobcomp.record_id"
@@ -811,6 +828,14 @@ class Cluster:
         ids = [self.sbatch("-J", f"{prefix}{i}", "--wrap", f"echo {prefix}{i}") for i in range(n)]
         self.wait_done(ids, timeout)
         return ids
+
+    def shutdown_ctld(self):
+        """`scontrol shutdown slurmctld` (fini runs; slurmd stays), and wait
+        for the process to end."""
+        pid = self.ctld_pid()
+        assert pid and pid_alive(pid), "slurmctld not running"
+        self.scontrol("shutdown", "slurmctld")
+        wait_for(lambda: not pid_alive(pid), 30, f"slurmctld {pid} to exit after scontrol shutdown")
 
     def log_text(self):
         """slurmctld's log. An unreadable or missing log raises (never "":

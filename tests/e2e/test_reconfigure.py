@@ -15,7 +15,7 @@ import signal
 
 import pytest
 
-from jk import KAFKA_PROPS, decode_record, pid_alive, record_id_problems, series, wait_for
+from jk import KAFKA_PROPS, decode_record, messages_by_job, pid_alive, record_id_problems, series, wait_for
 
 
 def _log_since(c, offset):
@@ -23,18 +23,8 @@ def _log_since(c, offset):
 
 
 def _records(got):
-    out = {}
-    invalid = 0
-    for m in got.messages:
-        try:
-            rec = dict(decode_record(m.value))
-        except ValueError:
-            invalid += 1
-            continue
-        if m.key != str(rec["jobid"]).encode():
-            invalid += 1
-        out.setdefault(rec["jobid"], []).append(rec)
-    return out, invalid
+    by_job, invalid = messages_by_job(got.messages)
+    return {jid: [dict(decode_record(m.value)) for m in ms] for jid, ms in by_job.items()}, invalid
 
 
 def test_reconfigure_topic_and_sigusr2(release, broker, make_cluster, numbers):

@@ -13,18 +13,10 @@ stays as it is, as in production. The session's shared broker is not touched
 import pytest
 
 from jk import (KAFKA_PROPS, OUTAGE_BROKER_PORT, Broker, RigError, check_script, compare_with_scontrol,
-                decode_record, log, pid_alive, port_open, read_state_file, record_id_problems, series,
+                decode_record, log, port_open, read_state_file, record_id_problems, series,
                 wait_for, wrap_script)
 
 N_JOBS = 10
-
-
-def _shutdown_ctld(cluster):
-    pid = cluster.ctld_pid()
-    assert pid and pid_alive(pid), "slurmctld not running"
-    # Only the controller: slurmd stays (the node answers again at once).
-    cluster.scontrol("shutdown", "slurmctld")
-    wait_for(lambda: not pid_alive(pid), 30, f"slurmctld {pid} to exit after scontrol shutdown")
 
 
 def _leftovers(cluster):
@@ -46,7 +38,7 @@ def test_restart_with_broker_down(release, session_dir, make_cluster, numbers):
         assert all(snaps[i].state == "COMPLETED" for i in ids)
         assert not (c.state_dir / "jobcomp_kafka_state").exists()
 
-        _shutdown_ctld(c)
+        c.shutdown_ctld()
         state = c.state_dir / "jobcomp_kafka_state"
         assert state.is_file(), f"no state file after shutdown; {sorted(p.name for p in c.state_dir.iterdir())}"
         version, saved = read_state_file(state)
@@ -95,7 +87,7 @@ def test_restart_with_broker_down(release, session_dir, make_cluster, numbers):
             # Delivered once means never again: one more job, another clean
             # restart (broker up): the topic holds exactly 11.
             extra = c.run_jobs(1, timeout=60, prefix="after-")
-            _shutdown_ctld(c)
+            c.shutdown_ctld()
             # All delivered: nothing to save (an empty file at most).
             if (c.state_dir / "jobcomp_kafka_state").exists():
                 _, recs = read_state_file(c.state_dir / "jobcomp_kafka_state")

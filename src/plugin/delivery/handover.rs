@@ -37,23 +37,27 @@ impl Delivery {
         if let Some(syncer) = self.syncer.take() {
             syncer.stop();
         }
-        let params = self.settings.params.clone();
-        let mut flags = kafka::PURGE_QUEUE;
-        if params.purge_in_flight || params.requeue_purge_in_flight {
-            flags |= kafka::PURGE_INFLIGHT;
-        }
-        if params.purge_non_blocking {
-            flags |= kafka::PURGE_NON_BLOCKING;
-        }
-        self.producer.purge(flags);
-        if !self.producer.flush(params.flush_timeout_ms) {
-            // Still in flight after flush_timeout: take those back too rather
-            // than lose them (they may reach the broker as well: a possible duplicate).
-            self.producer.purge(kafka::PURGE_QUEUE | kafka::PURGE_INFLIGHT);
-            self.producer.flush(1000);
-        }
-        for report in self.producer.take_reports() {
-            self.handle_report(report);
+        // Without a producer (Kafka not set up) nothing is in flight: every
+        // pending record is handed over below, as after an outage.
+        if let Some(producer) = self.producer() {
+            let params = &self.settings.params;
+            let mut flags = kafka::PURGE_QUEUE;
+            if params.purge_in_flight || params.requeue_purge_in_flight {
+                flags |= kafka::PURGE_INFLIGHT;
+            }
+            if params.purge_non_blocking {
+                flags |= kafka::PURGE_NON_BLOCKING;
+            }
+            producer.purge(flags);
+            if !producer.flush(params.flush_timeout_ms) {
+                // Still in flight after flush_timeout: take those back too rather
+                // than lose them (they may reach the broker as well: a possible duplicate).
+                producer.purge(kafka::PURGE_QUEUE | kafka::PURGE_INFLIGHT);
+                producer.flush(1000);
+            }
+            for report in producer.take_reports() {
+                self.handle_report(report);
+            }
         }
         self.write_acks();
 

@@ -28,7 +28,7 @@ use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the delivery thread produces before new records.
 pub(super) struct Startup {
@@ -56,8 +56,19 @@ pub(super) struct Pending {
     pub(super) in_flight: bool,
 }
 
+/// The delivery thread's side of Kafka.
+pub(super) enum Kafka {
+    Producer(Producer),
+    /// JobCompLoc could not be turned into a producer. Records are spooled and
+    /// queued as during an outage; `problem` (the error line) is repeated
+    /// every `reminder_every` with the number of records waiting.
+    NotSetUp { problem: String, next_reminder: Instant },
+}
+
 pub(super) struct Delivery {
-    pub(super) producer: Producer,
+    pub(super) kafka: Kafka,
+    /// How often the error line of `Kafka::NotSetUp` is repeated.
+    pub(super) reminder_every: Duration,
     pub(super) receiver: Receiver<Command>,
     pub(super) release: Release,
     pub(super) settings: Settings,
@@ -102,13 +113,17 @@ impl Delivery {
             if let Some(Reverse((due, _))) = self.retry.peek() {
                 wake = wake.min(*due);
             }
+            if let Kafka::NotSetUp { next_reminder, .. } = &self.kafka {
+                wake = wake.min(*next_reminder);
+            }
             // Idle (no record for a while, nothing queued or in flight): sleep on
             // the channel, so that an idle plugin costs nothing. Active: never
             // block on the channel but in librdkafka's poll below, a tick at a
             // time. A sender then never has to wake a sleeping receiver, which
             // would be a futex syscall on slurmctld's hot path for every record.
-            let backlog = !self.queue.is_empty();
-            let active = backlog || self.producer.queue_len() > 0 || self.last_record.elapsed() < ACTIVE_WINDOW;
+            // Without a producer a backlog waits: nothing to tick for.
+            let backlog = self.producer().is_some_and(|producer| !self.queue.is_empty() || producer.queue_len() > 0);
+            let active = backlog || self.last_record.elapsed() < ACTIVE_WINDOW;
             let mut stop = false;
             let mut received = 0usize;
             if !active {
@@ -166,6 +181,7 @@ impl Delivery {
                 next_poll = now + poll_every(&self.settings);
                 self.outage_summary();
             }
+            self.remind_not_set_up(now);
             if now >= next_sync {
                 next_sync = now + self.settings.params.spool_sync_interval;
                 self.sync_spool_in_background();
@@ -261,8 +277,44 @@ impl Delivery {
                 self.reconfigured = true;
                 false
             }
+            Command::KafkaSetUp(producer) => {
+                // The waiting records are a backlog now: produced in this very
+                // turn of the loop (drain_queue), in their order.
+                self.kafka = Kafka::Producer(producer);
+                false
+            }
+            Command::KafkaNotSetUp(problem) => {
+                self.kafka = Kafka::NotSetUp { problem, next_reminder: Instant::now() };
+                false
+            }
             Command::Stop => true,
         }
+    }
+
+    pub(super) fn producer(&self) -> Option<&Producer> {
+        match &self.kafka {
+            Kafka::Producer(producer) => Some(producer),
+            Kafka::NotSetUp { .. } => None,
+        }
+    }
+
+    /// While Kafka is not set up: the error line again, with the number of
+    /// records waiting, when it is due.
+    fn remind_not_set_up(&mut self, now: Instant) {
+        let Kafka::NotSetUp { problem, next_reminder } = &mut self.kafka else { return };
+        if now < *next_reminder {
+            return;
+        }
+        *next_reminder = now + self.reminder_every;
+        log::error(&format!(
+            "{problem}; {} record(s) wait in the spool until then (this line is repeated every {})",
+            self.records.len(),
+            if self.reminder_every.subsec_nanos() == 0 {
+                format!("{} s", self.reminder_every.as_secs())
+            } else {
+                format!("{} ms", self.reminder_every.as_millis())
+            }
+        ));
     }
 
     pub(super) fn topic_for(&self, event: Event) -> &Topic {

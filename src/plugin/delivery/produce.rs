@@ -118,6 +118,10 @@ impl Delivery {
 
     /// Hands queued records to librdkafka in order, until its queue is full.
     pub(super) fn drain_queue(&mut self) {
+        // Kafka not set up: the queue waits (in the spool) as in an outage.
+        if self.producer().is_none() {
+            return;
+        }
         while let Some(&id) = self.queue.front() {
             let Some(payload) = self.take_payload(id) else {
                 // Acknowledged meanwhile, or unreadable (kept for fini's state file).
@@ -127,7 +131,8 @@ impl Delivery {
             let pending = &self.records[&id];
             let key = pending.job_id.to_string();
             let id_text = id.to_string();
-            let result = self.producer.produce(
+            let Some(producer) = self.producer() else { return };
+            let result = producer.produce(
                 &pending.topic,
                 key.as_bytes(),
                 &payload,

@@ -10,7 +10,8 @@ use std::sync::atomic::Ordering;
 
 impl Delivery {
     pub(super) fn serve_reports(&mut self, timeout_ms: i32) {
-        for report in self.producer.poll(timeout_ms) {
+        let reports = self.producer().map(|producer| producer.poll(timeout_ms)).unwrap_or_default();
+        for report in reports {
             self.handle_report(report);
         }
         self.write_acks();
