@@ -47,6 +47,7 @@ install: build
 # Build and test prerequisites (Debian packages); idempotent.
 deps:
 	ci/install-deps.sh
+	ci/install-promtool.sh
 
 # The whole suite, as CI runs it.
 test: deps

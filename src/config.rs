@@ -212,6 +212,8 @@ pub const DEFAULT_SPOOL_MAX_MB: u64 = 4096;
 /// record waits half of it on average before it is produced, and each tick is a
 /// thread wake-up (CPU). See the delivery loop in `plugin/delivery/mod.rs`.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(10);
+/// How often the metrics file is rewritten (`metrics_interval`).
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// Bounds of `tick_ms`.
 pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=1000;
 
@@ -242,6 +244,10 @@ pub struct Params {
     pub spool_max_mb: u64,
     /// The delivery thread's tick while jobs finish (`tick_ms`).
     pub tick: Duration,
+    /// Prometheus text file the delivery thread rewrites (`metrics_file`; off
+    /// by default), and how often (`metrics_interval`, seconds).
+    pub metrics_file: Option<std::path::PathBuf>,
+    pub metrics_interval: Duration,
 }
 
 impl Default for Params {
@@ -261,6 +267,8 @@ impl Default for Params {
             spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
             tick: DEFAULT_TICK,
+            metrics_file: None,
+            metrics_interval: DEFAULT_METRICS_INTERVAL,
         }
     }
 }
@@ -319,7 +327,9 @@ const FLAGS: [(&str, Flag, (u8, u8)); 7] = [
 ];
 
 /// Value tokens and the series they need.
-const VALUE_KEYS: [(&str, (u8, u8)); 7] = [
+const VALUE_KEYS: [(&str, (u8, u8)); 9] = [
+    ("metrics_file", (0, 0)),
+    ("metrics_interval", (0, 0)),
     ("flush_timeout", (0, 0)),
     ("poll_interval", (0, 0)),
     ("spool_sync_interval", (0, 0)),
@@ -497,6 +507,28 @@ pub fn parse_params(text: Option<&str>, release: Release) -> (Params, Vec<Proble
                     )));
                 }
             },
+            "metrics_file" => {
+                // Checked for writability at init (MetricsFile::open).
+                params.metrics_file = (!value.is_empty()).then(|| std::path::PathBuf::from(value));
+                if value.is_empty() {
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: metrics_file needs the path of \
+                         the file to write (e.g. /var/lib/prometheus/node-exporter/jobcomp_kafka.prom); \
+                         running without metrics."
+                    )));
+                }
+            }
+            "metrics_interval" => match value.parse::<u32>() {
+                Ok(s) if s >= 1 => params.metrics_interval = Duration::from_secs(u64::from(s)),
+                _ => {
+                    params.metrics_interval = DEFAULT_METRICS_INTERVAL;
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: metrics_interval must be a whole \
+                         number of seconds, 1 or more; using the default of {} s.",
+                        DEFAULT_METRICS_INTERVAL.as_secs()
+                    )));
+                }
+            },
             "tick_ms" => match value.parse::<u64>() {
                 Ok(ms) if TICK_MS_RANGE.contains(&ms) => params.tick = Duration::from_millis(ms),
                 _ => {
@@ -624,7 +656,8 @@ pub fn describe(params: &Params) -> String {
         "flush_timeout={flush}, poll_interval={poll}, topic={}, \
          requeue_on_msg_timeout={}, purge_in_flight={}, purge_non_blocking={}, \
          requeue_purge_in_flight={}, enable_job_start={}, topic_job_start={}, \
-         send_script={}, send_comment={}, spool_sync_interval={} s, spool_max_mb={}, tick_ms={}",
+         send_script={}, send_comment={}, spool_sync_interval={} s, spool_max_mb={}, tick_ms={}, \
+         metrics_file={}, metrics_interval={} s",
         params.topic.as_deref().unwrap_or("(ClusterName)"),
         yn(params.requeue_on_msg_timeout),
         yn(params.purge_in_flight),
@@ -639,7 +672,9 @@ pub fn describe(params: &Params) -> String {
         yn(params.send_comment),
         params.spool_sync_interval.as_secs(),
         params.spool_max_mb,
-        params.tick.as_millis()
+        params.tick.as_millis(),
+        params.metrics_file.as_ref().map_or("(off)".into(), |p| p.display().to_string()),
+        params.metrics_interval.as_secs()
     )
 }
 
@@ -849,6 +884,7 @@ mod tests {
                 spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
                 spool_max_mb: DEFAULT_SPOOL_MAX_MB,
                 tick: DEFAULT_TICK,
+                ..Params::default()
             }
         );
     }
@@ -1021,6 +1057,22 @@ mod tests {
             "tick_ms=1001",
             "tick_ms=5ms",
         ] {
+            let (p, problems) = parse_params(Some(bad), r);
+            assert_eq!(p, Params::default(), "{bad}");
+            assert!(matches!(&problems[..], [Problem::Error(text)] if text.contains(bad)), "{bad}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_tokens() {
+        let r = Release::new(22, 5, 8);
+        assert_eq!(Params::default().metrics_file, None, "metrics are off by default");
+        let (p, problems) = parse_params(Some("Metrics_File=/var/lib/Node/jk.prom, metrics_interval=15"), r);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.metrics_file.as_deref(), Some(std::path::Path::new("/var/lib/Node/jk.prom")));
+        assert_eq!(p.metrics_interval, Duration::from_secs(15));
+        assert!(describe(&p).contains("metrics_file=/var/lib/Node/jk.prom, metrics_interval=15 s"));
+        for bad in ["metrics_file=", "metrics_interval=0", "metrics_interval=fast"] {
             let (p, problems) = parse_params(Some(bad), r);
             assert_eq!(p, Params::default(), "{bad}");
             assert!(matches!(&problems[..], [Problem::Error(text)] if text.contains(bad)), "{bad}: {problems:?}");
