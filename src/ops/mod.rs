@@ -8,6 +8,10 @@
 use crate::snapshot::{Event, JobSnapshot};
 use std::path::Path;
 
+pub mod cli;
+pub mod inspect;
+pub mod resend;
+
 /// A record's time: the job's end (a finish record) or start (a start record),
 /// Unix seconds; the time of reading when the job has none.
 pub fn event_time(job: &JobSnapshot, event: Event) -> i64 {
@@ -57,6 +61,22 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// Unix seconds as "YYYY-MM-DDTHH:MM:SSZ" (UTC).
+pub fn utc_text(unix: i64) -> String {
+    let (days, seconds) = (unix.div_euclid(86_400), unix.rem_euclid(86_400));
+    // Inverse of days_from_civil (March-based years).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds / 60 % 60, seconds % 60)
+}
+
 /// Records set aside in a jobcomp_kafka_refused directory (`*.json` files).
 pub fn count_refused(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
@@ -78,6 +98,9 @@ mod tests {
             (1_714_561_261, "2024-05-01T11:01:01"),
         ] {
             assert_eq!(parse_utc(text), Some(unix), "{text}");
+        }
+        for (unix, text) in [(1_714_561_261i64, "2024-05-01T11:01:01Z"), (951_782_400, "2000-02-29T00:00:00Z"), (-1, "1969-12-31T23:59:59Z")] {
+            assert_eq!(utc_text(unix), text);
         }
         for bad in ["Unknown", "None", "2024-13-01T00:00:00", "2024-05-01 11:01:01", ""] {
             assert_eq!(parse_utc(bad), None, "{bad}");
