@@ -13,6 +13,9 @@ ifeq ($(strip $(SLURM_VERSION)),)
 SLURM_VERSION := $(shell ci/slurm-version.sh)
 endif
 PLUGINDIR ?= /usr/lib/x86_64-linux-gnu/slurm-wlm
+# The administrator's tool goes where Debian installs slurmctld: a system
+# administration command, run by root or SlurmUser.
+BINDIR ?= /usr/sbin
 CARGO ?= cargo
 PROFILE_DIR := $(or $(CARGO_TARGET_DIR),target)/release
 OUT := build/slurm-$(SLURM_VERSION)
@@ -26,7 +29,7 @@ endif
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
-	@echo "make install [PLUGINDIR=...]     copy it into slurmctld's PluginDir ($(PLUGINDIR))"
+	@echo "make install [PLUGINDIR=...] [BINDIR=...]  the plugin into PluginDir ($(PLUGINDIR)), jobcomp-kafka into $(BINDIR)"
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
 	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
@@ -39,19 +42,23 @@ build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
 	  echo "error: no Slurm headers installed; give the release: make build SLURM_VERSION=24.11.5" >&2; exit 2; fi
 	ci/check-build-deps.sh
-	$(CARGO) build --release --lib
+	$(CARGO) build --release --lib --bin jobcomp-kafka
 	@mkdir -p $(OUT)
 	install -m 0755 $(PROFILE_DIR)/libjobcomp_kafka.so $(OUT)/jobcomp_kafka.so
-	@echo "built $(OUT)/jobcomp_kafka.so for Slurm $(SLURM_VERSION)"
+	install -m 0755 $(PROFILE_DIR)/jobcomp-kafka $(OUT)/jobcomp-kafka
+	@echo "built $(OUT)/jobcomp_kafka.so and $(OUT)/jobcomp-kafka for Slurm $(SLURM_VERSION)"
 
 install: build
 	install -d $(PLUGINDIR)
 	install -m 0755 $(OUT)/jobcomp_kafka.so $(PLUGINDIR)/jobcomp_kafka.so
-	@echo "installed $(PLUGINDIR)/jobcomp_kafka.so (Slurm $(SLURM_VERSION))"
+	install -d $(BINDIR)
+	install -m 0755 $(OUT)/jobcomp-kafka $(BINDIR)/jobcomp-kafka
+	@echo "installed $(PLUGINDIR)/jobcomp_kafka.so and $(BINDIR)/jobcomp-kafka (Slurm $(SLURM_VERSION))"
 
 # Build and test prerequisites (Debian packages); idempotent.
 deps:
 	ci/install-deps.sh
+	ci/install-promtool.sh
 
 # The whole suite, as CI runs it.
 test: deps

@@ -197,7 +197,8 @@ def main():
                   "steady = rate between 10% and 90% of the records done. CPU = getrusage(RUSAGE_SELF) over that time, all "
                   "threads. HWM = VmHWM.\n")
         rows = []
-        for name in ("up", "down", "slow", "onecore", "script100k", "paced-up", "paced-down", "paced-slow"):
+        for name in ("up", "up-metrics", "down", "slow", "onecore", "script100k", "paced-up", "paced-up-metrics",
+                     "paced-down", "paced-slow"):
             d = inproc.get(name)
             if not d:
                 continue
@@ -243,6 +244,17 @@ def main():
                             "; ".join(f"{n} {v:+.0f}%" for n, v in checks),
                             verdict(met, f"largest change {worst[1]:+.0f}% ({worst[0]})" +
                                     ("" if met else f", {abs(worst[1]) - 20:.0f} points over"))])
+        # JobCompParams metrics_file: log_record's histogram must stay within noise.
+        metric_checks = []
+        for base in ("up", "paced-up"):
+            on = inproc.get(f"{base}-metrics")
+            if base in inproc and on:
+                for q in ("p50_us", "p99_us"):
+                    a, b = inproc[base]["lat"][q], on["lat"][q]
+                    metric_checks.append(f"{base} {q[:-3]}: off {a:.2f} us, on {b:.2f} us ({(b - a) / a * 100:+.0f}%)")
+        if metric_checks:
+            targets.append(["metrics on (metrics_file) vs off: log_record's p50 / p99, same run, interleaved",
+                            "; ".join(metric_checks), "measured (compare with the spread between rounds)"])
         oc = inproc.get("onecore")
         if oc:
             rate = oc["hot"]["hot_rate"]

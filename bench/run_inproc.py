@@ -49,6 +49,11 @@ SCENARIOS = {
     "paced-up": dict(broker="up", records=4_000, workload="mix", rate=200),
     "paced-down": dict(broker="down", records=4_000, workload="mix", rate=200),
     "paced-slow": dict(broker="slow", records=4_000, workload="mix", rate=200, rtt_ms=50),
+    # The same as up / paced-up with JobCompParams metrics_file: log_record's
+    # time histogram on the hot path (TSC reads, relaxed adds), the file
+    # rewritten every second. Interleaved with the others in the same run.
+    "up-metrics": dict(broker="up", records=100_000, workload="mix", metrics=True),
+    "paced-up-metrics": dict(broker="up", records=4_000, workload="mix", rate=200, metrics=True),
     # Backlog growth with the broker down.
     "scale-10k": dict(broker="down", records=10_000, workload="mix", fini=True, single=True),
     "scale-100k": dict(broker="down", records=100_000, workload="mix", fini=True, single=True),
@@ -266,7 +271,10 @@ def run_once(name, spec, args, host, records, tag):
     topic = f"bench-{name}{tag}-{int(time.time())}"
     broker.create_topic(topic)
     lat_path, kinds_path = os.path.join(work, "lat.u32"), os.path.join(work, "kinds.u8")
-    cmd = [host, args.plugin, "--state", state, "--loc", loc, "--params", f"topic={topic}",
+    params = f"topic={topic}"
+    if spec.get("metrics"):
+        params += f",metrics_file={os.path.join(work, 'jobcomp_kafka.prom')},metrics_interval=1"
+    cmd = [host, args.plugin, "--state", state, "--loc", loc, "--params", params,
            "--cluster", "bench", "--records", str(records), "--workload", spec["workload"],
            "--lat", lat_path, "--kinds", kinds_path, "--interactive"]
     if spec.get("rate"):

@@ -102,10 +102,10 @@ fi
 # --- runs ----------------------------------------------------------------------
 scale=${BENCH_SCALE:-1}
 if want inproc; then
-	rm -f "$raw"/inproc-{up,down,slow,onecore,script100k,paced-up,paced-down,paced-slow}.json
+	rm -f "$raw"/inproc-{up,down,slow,onecore,script100k,paced-up,paced-down,paced-slow,up-metrics,paced-up-metrics}.json
 	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
 		--work "$work/inproc" --out "$raw" --tansu "$tansu" --records-scale "$scale" --rounds 4 \
-		up down slow onecore paced-up paced-down paced-slow script100k
+		up up-metrics down slow onecore paced-up paced-up-metrics paced-down paced-slow script100k
 fi
 if want ctld; then
 	rm -f "$raw"/ctld-*.json

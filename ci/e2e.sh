@@ -56,6 +56,7 @@ mkdir -p "$OUT"
 # --- 1. prerequisites -----------------------------------------------------------
 phase "prerequisites"
 ci/install-deps.sh
+ci/install-promtool.sh
 ci/rig/slurm-host.sh install
 e2e_install_pytest
 HOST_RELEASE=$(ci/slurm-version.sh)

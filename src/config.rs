@@ -314,6 +314,8 @@ pub const DEFAULT_SPOOL_MAX_MB: u64 = 4096;
 /// record waits half of it on average before it is produced, and each tick is a
 /// thread wake-up (CPU). See the delivery loop in `plugin/delivery/mod.rs`.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(10);
+/// How often the metrics file is rewritten (`metrics_interval`).
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(5);
 /// Bounds of `tick_ms`.
 pub const TICK_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=1000;
 
@@ -344,6 +346,10 @@ pub struct Params {
     pub spool_max_mb: u64,
     /// The delivery thread's tick while jobs finish (`tick_ms`).
     pub tick: Duration,
+    /// Prometheus text file the delivery thread rewrites (`metrics_file`; off
+    /// by default), and how often (`metrics_interval`, seconds).
+    pub metrics_file: Option<std::path::PathBuf>,
+    pub metrics_interval: Duration,
 }
 
 impl Default for Params {
@@ -363,6 +369,8 @@ impl Default for Params {
             spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
             spool_max_mb: DEFAULT_SPOOL_MAX_MB,
             tick: DEFAULT_TICK,
+            metrics_file: None,
+            metrics_interval: DEFAULT_METRICS_INTERVAL,
         }
     }
 }
@@ -421,7 +429,9 @@ const FLAGS: [(&str, Flag, (u8, u8)); 7] = [
 ];
 
 /// Value tokens and the series they need.
-const VALUE_KEYS: [(&str, (u8, u8)); 7] = [
+const VALUE_KEYS: [(&str, (u8, u8)); 9] = [
+    ("metrics_file", (0, 0)),
+    ("metrics_interval", (0, 0)),
     ("flush_timeout", (0, 0)),
     ("poll_interval", (0, 0)),
     ("spool_sync_interval", (0, 0)),
@@ -599,6 +609,28 @@ pub fn parse_params(text: Option<&str>, release: Release) -> (Params, Vec<Proble
                     )));
                 }
             },
+            "metrics_file" => {
+                // Checked for writability at init (MetricsFile::open).
+                params.metrics_file = (!value.is_empty()).then(|| std::path::PathBuf::from(value));
+                if value.is_empty() {
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: metrics_file needs the path of \
+                         the file to write (e.g. /var/lib/prometheus/node-exporter/jobcomp_kafka.prom); \
+                         running without metrics."
+                    )));
+                }
+            }
+            "metrics_interval" => match value.parse::<u32>() {
+                Ok(s) if s >= 1 => params.metrics_interval = Duration::from_secs(u64::from(s)),
+                _ => {
+                    params.metrics_interval = DEFAULT_METRICS_INTERVAL;
+                    problems.push(Problem::Error(format!(
+                        "JobCompParams \"{token}\" is invalid: metrics_interval must be a whole \
+                         number of seconds, 1 or more; using the default of {} s.",
+                        DEFAULT_METRICS_INTERVAL.as_secs()
+                    )));
+                }
+            },
             "tick_ms" => match value.parse::<u64>() {
                 Ok(ms) if TICK_MS_RANGE.contains(&ms) => params.tick = Duration::from_millis(ms),
                 _ => {
@@ -749,6 +781,13 @@ pub fn describe(params: &Params, release: Release, topic: &str, start_topic: &st
         format!("spool_max_mb={}", params.spool_max_mb),
         format!("tick_ms={}", params.tick.as_millis()),
     ]);
+    match &params.metrics_file {
+        Some(path) => parts.extend([
+            format!("metrics_file={}", path.display()),
+            format!("metrics_interval={}", seconds(params.metrics_interval)),
+        ]),
+        None => parts.push("metrics_file=off".to_string()),
+    }
     parts.join(", ")
 }
 
@@ -1076,6 +1115,7 @@ mod tests {
                 spool_sync_interval: DEFAULT_SPOOL_SYNC_INTERVAL,
                 spool_max_mb: DEFAULT_SPOOL_MAX_MB,
                 tick: DEFAULT_TICK,
+                ..Params::default()
             }
         );
     }
@@ -1210,7 +1250,7 @@ mod tests {
             describe(&Params::default(), r("22.05.8"), "mycluster", "mycluster-job-start"),
             "topic=mycluster, send_script=always, flush_timeout=500 ms, poll_interval=2 s, \
              requeue_on_msg_timeout=always, purge_in_flight=no, purge_non_blocking=no, \
-             requeue_purge_in_flight=always, spool_sync_interval=1 s, spool_max_mb=4096, tick_ms=10"
+             requeue_purge_in_flight=always, spool_sync_interval=1 s, spool_max_mb=4096, tick_ms=10, metrics_file=off"
         );
         // Defaults on 26.05: the real start topic, send_comment exists.
         assert_eq!(
@@ -1218,7 +1258,7 @@ mod tests {
             "topic=mycluster, enable_job_start=no, topic_job_start=mycluster-job-start, send_script=no, \
              send_comment=no, flush_timeout=500 ms, poll_interval=2 s, requeue_on_msg_timeout=always, \
              purge_in_flight=no, purge_non_blocking=no, requeue_purge_in_flight=always, \
-             spool_sync_interval=1 s, spool_max_mb=4096, tick_ms=10"
+             spool_sync_interval=1 s, spool_max_mb=4096, tick_ms=10, metrics_file=off"
         );
         // 25.05: no send_comment (26.05+). Every value changed from its default;
         // requeue_purge_in_flight alone makes fini purge in-flight requests.
@@ -1237,13 +1277,16 @@ mod tests {
             spool_sync_interval: Duration::from_secs(5),
             spool_max_mb: 100,
             tick: Duration::from_millis(40),
+            metrics_file: Some("/run/jk.prom".into()),
+            metrics_interval: Duration::from_secs(15),
         };
         assert_eq!(
             describe(&p, r("25.05.1"), "jobs", "starts"),
             "topic=jobs, enable_job_start=yes, topic_job_start=starts, send_script=yes, \
              flush_timeout=-1 (wait forever), poll_interval=1500 ms, requeue_on_msg_timeout=always, \
              purge_in_flight=yes, purge_non_blocking=yes, requeue_purge_in_flight=always, \
-             spool_sync_interval=5 s, spool_max_mb=100, tick_ms=40"
+             spool_sync_interval=5 s, spool_max_mb=100, tick_ms=40, \
+             metrics_file=/run/jk.prom, metrics_interval=15 s"
         );
     }
 
@@ -1264,6 +1307,22 @@ mod tests {
             "tick_ms=1001",
             "tick_ms=5ms",
         ] {
+            let (p, problems) = parse_params(Some(bad), r);
+            assert_eq!(p, Params::default(), "{bad}");
+            assert!(matches!(&problems[..], [Problem::Error(text)] if text.contains(bad)), "{bad}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn metrics_tokens() {
+        let r = Release::new(22, 5, 8);
+        assert_eq!(Params::default().metrics_file, None, "metrics are off by default");
+        let (p, problems) = parse_params(Some("Metrics_File=/var/lib/Node/jk.prom, metrics_interval=15"), r);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.metrics_file.as_deref(), Some(std::path::Path::new("/var/lib/Node/jk.prom")));
+        assert_eq!(p.metrics_interval, Duration::from_secs(15));
+        assert!(describe(&p, r, "c", "c-job-start").contains("metrics_file=/var/lib/Node/jk.prom, metrics_interval=15 s"));
+        for bad in ["metrics_file=", "metrics_interval=0", "metrics_interval=fast"] {
             let (p, problems) = parse_params(Some(bad), r);
             assert_eq!(p, Params::default(), "{bad}");
             assert!(matches!(&problems[..], [Problem::Error(text)] if text.contains(bad)), "{bad}: {problems:?}");

@@ -38,6 +38,20 @@ use mapped::MappedSegment;
 
 pub const SPOOL_DIR: &str = "jobcomp_kafka_spool";
 const MAGIC: u32 = 0x4A4B_5331; // "1SKJ" little-endian
+
+/// The spool format version of a segment that starts with `head`, when it is
+/// another version than this one's ("<digit>SKJ"): a spool written by another
+/// build of the plugin.
+pub fn foreign_format(head: &[u8]) -> Option<char> {
+    let magic = MAGIC.to_le_bytes();
+    match head.get(0..4) {
+        Some(h) if h[1..] == magic[1..] && h[0] != magic[0] && h[0].is_ascii_digit() => Some(h[0] as char),
+        _ => None,
+    }
+}
+
+/// This build's spool format version.
+pub const FORMAT_VERSION: char = '1';
 const HEADER: usize = 32;
 const ALIGN: usize = 8;
 
@@ -657,8 +671,8 @@ pub fn sync(files: &[File], dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// (segment, suffix) of every segment file in `dir`.
-fn list_segments(dir: &Path) -> Vec<(u64, Suffix)> {
+/// (segment, suffix) of every segment file in `dir`, oldest first.
+pub fn list_segments(dir: &Path) -> Vec<(u64, Suffix)> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
     let mut found = Vec::new();
     for entry in entries.flatten() {
@@ -678,8 +692,8 @@ fn list_segments(dir: &Path) -> Vec<(u64, Suffix)> {
     found
 }
 
-/// A `Payload` body: (topic, JSON text), `None` when malformed.
-fn split_payload(body: &[u8]) -> Option<(&[u8], usize)> {
+/// A `Payload` body: (topic, where the JSON text starts), `None` when malformed.
+pub fn split_payload(body: &[u8]) -> Option<(&[u8], usize)> {
     let len = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?) as usize;
     let topic = body.get(2..2 + len)?;
     Some((topic, 2 + len))

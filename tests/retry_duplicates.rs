@@ -4,7 +4,8 @@
 //! the C host against
 //!   - tansu 0.6.0, through a proxy of our own that forwards one Produce request,
 //!     waits for the broker's response and closes the connection instead of
-//!     passing it on (ports 20220 tansu, 20221 proxy);
+//!     passing it on (ports 20220 tansu, 20221 proxy).
+//!
 //! Each prints its numbers: records produced / stored / duplicated / out of order.
 
 mod common;

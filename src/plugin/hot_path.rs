@@ -4,8 +4,8 @@
 //! writer's.
 
 use super::hot_spool::NotSpooled;
-use super::lifecycle::RUNNING;
-use super::{Command, MEMORY_ONLY_LIMIT};
+use super::lifecycle::{Running, RUNNING};
+use super::{event_index, Command, MEMORY_ONLY_LIMIT};
 use crate::slurm::log;
 use crate::snapshot::Event;
 use std::sync::atomic::Ordering;
@@ -30,6 +30,20 @@ pub enum NotTaken {
 pub fn submit(event: Event, encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>) -> Result<(), NotTaken> {
     let running = RUNNING.read();
     let Some(running) = running.as_ref() else { return Err(NotTaken::NotRunning) };
+    // Metrics on: the TSC read before and after (no system call), relaxed adds.
+    let latency = running.counters.latency.as_ref();
+    let started = latency.map(|l| l.clock.now());
+    let taken = take(running, event, encode);
+    if taken.is_ok() {
+        running.counters.taken[event_index(event)].fetch_add(1, Ordering::Relaxed);
+    }
+    if let (Some(latency), Some(started)) = (latency, started) {
+        latency.observe_since(started);
+    }
+    taken
+}
+
+fn take(running: &Running, event: Event, encode: impl FnOnce(&mut Vec<u8>) -> Option<u32>) -> Result<(), NotTaken> {
     let id = running.next_id.fetch_add(1, Ordering::Relaxed);
     let spooled = match running.spool.as_ref() {
         Some(spool) => spool.append(id, event, encode),

@@ -1,7 +1,7 @@
 //! The plugin's life cycle: init (producer, spool, delivery thread), reconfigure
 //! (set_location) and fini, and the one running instance the hot path looks at.
 
-use super::delivery::{Delivery, Kafka, Startup};
+use super::delivery::{counters_for, Delivery, Kafka, Startup, Stats};
 use super::hot_spool::{open_spool, HotSpool};
 use super::{describe, settings_from, unix_now, Command, Counters, HostSettings, Settings, NOT_SET_UP_REMINDER_EVERY};
 use crate::config;
@@ -94,7 +94,8 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     // (microseconds), so that an emptied spool does not reuse ids.
     let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
     let next_id = Arc::new(AtomicU64::new((recovered.max_record_id + 1).max(now_us)));
-    let counters = Arc::new(Counters::default());
+    let stats = Stats::open(settings.params.metrics_file.as_deref());
+    let counters = Arc::new(counters_for(&stats));
 
     let (sender, receiver) = crossbeam_channel::unbounded();
     let kafka_problem = kafka.as_ref().err().cloned();
@@ -126,6 +127,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         reconfigured: false,
         last_record: Instant::now(),
         left_in_spool: 0,
+        stats,
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()

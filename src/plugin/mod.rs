@@ -119,6 +119,25 @@ struct Counters {
     memory_only: AtomicUsize,
     /// Records lost because neither the spool nor memory could take them.
     lost: AtomicU64,
+    /// Records taken by `submit`, by event (`event_index`).
+    taken: [AtomicU64; 2],
+    /// `submit`'s time, when metrics are on (`metrics_file`).
+    latency: Option<crate::metrics::LatencyHistogram>,
+}
+
+/// Index of an event in per-event arrays, and its label in the metrics.
+fn event_index(event: Event) -> usize {
+    match event {
+        Event::Finish => 0,
+        Event::Start => 1,
+    }
+}
+
+fn event_label(event: Event) -> &'static str {
+    match event {
+        Event::Finish => "finish",
+        Event::Start => "start",
+    }
 }
 
 pub fn unix_now() -> i64 {

@@ -31,7 +31,7 @@ def expected_line(**changed):
               "send_script": "no", "send_comment": "no", "flush_timeout": "500 ms", "poll_interval": "2 s",
               "requeue_on_msg_timeout": "always", "purge_in_flight": "no", "purge_non_blocking": "no",
               "requeue_purge_in_flight": "always", "spool_sync_interval": "1 s", "spool_max_mb": "4096",
-              "tick_ms": "10"}
+              "tick_ms": "10", "metrics_file": "off"}
     values.update(changed)
     return ", ".join(f"{k}={v}" for k, v in values.items())
 

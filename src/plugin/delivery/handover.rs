@@ -60,6 +60,8 @@ impl Delivery {
             }
         }
         self.write_acks();
+        // The last figures: what was delivered at fini, what is left waiting.
+        self.write_metrics();
 
         // A record purged while in flight may have reached Kafka already. If the
         // spool has it, it stays there with its record id, so that the copy

@@ -7,10 +7,12 @@
 //! - `reports`: delivery reports, acknowledgements, the spool's syncs;
 //! - `handover`: fini's purge, flush and hand-over to the state file.
 
+mod figures;
 mod handover;
 mod produce;
 mod reports;
 
+pub(super) use figures::{counters_for, Stats};
 use super::hot_spool::HotSpool;
 use super::sync_thread::Syncer;
 use super::{Command, Counters, Settings, Topic, ACTIVE_WINDOW, BATCH};
@@ -54,6 +56,8 @@ pub(super) struct Pending {
     pub(super) memory_only: bool,
     /// Purged while in flight at fini: it may have reached Kafka.
     pub(super) in_flight: bool,
+    /// Unix time of the job event (0: not known yet; see `figures`).
+    pub(super) time: i64,
 }
 
 /// The delivery thread's side of Kafka.
@@ -101,6 +105,8 @@ pub(super) struct Delivery {
     /// Records in the spool that this run could not take up (the spool must not
     /// be emptied at fini).
     pub(super) left_in_spool: usize,
+    /// What the metrics file counts on this thread, and the file.
+    pub(super) stats: Stats,
 }
 impl Delivery {
     pub(super) fn run(mut self, startup: Startup) {
@@ -108,8 +114,14 @@ impl Delivery {
         let poll_every = |s: &Settings| s.params.poll_interval;
         let mut next_poll = Instant::now() + poll_every(&self.settings);
         let mut next_sync = Instant::now() + self.settings.params.spool_sync_interval;
+        let metrics_every = |s: &Settings| s.params.metrics_interval;
+        let mut next_metrics = Instant::now() + metrics_every(&self.settings);
+        self.write_metrics();
         loop {
             let mut wake = next_poll.min(next_sync);
+            if self.stats.file.is_some() {
+                wake = wake.min(next_metrics);
+            }
             if let Some(Reverse((due, _))) = self.retry.peek() {
                 wake = wake.min(*due);
             }
@@ -156,6 +168,7 @@ impl Delivery {
                 let now = Instant::now();
                 next_poll = next_poll.min(now + poll_every(&self.settings));
                 next_sync = next_sync.min(now + self.settings.params.spool_sync_interval);
+                next_metrics = next_metrics.min(now + metrics_every(&self.settings));
             }
             // Active and nothing arrived: sleep one tick (`tick_ms`). A record
             // then waits half a tick on average before it is built and produced
@@ -185,6 +198,10 @@ impl Delivery {
             if now >= next_sync {
                 next_sync = now + self.settings.params.spool_sync_interval;
                 self.sync_spool_in_background();
+            }
+            if now >= next_metrics {
+                next_metrics = now + metrics_every(&self.settings);
+                self.write_metrics();
             }
         }
         self.finish();
@@ -221,6 +238,7 @@ impl Delivery {
                     attempts: 0,
                     memory_only: false,
                     in_flight: false,
+                    time: 0,
                 };
                 self.records.insert(record.record_id, pending);
                 self.queue.push_back(record.record_id);
@@ -273,6 +291,9 @@ impl Delivery {
                 false
             }
             Command::Reconfigure(settings) => {
+                if settings.params.metrics_file != self.settings.params.metrics_file {
+                    log::warning("JobCompParams metrics_file changed: the new file is written from the next slurmctld restart");
+                }
                 self.settings = *settings;
                 self.reconfigured = true;
                 false

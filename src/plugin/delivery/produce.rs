@@ -5,6 +5,7 @@
 use super::{Delivery, Pending};
 use super::super::{QUEUED_PAYLOAD_BUDGET, RECORD_ID_HEADER, REFUSED_DIR, RETRY_FIRST, RETRY_MAX, OUTAGE_SUMMARY_EVERY};
 use crate::kafka::ProduceError;
+use crate::metrics::FailureKind;
 use crate::record::{self, RecordOptions};
 use crate::slurm::log;
 use crate::snapshot::{Event, JobSnapshot};
@@ -30,6 +31,9 @@ impl Delivery {
         let script = if record::wants_script(&job, event, &options) { self.read_script(&job) } else { None };
         let payload = record::build_record(&job, event, script.as_deref(), &options);
         let on_disk = self.add(id, job.job_id, event, payload, owner, owner.is_none());
+        if let Some(pending) = self.records.get_mut(&id) {
+            pending.time = super::figures::event_time(&job, event);
+        }
         if memory_only {
             if on_disk {
                 self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
@@ -72,6 +76,7 @@ impl Delivery {
             attempts: 0,
             memory_only: false,
             in_flight: false,
+            time: super::super::unix_now(),
         };
         self.records.insert(id, pending);
         self.queue.push_back(id);
@@ -153,6 +158,7 @@ impl Delivery {
                 }
                 Err(ProduceError::Rejected { reason, refused: false }) => {
                     self.queue.pop_front();
+                    self.stats.failed(FailureKind::of_reason(&reason));
                     self.keep_payload(id, payload);
                     self.failed(id, &format!("librdkafka refused it: {reason}"));
                 }
@@ -197,6 +203,7 @@ impl Delivery {
         });
         match written {
             Some(Ok(path)) => {
+                self.stats.refused(&pending.topic, pending.event);
                 log::error(&format!(
                     "job {}: Kafka refuses its record ({reason}); it is saved in {} and will not be sent again",
                     pending.job_id,

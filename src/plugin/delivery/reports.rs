@@ -5,6 +5,7 @@
 use super::super::sync_thread::Syncer;
 use super::Delivery;
 use crate::kafka::{self, Outcome};
+use crate::metrics::FailureKind;
 use crate::slurm::log;
 use std::sync::atomic::Ordering;
 
@@ -28,6 +29,7 @@ impl Delivery {
                 if pending.memory_only {
                     self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
                 }
+                self.stats.delivered(&pending.topic, pending.event);
                 if self.settings.debug {
                     log::info(&format!(
                         "job {} record delivered to {} [{partition}] at offset {offset}",
@@ -46,6 +48,7 @@ impl Delivery {
                 }
             }
             Outcome::TimedOut => {
+                self.stats.failed(FailureKind::TimedOut);
                 if let Some(payload) = report.payload {
                     self.keep_payload(id, payload);
                 }
@@ -56,6 +59,7 @@ impl Delivery {
                 self.set_aside(id, &payload, &reason);
             }
             Outcome::Failed { reason, refused: false } => {
+                self.stats.failed(FailureKind::of_reason(&reason));
                 if let Some(payload) = report.payload {
                     self.keep_payload(id, payload);
                 }
