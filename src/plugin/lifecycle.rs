@@ -93,7 +93,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     // Ids grow across restarts: past every id in the spool, and past the clock
     // (microseconds), so that an emptied spool does not reuse ids.
     let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-    let next_id = Arc::new(AtomicU64::new((recovered.max_record_id + 1).max(now_us)));
+    let next_id = Arc::new(AtomicU64::new(recovered.max_record_id.saturating_add(1).max(now_us)));
     let stats = Stats::open(settings.params.metrics_file.as_deref());
     let counters = Arc::new(counters_for(&stats));
 

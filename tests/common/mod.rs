@@ -1029,8 +1029,6 @@ pub struct Extra {
     pub copies: usize,
     /// Job ids that came more than once.
     pub jobs: BTreeSet<u32>,
-    /// Copies under another record id than the first (assert_exact_new_ids_allowed).
-    pub new_ids: usize,
 }
 
 /// Checks a topic against the exact records submitted: every expected job
@@ -1045,30 +1043,6 @@ pub fn assert_exact(
     expected: &BTreeMap<u32, Vec<u8>>,
     may_repeat: &BTreeSet<u32>,
     max_copies: usize,
-) -> Extra {
-    check_exact(what, messages, expected, may_repeat, max_copies, false)
-}
-
-/// `assert_exact`, except that a copy may carry another record id than the
-/// first (counted in `Extra::new_ids`). Only for the known case where the
-/// plugin gives a record a second id (see replay_claim_survives_kill_9).
-pub fn assert_exact_new_ids_allowed(
-    what: &str,
-    messages: &[Msg],
-    expected: &BTreeMap<u32, Vec<u8>>,
-    may_repeat: &BTreeSet<u32>,
-    max_copies: usize,
-) -> Extra {
-    check_exact(what, messages, expected, may_repeat, max_copies, true)
-}
-
-fn check_exact(
-    what: &str,
-    messages: &[Msg],
-    expected: &BTreeMap<u32, Vec<u8>>,
-    may_repeat: &BTreeSet<u32>,
-    max_copies: usize,
-    new_ids_allowed: bool,
 ) -> Extra {
     let mut first: BTreeMap<u32, (u64, usize)> = BTreeMap::new();
     let mut extra = Extra::default();
@@ -1093,10 +1067,7 @@ fn check_exact(
                 *n += 1;
                 extra.copies += 1;
                 extra.jobs.insert(job);
-                if *first_id != id {
-                    assert!(new_ids_allowed, "{what}: job {job} came again under another record id ({first_id}, then {id})");
-                    extra.new_ids += 1;
-                }
+                assert_eq!(*first_id, id, "{what}: job {job} came again under another record id");
                 assert!(may_repeat.contains(&job), "{what}: job {job} came {n} times but was never in flight");
                 assert!(*n <= max_copies + 1, "{what}: job {job} came {n} times (at most {} allowed)", max_copies + 1);
             }

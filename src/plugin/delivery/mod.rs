@@ -25,7 +25,7 @@ use crate::spool::{self, DeliveryLog, Location};
 use crate::state_file::SavedMessage;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -212,10 +212,15 @@ impl Delivery {
     pub(super) fn start(&mut self, startup: Startup) {
         // Recovered records name a handful of topics: one shared copy of each.
         let mut topics: HashMap<Vec<u8>, Topic> = HashMap::new();
+        // The recovered records a state-file message may be a copy of.
+        let mut spooled_payloads = Vec::new();
         for record in startup.recovered {
             let Some(event) = Event::from_u32(record.event as u32) else { continue };
             let owner = record.snapshot.or(record.payload).map(|l| l.segment);
-            if record.payload.is_some() {
+            if let Some(at) = record.payload {
+                if !startup.replay.is_empty() {
+                    spooled_payloads.push((record.job_id, event, at));
+                }
                 // The topic it was produced to, even if a reconfigure changed it since.
                 let topic = match record.topic.as_deref() {
                     Some(name) => match topics.get(name) {
@@ -256,9 +261,10 @@ impl Delivery {
                 }
             }
         }
-        let replayed = startup.replay.len();
+        let replay = self.without_spooled_copies(startup.replay, &spooled_payloads);
+        let replayed = replay.len();
         let mut all_spooled = self.log.is_some();
-        for saved in startup.replay {
+        for saved in replay {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             all_spooled &= self.add(id, saved.job_id, saved.event, saved.payload, None, true);
         }
@@ -268,6 +274,48 @@ impl Delivery {
             self.finish_claim();
         }
         self.drain_queue();
+    }
+
+    /// The state file's messages less those the spool already holds, byte for
+    /// byte. Replaying a state file spools its messages (under new record ids)
+    /// and only then removes the claim file; a slurmctld killed in between
+    /// leaves each message twice, in the claim and in the spool, and producing
+    /// both would deliver the record twice under two record ids. The spool's
+    /// copy is the one kept. Only payloads of the claim's job ids are read.
+    fn without_spooled_copies(
+        &mut self,
+        replay: Vec<SavedMessage>,
+        spooled: &[(u32, Event, Location)],
+    ) -> Vec<SavedMessage> {
+        if replay.is_empty() || spooled.is_empty() {
+            return replay;
+        }
+        let job_ids: HashSet<u32> = replay.iter().map(|m| m.job_id).collect();
+        let mut copies: HashMap<(u32, Event, Vec<u8>), usize> = HashMap::new();
+        for &(job_id, event, at) in spooled.iter().filter(|(job_id, _, _)| job_ids.contains(job_id)) {
+            if let Some(payload) = self.log.as_mut().and_then(|log| log.read(&at).ok()) {
+                *copies.entry((job_id, event, payload)).or_default() += 1;
+            }
+        }
+        let before = replay.len();
+        let kept: Vec<SavedMessage> = replay
+            .into_iter()
+            .filter(|m| match copies.get_mut(&(m.job_id, m.event, m.payload.clone())) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            })
+            .collect();
+        if kept.len() < before {
+            log::info(&format!(
+                "{} record(s) of the state file were already in the spool (slurmctld stopped during the last \
+                 replay); each is produced once",
+                before - kept.len()
+            ));
+        }
+        kept
     }
 
     /// True on Stop.
