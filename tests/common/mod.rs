@@ -1091,7 +1091,7 @@ pub fn only(all: &BTreeMap<u32, Vec<u8>>, jobs: impl IntoIterator<Item = u32>) -
 /// empty or lost log cannot pass a "no error" check.
 pub fn error_lines(log: &[String]) -> Vec<&String> {
     assert!(
-        log.iter().any(|l| l.contains("jobcomp/kafka: publishing to topic")),
+        log.iter().any(|l| l.contains("jobcomp/kafka: started: topic=")),
         "the plugin's start-up line is not in the log read ({} lines): the log is not seen",
         log.len()
     );

@@ -90,7 +90,7 @@ def _seen_log(r, ours=True):
     slurmctld's own lines naming the mix's jobs). Fails otherwise."""
     assert r.log is not None, r.log_error
     if ours:
-        assert "jobcomp/kafka: publishing to topic" in r.log, \
+        assert "jobcomp/kafka: started: topic=" in r.log, \
             f"run {r.name}: the plugin's start-up line is not in the log read ({len(r.log)} bytes)"
     ids = r.mix.jobids()
     named = [ln for ln in r.log.splitlines()
