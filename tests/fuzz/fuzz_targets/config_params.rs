@@ -40,7 +40,8 @@ fuzz_target!(|data: &[u8]| {
         if let Some(t) = &params.topic_job_start {
             assert_eq!(&start_topic, t);
         }
-        let _ = describe(&params);
+        let line = describe(&params, release, &topic, &start_topic);
+        assert!(line.starts_with(&format!("topic={topic}, ")), "{line}");
     }
     let _ = parse_params(None, releases()[0]);
 });
