@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -42,10 +42,7 @@ build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
 	  echo "error: no Slurm headers installed; give the release: make build SLURM_VERSION=24.11.5" >&2; exit 2; fi
 	ci/check-build-deps.sh
-	$(CARGO) build --release --lib --bin jobcomp-kafka
-	@mkdir -p $(OUT)
-	install -m 0755 $(PROFILE_DIR)/libjobcomp_kafka.so $(OUT)/jobcomp_kafka.so
-	install -m 0755 $(PROFILE_DIR)/jobcomp-kafka $(OUT)/jobcomp-kafka
+	CARGO="$(CARGO)" ci/build-plugin.sh $(OUT) $(PROFILE_DIR)
 	@echo "built $(OUT)/jobcomp_kafka.so and $(OUT)/jobcomp-kafka for Slurm $(SLURM_VERSION)"
 
 install: build
@@ -60,14 +57,30 @@ deps:
 	ci/install-deps.sh
 	ci/install-promtool.sh
 
-# The whole suite, as CI runs it.
+# The whole suite, as CI runs it. The builds and host tests first, then the
+# real-rig suites in two lanes side by side: they spend most of their time
+# waiting on daemons; their ports (e2e-secured 20300-20399, packages
+# 20410-20432, the others elsewhere) and directories are their own, and builds
+# into the shared target/ hold a lock (ci/build-plugin.sh). -Oline keeps lines
+# whole.
 test: deps
 	$(MAKE) unit
 	$(MAKE) check-headers
 	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
+	$(MAKE) -j2 -Oline test-lane-slurm test-lane-site
+
+# Real slurmctld 22.05.8/24.11.5/26.05.5 end to end, the layout guard, and the
+# fuzz targets over their corpus.
+test-lane-slurm:
 	$(MAKE) e2e
 	$(MAKE) e2e26
 	$(MAKE) layout-guard26
+	$(MAKE) fuzz-check
+
+# What a site installs and connects to: the packages, and secured Kafka.
+test-lane-site:
+	$(MAKE) test-packages
+	$(MAKE) e2e-secured
 
 # One release of each jobcomp API family: 22.05 (set_location(loc)),
 # 23.02-24.11 without and with the job's identity (23.11+), 25.05+

@@ -52,9 +52,12 @@ ci/rig/slurm-chroot.sh build "$ROOT" >"$LOGDIR/chroot-build.log" 2>&1 &
 CHROOT_PID=$!
 BG_PIDS+=("$CHROOT_PID")
 mkdir -p build/layout-guard
+build_forced() { # LAYOUT: a plugin for $RELEASE that assumes LAYOUT (test-only switch)
+	SLURM_VERSION=$RELEASE JK_TEST_FORCE_LAYOUT=$1 cargo build --release --lib --quiet
+	install -m 0755 target/release/libjobcomp_kafka.so "build/layout-guard/jobcomp_kafka-$RELEASE-as-$1.so"
+}
 for layout in $JK_GUARD_LAYOUTS; do
-	SLURM_VERSION=$RELEASE JK_TEST_FORCE_LAYOUT=$layout cargo build --release --lib --quiet
-	install -m 0755 target/release/libjobcomp_kafka.so "build/layout-guard/jobcomp_kafka-$RELEASE-as-$layout.so"
+	with_lock "$(build_lock target/release)" build_forced "$layout"
 done
 # Last, so that target/ is left with the ordinary build.
 make --no-print-directory build SLURM_VERSION="$RELEASE"

@@ -123,6 +123,12 @@ with_lock() {
 	) 9>"$lockfile"
 }
 
+# build_lock PROFILE_DIR: the lock file held while building into cargo's
+# PROFILE_DIR and copying out of it (ci/build-plugin.sh, layout-guard26.sh).
+build_lock() {
+	echo "$1/.jk-build.lock"
+}
+
 # deb_installed PKG...: all packages installed on the host.
 deb_installed() {
 	local p
