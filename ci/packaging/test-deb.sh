@@ -7,7 +7,8 @@
 #  2. apt-get install of the .deb over Debian's slurm-wlm-kafka-plugin replaces it;
 #  3. slurmctld loads our plugin from Debian's PluginDir (the init line names the
 #     version) and job records reach a real broker (tansu);
-#  4. with the broker down, records wait; after `apt-get remove` and `purge`
+#  4. with the broker down, records wait (the packaged jobcomp-kafka tool shows
+#     them); after `apt-get remove` and `purge`
 #     StateSaveLocation is unchanged, and after reinstalling they are delivered;
 #  5. another slurmctld release (a stand-in .deb of slurmctld X.Y.Z+1): dpkg -i
 #     fails on our Breaks (left unconfigured), and apt-get installs it only by
@@ -87,6 +88,8 @@ installed slurm-wlm-kafka-plugin && die "slurm-wlm-kafka-plugin is still install
 [[ $(stat -c %a "$root/usr/share/doc/jobcomp-kafka/examples/jobcomp_kafka.conf.example") == 600 ]] ||
 	die "the example JobCompLoc is not mode 0600"
 [[ -f $root/usr/share/doc/jobcomp-kafka/README.md.gz ]] || die "no README in /usr/share/doc/jobcomp-kafka"
+[[ $(ch dpkg -S /usr/sbin/jobcomp-kafka) == "jobcomp-kafka: /usr/sbin/jobcomp-kafka" ]] || die "no /usr/sbin/jobcomp-kafka in the package"
+[[ -f $root/usr/share/man/man8/jobcomp-kafka.8.gz ]] || die "no jobcomp-kafka(8) man page"
 log "installed over slurm-wlm-kafka-plugin (removed); $plugin belongs to jobcomp-kafka"
 
 # 3. slurmctld loads it; records arrive.
@@ -116,6 +119,15 @@ expect_records "$bootstrap" "$topic" $first
 waiting=$(run_jobs 2)
 "$chroot_rig" stop "$dir" >/dev/null
 [[ -s $dir/state/jobcomp_kafka_state ]] || die "no undelivered records saved in StateSaveLocation (the test needs some)"
+# The packaged tool, inside the chroot, sees the two records handed over at fini.
+status=$(ch /usr/sbin/jobcomp-kafka -d "${dir#"$root"}/state" status) || die "jobcomp-kafka status failed: $status"
+grep -qx "state file: 2 record(s) handed over at fini (produced at the next start)" <<<"$status" ||
+	die "jobcomp-kafka status does not show the 2 saved records:"$'\n'"$status"
+saved_jobs=$(ch /usr/sbin/jobcomp-kafka -d "${dir#"$root"}/state" dump --saved | python3 -c '
+import json, sys
+print(" ".join(str(json.loads(line)["job_id"]) for line in sys.stdin))')
+[[ $saved_jobs == "$waiting" ]] || die "jobcomp-kafka dump --saved shows jobs '$saved_jobs', not '$waiting'"
+log "jobcomp-kafka (the packaged tool) shows jobs $saved_jobs saved in StateSaveLocation"
 before=$(state_digest "$dir/state")
 apt_in remove -y jobcomp-kafka >>"$PKG_CACHE/apt-$suite.log" 2>&1 || die "apt-get remove failed"
 [[ ! -e $root$plugin ]] || die "$plugin left behind by apt-get remove"

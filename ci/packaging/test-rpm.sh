@@ -7,7 +7,8 @@
 #     loopback only; --nodeps because its BuildRequires are RHEL packages that
 #     no rpm database on Debian lists (the same libraries are installed as
 #     Debian packages);
-#  3. rpm -qpl / -qpR / modes: plugin in %{_libdir}/slurm, docs, example 0600;
+#  3. rpm -qpl / -qpR / modes: plugin in %{_libdir}/slurm, the jobcomp-kafka
+#     tool in %{_sbindir} with its man page, docs, example 0600;
 #  4. rpm's own resolver (rpm -i --test on a scratch database) accepts the
 #     package next to slurm-slurmctld 22.05.8-3.el9 and refuses it next to
 #     22.05.9-1.el9 and 22.05.7-1.el9.
@@ -57,9 +58,12 @@ log "rpmbuild -tb (offline, --nodeps) built $(basename "$rpm") in $(($(now_ms) -
 # 3. Contents and dependencies.
 files=$(rpm -qp --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$rpm" 2>/dev/null)
 for want in "-rwxr-xr-x /usr/lib64/slurm/jobcomp_kafka.so" "-rw------- /usr/share/doc/jobcomp-kafka/jobcomp_kafka.conf.example" \
-	"-rw-r--r-- /usr/share/doc/jobcomp-kafka/README.md"; do
+	"-rw-r--r-- /usr/share/doc/jobcomp-kafka/README.md" "-rwxr-xr-x /usr/sbin/jobcomp-kafka"; do
 	grep -qxF -- "$want" <<<"$files" || die "rpm lacks '$want'; has:"$'\n'"$files"
 done
+# rpm compresses man pages or not depending on the build host's macros.
+grep -qE -- '^-rw-r--r-- /usr/share/man/man8/jobcomp-kafka\.8(\.gz|\.bz2|\.xz|\.zst)?$' <<<"$files" ||
+	die "rpm lacks the jobcomp-kafka(8) man page; has:"$'\n'"$files"
 # RHEL: /usr/share/licenses/jobcomp-kafka; Debian's rpm 4.18 adds -<version>.
 grep -qE -- "^-rw-r--r-- /usr/share/licenses/jobcomp-kafka(-$PKG_VERSION)?/COPYING$" <<<"$files" || die "rpm lacks the license"
 requires=$(rpm -qpR "$rpm" 2>/dev/null)
@@ -67,7 +71,7 @@ grep -qx "slurm-slurmctld = $slurm" <<<"$requires" || die "rpm Requires lacks sl
 for lib in libssl.so.3 libcrypto.so.3 libcurl.so.4 libsasl2.so libz.so.1; do
 	grep -q "^$lib" <<<"$requires" || die "rpm Requires lacks $lib (automatic library dependencies)"
 done
-log "rpm -qpl/-qpR: plugin in /usr/lib64/slurm, docs, example 0600; Requires slurm-slurmctld = $slurm and the libraries"
+log "rpm -qpl/-qpR: plugin in /usr/lib64/slurm, jobcomp-kafka in /usr/sbin with its man page, docs, example 0600; Requires slurm-slurmctld = $slurm and the libraries"
 
 # 4. rpm's resolver with stand-in packages in a scratch database: one
 # slurm-slurmctld of a given version-release, one providing everything else.
