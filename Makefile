@@ -69,13 +69,14 @@ test: deps
 	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 	$(MAKE) -j2 -Oline test-lane-slurm test-lane-site
 
-# Real slurmctld 22.05.8/24.11.5/26.05.5 end to end, the layout guard, and the
-# fuzz targets over their corpus.
+# Real slurmctld 22.05.8/24.11.5/26.05.5 end to end, the layout guard, the
+# fuzz targets over their corpus, and the unsafe code under valgrind.
 test-lane-slurm:
 	$(MAKE) e2e
 	$(MAKE) e2e26
 	$(MAKE) layout-guard26
 	$(MAKE) fuzz-check
+	$(MAKE) memcheck
 
 # What a site installs and connects to: the packages, and secured Kafka.
 test-lane-site:
