@@ -68,15 +68,17 @@ test: deps
 	$(MAKE) check-headers
 	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 	$(MAKE) -j2 -Oline test-lane-slurm test-lane-site
+	$(MAKE) memcheck
 
-# Real slurmctld 22.05.8/24.11.5/26.05.5 end to end, the layout guard, the
-# fuzz targets over their corpus, and the unsafe code under valgrind.
+# Real slurmctld 22.05.8/24.11.5/26.05.5 end to end, the layout guard, and the
+# fuzz targets over their corpus. (memcheck runs after the lanes: under
+# valgrind the host tests are some 20 times slower, and they are not made to
+# share the machine on top of that.)
 test-lane-slurm:
 	$(MAKE) e2e
 	$(MAKE) e2e26
 	$(MAKE) layout-guard26
 	$(MAKE) fuzz-check
-	$(MAKE) memcheck
 
 # What a site installs and connects to: the packages, and secured Kafka.
 test-lane-site:

@@ -188,7 +188,7 @@ fn fifty_jobs() -> Vec<JobSpec> {
 fn delivers_50_jobs_with_their_fields() {
     let t = target();
     let rig = Rig::new("jk_deliver", &[]);
-    let mut host = rig.started("");
+    let mut host = rig.started(&waiting_for_reports(""));
     // init names the build: the project's version (Cargo.toml) and the Slurm release.
     let banner = format!("jobcomp-kafka {} (built for Slurm {}) starting", env!("CARGO_PKG_VERSION"), jobcomp_kafka::target::RELEASE);
     assert_eq!(host.log_count(&[&banner]), 1, "no {banner:?} at init; log:\n{}", host.log_text());
@@ -464,7 +464,7 @@ fn purge_on_fini_with_slow_broker_saves_and_replays() {
 
     rig.kafka.rtt(Duration::ZERO);
     let all = ids(1..=20).into_iter().chain([1000]).collect::<BTreeSet<_>>();
-    let mut host = rig.started("");
+    let mut host = rig.started(&waiting_for_reports(""));
     rig.kafka.wait_ids(&rig.cluster, &all, 30 * SEC);
     host.ok("sleep 1000");
     host.ok("fini");
@@ -949,7 +949,7 @@ fn oversized_record() {
     let refused = names_in(&refused_dir);
 
     // The third start: neither refused record comes back.
-    let mut host = rig.started(params);
+    let mut host = rig.started(&waiting_for_reports(params));
     host.ok("job id=5");
     rig.kafka.wait_ids(&rig.cluster, &ids(2..=3).into_iter().chain([5]).collect(), 30 * SEC);
     host.ok("sleep 500");

@@ -113,7 +113,7 @@ fn sigkill_at_random_points_loses_nothing() {
         );
     }
     rig.kafka.up();
-    let mut host = rig.started("");
+    let mut host = rig.started(&waiting_for_reports(""));
     rig.kafka.wait_ids(&rig.cluster, &returned, 60 * SEC);
     host.ok("sleep 1500");
     host.ok("fini");

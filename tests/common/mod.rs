@@ -197,6 +197,19 @@ impl Drop for TempDir {
     }
 }
 
+/// JobCompParams for a run whose fini must find nothing left to save once
+/// every record reached Kafka: fini waits for the delivery reports (up to
+/// 30 s) instead of the default 500 ms, so that on a slow machine (valgrind, a
+/// loaded CI) an acknowledgement that is merely late is not saved for the next
+/// start. A test of flush_timeout itself sets its own.
+pub fn waiting_for_reports(params: &str) -> String {
+    if params.is_empty() {
+        "flush_timeout=30000".to_string()
+    } else {
+        format!("{params},flush_timeout=30000")
+    }
+}
+
 /// File names in `dir`, sorted.
 pub fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
