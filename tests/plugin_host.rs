@@ -464,9 +464,8 @@ fn purge_on_fini_with_slow_broker_saves_and_replays() {
 
     rig.kafka.rtt(Duration::ZERO);
     let all = ids(1..=20).into_iter().chain([1000]).collect::<BTreeSet<_>>();
-    let mut host = rig.started(&waiting_for_reports(""));
-    rig.kafka.wait_ids(&rig.cluster, &all, 30 * SEC);
-    host.ok("sleep 1000");
+    let (mut host, recovered) = rig.started_taking_over(&waiting_for_reports(""), &all);
+    assert_eq!(recovered, 20, "the 20 records not acknowledged before fini are taken over; log:\n{}", host.log_text());
     host.ok("fini");
     host.quit();
     let messages = rig.kafka.read_all(&rig.cluster);

@@ -113,9 +113,7 @@ fn sigkill_at_random_points_loses_nothing() {
         );
     }
     rig.kafka.up();
-    let mut host = rig.started(&waiting_for_reports(""));
-    rig.kafka.wait_ids(&rig.cluster, &returned, 60 * SEC);
-    host.ok("sleep 1500");
+    let (mut host, _) = rig.started_taking_over(&waiting_for_reports(""), &returned);
     host.ok("fini");
     host.quit();
 

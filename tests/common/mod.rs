@@ -917,6 +917,34 @@ impl Rig {
     }
 
     /// A started host: conf, init (rc 0) and set_location as slurmctld does.
+    /// `started` with DebugFlags=JobComp (the plugin logs each delivery
+    /// report), for a start that takes over what an earlier run left: waits
+    /// until `ids` are in the topic and this start has had a delivery report
+    /// for every record it took over (spool and state file). Returns the host
+    /// and that number. A record an earlier run purged in flight may already be
+    /// in the topic, so its id there proves nothing about this start.
+    pub fn started_taking_over(&self, params: &str, ids: &BTreeSet<u32>) -> (Host, usize) {
+        let mut host = self.host(params);
+        host.ok("conf debug=1");
+        host.ok("init");
+        host.ok("set_location");
+        self.kafka.wait_ids(&self.cluster, ids, Duration::from_secs(60));
+        let log = host.log();
+        let taken_over = |what: &str| -> usize {
+            log.iter()
+                .filter(|l| l.contains("producing ") && l.contains(what))
+                .filter_map(|l| l.split("producing ").nth(1)?.split(' ').next()?.parse::<usize>().ok())
+                .sum()
+        };
+        let recovered = taken_over("again from the spool") + taken_over("saved record(s) again from");
+        assert!(
+            host.wait_log(&["record delivered to"], recovered, Duration::from_secs(60)),
+            "this start's delivery reports of the {recovered} records it took over; log:\n{}",
+            host.log_text()
+        );
+        (host, recovered)
+    }
+
     pub fn started(&self, params: &str) -> Host {
         let mut host = self.host(params);
         host.ok("init");
