@@ -125,8 +125,9 @@ grep -qx "state file: 2 record(s) handed over at fini (produced at the next star
 	die "jobcomp-kafka status does not show the 2 saved records:"$'\n'"$status"
 saved_jobs=$(ch /usr/sbin/jobcomp-kafka -d "${dir#"$root"}/state" dump --saved | python3 -c '
 import json, sys
-print(" ".join(str(json.loads(line)["job_id"]) for line in sys.stdin))')
-[[ $saved_jobs == "$waiting" ]] || die "jobcomp-kafka dump --saved shows jobs '$saved_jobs', not '$waiting'"
+print(" ".join(sorted(str(json.loads(line)["job_id"]) for line in sys.stdin)))')
+want=$(tr ' ' '\n' <<<"$waiting" | sort | xargs)
+[[ $saved_jobs == "$want" ]] || die "jobcomp-kafka dump --saved shows jobs '$saved_jobs', not '$want'"
 log "jobcomp-kafka (the packaged tool) shows jobs $saved_jobs saved in StateSaveLocation"
 before=$(state_digest "$dir/state")
 apt_in remove -y jobcomp-kafka >>"$PKG_CACHE/apt-$suite.log" 2>&1 || die "apt-get remove failed"
