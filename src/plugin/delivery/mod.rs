@@ -291,21 +291,24 @@ impl Delivery {
             return replay;
         }
         let job_ids: HashSet<u32> = replay.iter().map(|m| m.job_id).collect();
-        let mut copies: HashMap<(u32, Event, Vec<u8>), usize> = HashMap::new();
+        let mut copies: HashMap<(u32, Event), Vec<Vec<u8>>> = HashMap::new();
         for &(job_id, event, at) in spooled.iter().filter(|(job_id, _, _)| job_ids.contains(job_id)) {
             if let Some(payload) = self.log.as_mut().and_then(|log| log.read(&at).ok()) {
-                *copies.entry((job_id, event, payload)).or_default() += 1;
+                copies.entry((job_id, event)).or_default().push(payload);
             }
         }
         let before = replay.len();
         let kept: Vec<SavedMessage> = replay
             .into_iter()
-            .filter(|m| match copies.get_mut(&(m.job_id, m.event, m.payload.clone())) {
-                Some(n) if *n > 0 => {
-                    *n -= 1;
-                    false
+            .filter(|m| {
+                let Some(spooled) = copies.get_mut(&(m.job_id, m.event)) else { return true };
+                match spooled.iter().position(|p| *p == m.payload) {
+                    Some(i) => {
+                        spooled.swap_remove(i);
+                        false
+                    }
+                    None => true,
                 }
-                _ => true,
             })
             .collect();
         if kept.len() < before {
