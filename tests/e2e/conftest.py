@@ -88,12 +88,6 @@ def session_dir(release, tag, request):
         log(f"kept {d} for inspection")
 
 
-def cluster_dir(release, tag, session_dir, name):
-    if release.startswith("22.05"):
-        return session_dir / name
-    return jk.CHROOT_ROOT / "rig" / f"jk-e2e-{tag}-{series(release).replace('.', '')}-{name}"
-
-
 @pytest.fixture(scope="session")
 def broker(pytestconfig, session_dir):
     b = Broker(session_dir / "kafka", pytestconfig.getoption("--broker-port"))
@@ -110,7 +104,7 @@ def make_cluster(release, tag, session_dir, request):
 
     def make(name, role, **kw):
         ports = PORTS[series(release)][role]
-        c = Cluster(release=release, name=name, dir=cluster_dir(release, tag, session_dir, name),
+        c = Cluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
                     ctld_port=ports[0], slurmd_port=ports[1], **kw)
         made.append(c)
         c.start()

@@ -230,6 +230,14 @@ class Broker:
         return set(md.topics)
 
 
+def cluster_dir(release, tag, session_dir, name):
+    """A test cluster's directory: in the session directory on the host
+    (22.05), inside the Debian chroot otherwise."""
+    if release.startswith("22.05"):
+        return session_dir / name
+    return CHROOT_ROOT / "rig" / f"jk-e2e-{tag}-{series(release).replace('.', '')}-{name}"
+
+
 def messages_by_job(messages):
     """({jobid: [Message, ...]}, invalid): messages grouped by their record's
     jobid; a message that is not a valid record, or whose key is not its

@@ -77,9 +77,8 @@ def bad_cluster(release, tag, session_dir, own_broker, request):
     made = []
 
     def make(name, ctld_port):
-        d = (session_dir / name if release.startswith("22.05")
-             else jk.CHROOT_ROOT / "rig" / f"jk-e2e-{tag}-{jk.series(release).replace('.', '')}-{name}")
-        c = ReminderCluster(release=release, name=name, dir=d, ctld_port=ctld_port,
+        c = ReminderCluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
+                            ctld_port=ctld_port,
                             slurmd_port=ctld_port + 1, plugin="ours", bootstrap=own_broker.bootstrap,
                             params="flush_timeout=500", kafka_props=MISSPELT)
         made.append(c)
