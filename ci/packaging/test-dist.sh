@@ -104,7 +104,7 @@ chmod 0600 "$dir/jobcomp_kafka.conf"
 	--jobcomp jobcomp/kafka --jobcomp-loc "$dir/jobcomp_kafka.conf" --ctld-port 20410 --slurmd-port 20411 >/dev/null
 grep -q "jobcomp-kafka $PKG_VERSION (built for Slurm $slurm) starting" "$dir/slurmctld.log" ||
 	die "slurmctld 22.05.8 did not log our init line; see $dir/slurmctld.log"
-id=$("$PKG_TOP/ci/rig/slurm-host.sh" run "$dir" sbatch --parsable --wrap "echo offline build") || die "sbatch failed"
+id=$("$PKG_TOP/ci/rig/slurm-host.sh" run "$dir" sbatch --parsable --chdir "$dir" --wrap "echo offline build") || die "sbatch failed"
 "$PKG_TOP/ci/rig/slurm-host.sh" wait-job "$dir" "$id" 60 >/dev/null || die "job $id did not end"
 expect_records "$bootstrap" jkdist "$id"
 log "PASS: release tarball built offline, loaded by slurmctld $slurm, record delivered, in $(($(now_ms) - t0)) ms"
