@@ -476,6 +476,23 @@ impl SnapshotPrep {
         Ok(())
     }
 
+    /// Runs `read` on a snapshot body the hot path wrote to a segment still
+    /// mapped (the current one, or one finished since the last sync), without
+    /// a system call or a copy; `None` when that segment is no longer mapped
+    /// (the caller reads the file instead).
+    pub fn with_mapped<R>(&self, at: &Location, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        if at.suffix != Suffix::Snap {
+            return None;
+        }
+        let segment = {
+            let inner = self.shared.inner.lock();
+            let mut mapped = inner.current.iter().chain(inner.finished.iter());
+            mapped.find(|s| s.segment == at.segment)?.clone()
+        };
+        let bytes = segment.bytes_at(usize::try_from(at.offset).ok()?, at.len as usize)?;
+        Some(read(bytes))
+    }
+
     /// Descriptors to fdatasync: the current segment and those finished since
     /// the last call (trimmed to their entries first).
     pub fn sync_handles(&self) -> Vec<File> {
@@ -542,12 +559,14 @@ impl DeliveryLog {
         new_record: bool,
     ) -> io::Result<Location> {
         let topic = &topic[..topic.len().min(u16::MAX as usize)];
-        let mut body = Vec::with_capacity(2 + topic.len() + payload.len());
-        body.extend_from_slice(&(topic.len() as u16).to_le_bytes());
-        body.extend_from_slice(topic);
-        body.extend_from_slice(payload);
+        // The body is written in place behind the header: the JSON text is
+        // copied once, into the buffer handed to write().
         self.buffer.clear();
-        encode_entry(Kind::Payload, event, record_id, job_id, &body, &mut self.buffer);
+        let start = begin_entry(&mut self.buffer);
+        self.buffer.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+        self.buffer.extend_from_slice(topic);
+        self.buffer.extend_from_slice(payload);
+        finish_entry(&mut self.buffer, start, Kind::Payload, event, record_id, job_id);
         let offset = self.file.append(&self.buffer)?;
         if new_record {
             *self.owned.entry(self.file.segment).or_default() += 1;
@@ -1004,6 +1023,31 @@ mod tests {
         assert!(found.errors.is_empty() && found.notes.is_empty(), "{:?} {:?}", found.errors, found.notes);
         let mut reader = DeliveryLog::new(&dir, found.next_segment, found.owned.clone());
         assert_eq!(reader.read(&at).unwrap(), large);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn snapshots_are_read_through_the_mapping_while_it_is_kept() {
+        let dir = temp_dir("mapped-read");
+        let mut snaps = SnapshotLog::new(&dir, 0, 64 << 10);
+        let prep = snaps.prep();
+        let body = |id: u64| (0..700).map(|i| (i as u64 * 31 + id) as u8).collect::<Vec<u8>>();
+        let first = snaps.append(1, 1, 1, &body(1)).unwrap();
+        assert_eq!(prep.with_mapped(&first, <[u8]>::to_vec), Some(body(1)), "the current segment");
+        let past_end = Location { len: first.len + 8, ..first };
+        assert_eq!(prep.with_mapped(&past_end, |_| ()), None, "never past the writer's position");
+        let mut id = 1;
+        while snaps.segment() == 0 {
+            id += 1;
+            snaps.append(id, 1, 1, &body(id)).unwrap();
+        }
+        assert_eq!(prep.with_mapped(&first, <[u8]>::to_vec), Some(body(1)), "a finished segment, not yet synced");
+        let _ = prep.sync_handles();
+        assert_eq!(prep.with_mapped(&first, |_| ()), None, "unmapped once synced: the caller reads the file");
+        let mut reader = DeliveryLog::new(&dir, 1, BTreeMap::new());
+        assert_eq!(reader.read(&first).unwrap(), body(1));
+        let dlv = Location { suffix: Suffix::Dlv, ..first };
+        assert_eq!(prep.with_mapped(&dlv, |_| ()), None, "only snapshots are mapped");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -133,6 +133,21 @@ impl MappedSegment {
         self.used.load(Ordering::Acquire)
     }
 
+    /// The complete entry bytes at `[offset, offset + len)`, read through the
+    /// mapping (no system call); `None` when they are not all below the
+    /// writer's position.
+    pub fn bytes_at(&self, offset: usize, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len)?;
+        if end > self.used() {
+            return None;
+        }
+        // SAFETY: `[offset, end)` lies below `used`, so inside the mapping and the
+        // allocated file, and holds complete entries the writer never stores to
+        // again (it only appends past `used`; the Acquire load above orders
+        // these reads after its stores).
+        Some(unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(offset), len) })
+    }
+
     /// Bytes of disk the file takes (allocated).
     pub fn reserved(&self) -> usize {
         self.reserved.load(Ordering::Acquire)

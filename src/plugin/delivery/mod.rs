@@ -20,7 +20,7 @@ use crate::kafka::Producer;
 use crate::names::NameCache;
 use crate::release::Release;
 use crate::slurm::log;
-use crate::snapshot::{codec, Event};
+use crate::snapshot::{codec, Event, JobSnapshot};
 use crate::spool::{self, DeliveryLog, Location};
 use crate::state_file::SavedMessage;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -329,8 +329,11 @@ impl Delivery {
                 if let (Some(log), Some(owner)) = (self.log.as_mut(), owner) {
                     log.count_snapshot(owner);
                 }
-                let encoded = encoded.or_else(|| self.log.as_mut()?.read(snapshot.as_ref()?).ok());
-                let job = encoded.as_deref().and_then(codec::decode);
+                let job = match (encoded, snapshot) {
+                    (Some(bytes), _) => codec::decode(&bytes),
+                    (None, Some(at)) => self.read_snapshot(&at),
+                    (None, None) => None,
+                };
                 match job {
                     Some(job) => self.publish(job, event, id, owner, snapshot.is_none()),
                     None => {
@@ -361,6 +364,16 @@ impl Delivery {
             }
             Command::Stop => true,
         }
+    }
+
+    /// A snapshot the hot path spooled: read through its mapping while the
+    /// segment is mapped (no system call, no copy), else from the file.
+    fn read_snapshot(&mut self, at: &Location) -> Option<JobSnapshot> {
+        if let Some(job) = self.hot.as_ref().and_then(|hot| hot.prep.with_mapped(at, codec::decode)) {
+            return job;
+        }
+        let bytes = self.log.as_mut()?.read(at).ok()?;
+        codec::decode(&bytes)
     }
 
     pub(super) fn producer(&self) -> Option<&Producer> {
