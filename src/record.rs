@@ -525,7 +525,7 @@ impl<'a> RecordBuilder<'a> {
         if self.job.batch_flag == 0 || !self.rules.script_allowed(self.opts) {
             return;
         }
-        let text = script.split(|&b| b == 0).next().unwrap_or_default();
+        let text = before_nul(script);
         self.put("script", Value::Text(lossy(text)));
     }
 
@@ -757,6 +757,13 @@ fn sluid_text(value: u64) -> ShortText {
         text.push(CROCKFORD[digit as usize]);
     }
     text
+}
+
+/// `bytes` up to their first NUL (all of them without one). Through
+/// `CStr::from_bytes_until_nul`, which scans a word at a time: batch scripts
+/// are the longest field of a record.
+pub fn before_nul(bytes: &[u8]) -> &[u8] {
+    std::ffi::CStr::from_bytes_until_nul(bytes).map_or(bytes, |text| text.to_bytes())
 }
 
 #[cfg(test)]
