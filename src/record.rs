@@ -55,8 +55,8 @@ pub fn wants_script(job: &JobSnapshot, _event: Event, opts: &RecordOptions) -> b
 }
 
 /// The JSON text of one record, fields in record-format.md order and per-series
-/// rules for `opts.release`. `script` is the batch script file's bytes (without the
-/// trailing NUL) when it was read.
+/// rules for `opts.release`. `script` is the batch script file's bytes when it
+/// was read (from a NUL on, they are left out).
 ///
 /// `Event::Start` only exists from 25.05 on; for older releases every record is
 /// built as a finish record.

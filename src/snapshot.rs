@@ -285,61 +285,71 @@ pub mod codec {
     /// `None` when the bytes are not a snapshot of a known version (the spool's
     /// checksum has already vouched for them, so this means another version).
     pub fn decode(bytes: &[u8]) -> Option<JobSnapshot> {
-        let mut r = Reader(bytes);
+        let mut job = JobSnapshot::default();
+        decode_into(bytes, &mut job).then_some(job)
+    }
+
+    /// `decode` into `job`, reusing the buffers its strings already have: the
+    /// delivery thread decodes every record into the same snapshot, so a
+    /// record costs no allocation per field. False (and `job` in an unspecified
+    /// state) when the bytes are not a snapshot of a known version.
+    pub fn decode_into(bytes: &[u8], job: &mut JobSnapshot) -> bool {
+        fill(&mut Reader(bytes), job).is_some()
+    }
+
+    fn fill(r: &mut Reader, job: &mut JobSnapshot) -> Option<()> {
         if r.u8()? != VERSION {
             return None;
         }
-        let mut job = JobSnapshot {
-            job_id: r.u32()?,
-            db_index: r.u64()?,
-            step_sluid: r.u64()?,
-            container: r.bytes()?,
-            user_id: r.u32()?,
-            group_id: r.u32()?,
-            user_name: r.bytes()?,
-            group_name: r.bytes()?,
-            start_time: r.i64()?,
-            end_time: r.i64()?,
-            resize_time: r.i64()?,
-            job_state: r.u32()?,
-            partition: r.bytes()?,
-            part_ptr_name: r.bytes()?,
-            ..JobSnapshot::default()
-        };
+        job.job_id = r.u32()?;
+        job.db_index = r.u64()?;
+        job.step_sluid = r.u64()?;
+        r.bytes_into(&mut job.container)?;
+        job.user_id = r.u32()?;
+        job.group_id = r.u32()?;
+        r.bytes_into(&mut job.user_name)?;
+        r.bytes_into(&mut job.group_name)?;
+        job.start_time = r.i64()?;
+        job.end_time = r.i64()?;
+        job.resize_time = r.i64()?;
+        job.job_state = r.u32()?;
+        r.bytes_into(&mut job.partition)?;
+        r.bytes_into(&mut job.part_ptr_name)?;
         let has_max_time = r.u8()? == 1;
         let max_time = r.u32()?;
         job.part_max_time = has_max_time.then_some(max_time);
-        job.alloc_node = r.bytes()?;
-        job.nodes = r.bytes()?;
+        r.bytes_into(&mut job.alloc_node)?;
+        r.bytes_into(&mut job.nodes)?;
         job.total_cpus = r.u32()?;
         job.total_nodes = r.u32()?;
         job.derived_ec = r.u32()?;
         job.exit_code = r.u32()?;
-        job.failed_node = r.bytes()?;
+        r.bytes_into(&mut job.failed_node)?;
         job.array_job_id = r.u32()?;
         job.array_task_id = r.u32()?;
         job.het_job_id = r.u32()?;
         job.het_job_offset = r.u32()?;
         job.priority = r.u32()?;
         if r.u8()? == 1 {
-            job.details = Some(DetailsSnapshot {
-                submit_time: r.i64()?,
-                begin_time: r.i64()?,
-                work_dir: r.bytes()?,
-                std_err: r.bytes()?,
-                std_in: r.bytes()?,
-                std_out: r.bytes()?,
-                num_tasks: r.u32()?,
-                ntasks_per_node: r.u16()?,
-                ntasks_per_tres: r.u16()?,
-                cpus_per_task: r.u16()?,
-                orig_dependency: r.bytes()?,
-                exc_nodes: r.bytes()?,
-                features: r.bytes()?,
-            });
+            let details = job.details.get_or_insert_with(DetailsSnapshot::default);
+            details.submit_time = r.i64()?;
+            details.begin_time = r.i64()?;
+            r.bytes_into(&mut details.work_dir)?;
+            r.bytes_into(&mut details.std_err)?;
+            r.bytes_into(&mut details.std_in)?;
+            r.bytes_into(&mut details.std_out)?;
+            details.num_tasks = r.u32()?;
+            details.ntasks_per_node = r.u16()?;
+            details.ntasks_per_tres = r.u16()?;
+            details.cpus_per_task = r.u16()?;
+            r.bytes_into(&mut details.orig_dependency)?;
+            r.bytes_into(&mut details.exc_nodes)?;
+            r.bytes_into(&mut details.features)?;
+        } else {
+            job.details = None;
         }
-        job.cluster = r.bytes()?;
-        job.qos = r.bytes()?;
+        r.bytes_into(&mut job.cluster)?;
+        r.bytes_into(&mut job.qos)?;
         job.time_limit = r.u32()?;
         for text in [
             &mut job.name,
@@ -353,19 +363,28 @@ pub mod codec {
             &mut job.admin_comment,
             &mut job.comment,
         ] {
-            *text = r.bytes()?;
+            r.bytes_into(text)?;
         }
         job.batch_flag = r.u16()?;
         let count = r.u32()?;
-        if count != NULL {
-            let mut chain = Vec::new();
-            for _ in 0..count {
-                chain.push(r.bytes()?.unwrap_or_default());
+        if count == NULL {
+            job.assoc_chain = None;
+        } else {
+            let chain = job.assoc_chain.get_or_insert_with(Vec::new);
+            // Never more entries than bytes left (4 each): a bad count cannot
+            // make this allocate.
+            if count as usize > r.0.len() / 4 {
+                return None;
             }
-            job.assoc_chain = Some(chain);
+            chain.resize_with(count as usize, Vec::new);
+            for account in chain.iter_mut() {
+                let mut slot = Some(std::mem::take(account));
+                r.bytes_into(&mut slot)?;
+                *account = slot.unwrap_or_default();
+            }
         }
         job.taken_at = r.i64()?;
-        r.0.is_empty().then_some(job)
+        r.0.is_empty().then_some(())
     }
 
     struct Writer<'a>(&'a mut Vec<u8>);
@@ -421,18 +440,23 @@ pub mod codec {
         fn i64(&mut self) -> Option<i64> {
             self.take().map(i64::from_le_bytes)
         }
-        fn bytes(&mut self) -> Option<Bytes> {
+        /// A string into `slot`, in the buffer it already has when there is one.
+        fn bytes_into(&mut self, slot: &mut Bytes) -> Option<()> {
             let len = self.u32()?;
             if len == NULL {
-                return Some(None);
+                *slot = None;
+                return Some(());
             }
-            let len = len as usize;
-            if len > self.0.len() {
-                return None;
-            }
-            let (head, rest) = self.0.split_at(len);
+            let (head, rest) = self.0.split_at_checked(len as usize)?;
             self.0 = rest;
-            Some(Some(head.to_vec()))
+            match slot {
+                Some(buffer) => {
+                    buffer.clear();
+                    buffer.extend_from_slice(head);
+                }
+                None => *slot = Some(head.to_vec()),
+            }
+            Some(())
         }
     }
 
@@ -511,6 +535,26 @@ pub mod codec {
                 encode(&job, &mut bytes);
                 assert_eq!(decode(&bytes), Some(job));
             }
+        }
+
+        #[test]
+        fn decoding_into_a_used_snapshot_leaves_nothing_of_the_last_one() {
+            let short_chain = JobSnapshot { assoc_chain: Some(vec![b"a".to_vec()]), user_name: None, ..full() };
+            let no_details = JobSnapshot { details: None, assoc_chain: None, comment: None, ..full() };
+            let sequence = [full(), JobSnapshot::default(), full(), short_chain, no_details, full(), JobSnapshot::default()];
+            let mut reused = JobSnapshot::default();
+            for job in sequence {
+                let mut bytes = Vec::new();
+                encode(&job, &mut bytes);
+                assert!(decode_into(&bytes, &mut reused));
+                assert_eq!(reused, job);
+            }
+            // A chain count larger than the bytes left is refused before anything is allocated.
+            let mut bytes = Vec::new();
+            encode(&JobSnapshot { assoc_chain: Some(vec![]), ..JobSnapshot::default() }, &mut bytes);
+            let count_at = bytes.len() - 8 - 4;
+            bytes[count_at..count_at + 4].copy_from_slice(&0x7fff_fff0u32.to_le_bytes());
+            assert!(!decode_into(&bytes, &mut reused));
         }
 
         #[test]

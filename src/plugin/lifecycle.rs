@@ -128,6 +128,8 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         last_record: Instant::now(),
         left_in_spool: 0,
         stats,
+        scratch: Default::default(),
+        script_buffer: Vec::new(),
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()

@@ -107,6 +107,10 @@ pub(super) struct Delivery {
     pub(super) left_in_spool: usize,
     /// What the metrics file counts on this thread, and the file.
     pub(super) stats: Stats,
+    /// The snapshot every new record is decoded into (its buffers are reused).
+    pub(super) scratch: JobSnapshot,
+    /// The buffer batch scripts are read into (reused).
+    pub(super) script_buffer: Vec<u8>,
 }
 impl Delivery {
     pub(super) fn run(mut self, startup: Startup) {
@@ -251,7 +255,7 @@ impl Delivery {
             }
             let snapshot = record.snapshot.and_then(|at| self.log.as_mut()?.read(&at).ok());
             match snapshot.as_deref().and_then(codec::decode) {
-                Some(job) => self.publish(job, event, record.record_id, owner, false),
+                Some(mut job) => self.publish(&mut job, event, record.record_id, owner, false),
                 None => {
                     log::error(&format!(
                         "spool record {} (job {}) cannot be read back; it is dropped",
@@ -329,19 +333,20 @@ impl Delivery {
                 if let (Some(log), Some(owner)) = (self.log.as_mut(), owner) {
                     log.count_snapshot(owner);
                 }
-                let job = match (encoded, snapshot) {
-                    (Some(bytes), _) => codec::decode(&bytes),
-                    (None, Some(at)) => self.read_snapshot(&at),
-                    (None, None) => None,
+                let mut job = std::mem::take(&mut self.scratch);
+                let decoded = match (encoded, snapshot) {
+                    (Some(bytes), _) => codec::decode_into(&bytes, &mut job),
+                    (None, Some(at)) => self.read_snapshot_into(&at, &mut job),
+                    (None, None) => false,
                 };
-                match job {
-                    Some(job) => self.publish(job, event, id, owner, snapshot.is_none()),
-                    None => {
-                        // Left in the spool (not acknowledged): the next start retries it.
-                        self.left_in_spool += 1;
-                        log::error(&format!("job {job_id}: its spooled record cannot be read back now; it is produced at the next start"));
-                    }
+                if decoded {
+                    self.publish(&mut job, event, id, owner, snapshot.is_none());
+                } else {
+                    // Left in the spool (not acknowledged): the next start retries it.
+                    self.left_in_spool += 1;
+                    log::error(&format!("job {job_id}: its spooled record cannot be read back now; it is produced at the next start"));
                 }
+                self.scratch = job;
                 false
             }
             Command::Reconfigure(settings) => {
@@ -366,14 +371,17 @@ impl Delivery {
         }
     }
 
-    /// A snapshot the hot path spooled: read through its mapping while the
-    /// segment is mapped (no system call, no copy), else from the file.
-    fn read_snapshot(&mut self, at: &Location) -> Option<JobSnapshot> {
-        if let Some(job) = self.hot.as_ref().and_then(|hot| hot.prep.with_mapped(at, codec::decode)) {
-            return job;
+    /// Decodes a snapshot the hot path spooled into `job`: read through its
+    /// mapping while the segment is mapped (no system call, no copy), else from
+    /// the file. False when it cannot be read or decoded.
+    fn read_snapshot_into(&mut self, at: &Location, job: &mut JobSnapshot) -> bool {
+        if let Some(decoded) = self.hot.as_ref().and_then(|hot| hot.prep.with_mapped(at, |bytes| codec::decode_into(bytes, job))) {
+            return decoded;
         }
-        let bytes = self.log.as_mut()?.read(at).ok()?;
-        codec::decode(&bytes)
+        match self.log.as_mut().map(|log| log.read(at)) {
+            Some(Ok(bytes)) => codec::decode_into(&bytes, job),
+            _ => false,
+        }
     }
 
     pub(super) fn producer(&self) -> Option<&Producer> {

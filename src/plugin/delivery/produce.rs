@@ -13,14 +13,10 @@ use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// First buffer size for a batch script: most scripts fit (one read, and one
-/// more that finds the end).
-const SCRIPT_READ_HINT: usize = 8 << 10;
-
 impl Delivery {
     /// Builds the record's JSON text and queues it. `memory_only`: the hot path
     /// could not spool its snapshot (it counted it in `memory_only`).
-    pub(super) fn publish(&mut self, mut job: JobSnapshot, event: Event, id: u64, owner: Option<u64>, memory_only: bool) {
+    pub(super) fn publish(&mut self, job: &mut JobSnapshot, event: Event, id: u64, owner: Option<u64>, memory_only: bool) {
         if job.user_name.is_none() {
             job.user_name = self.names.user(job.user_id);
         }
@@ -32,11 +28,13 @@ impl Delivery {
             send_script: self.settings.params.send_script,
             send_comment: self.settings.params.send_comment,
         };
-        let script = if record::wants_script(&job, event, &options) { self.read_script(&job) } else { None };
-        let payload = record::build_record(&job, event, script.as_deref(), &options);
+        let mut script = std::mem::take(&mut self.script_buffer);
+        let have_script = record::wants_script(job, event, &options) && self.read_script(job, &mut script);
+        let payload = record::build_record(job, event, have_script.then_some(&script[..]), &options);
+        self.script_buffer = script;
         let on_disk = self.add(id, job.job_id, event, payload, owner, owner.is_none());
         if let Some(pending) = self.records.get_mut(&id) {
-            pending.time = super::figures::event_time(&job, event);
+            pending.time = super::figures::event_time(job, event);
         }
         if memory_only {
             if on_disk {
@@ -87,17 +85,18 @@ impl Delivery {
         owner.is_some()
     }
 
-    /// The batch script as slurmctld saved it (NUL-terminated); `None` when the
-    /// file is gone (the job record was purged) or unreadable.
-    pub(super) fn read_script(&self, job: &JobSnapshot) -> Option<Vec<u8>> {
+    /// The batch script file as slurmctld saved it (NUL-terminated; the record
+    /// leaves the NUL out), read into `script` (its buffer is reused from
+    /// record to record); false when the file is gone (the job record was
+    /// purged) or unreadable.
+    pub(super) fn read_script(&self, job: &JobSnapshot, script: &mut Vec<u8>) -> bool {
         let owner = job.script_owner_id();
-        let path = self.state_dir.as_ref()?.join(format!("hash.{}/job.{}/script", owner % 10, owner));
+        let Some(dir) = self.state_dir.as_ref() else { return false };
+        let path = dir.join(format!("hash.{}/job.{}/script", owner % 10, owner));
+        script.clear();
         // Not std::fs::read: it asks the file's size first (statx), a system
         // call more per record for a file read whole anyway.
-        let mut script = Vec::with_capacity(SCRIPT_READ_HINT);
-        std::io::Read::read_to_end(&mut std::fs::File::open(&path).ok()?, &mut script).ok()?;
-        script.truncate(record::before_nul(&script).len());
-        Some(script)
+        std::fs::File::open(&path).and_then(|mut file| std::io::Read::read_to_end(&mut file, script)).is_ok()
     }
 
     /// The JSON text of a pending record: from memory, else from the spool.
