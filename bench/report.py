@@ -218,6 +218,12 @@ def issue13(inproc, ctld, raw_dir):
                   "each symbol's share of the delivery thread's samples "
                   f"({prof.get('samples') if prof else 'n/a'}); the whole text in "
                   "raw/inproc-onecore-perf.perf.txt.\n")
+        up = inproc.get("up", {})
+        first_ack = next((t for t, done in up.get("progress", []) if done > 0), None)
+        if first_ack is not None:
+            md.append(f"onecore starts 1 s after init (the producer connected). Without that wait (scenario up, "
+                      f"first round) the first acknowledgement came {first_ack:.2f} s after the first call: the "
+                      "producer's start, paid once per slurmctld start.\n")
         c = oc.get("cpu_per_record_loop_us") or {}
         md.append(table(["records", "pipeline /s (all acked)", "steady /s", "hot path us/rec", "jobcomp_kafka us/rec",
                          "jobcomp_sync us/rec", "rdk:* us/rec", "process total us/rec"],

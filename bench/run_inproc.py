@@ -42,10 +42,14 @@ SCENARIOS = {
     "down": dict(broker="down", records=100_000, workload="mix"),
     "slow": dict(broker="slow", records=100_000, workload="mix", rtt_ms=50),
     # Everything (hot path, delivery thread, librdkafka) on one core.
-    "onecore": dict(broker="up", records=100_000, workload="mix", cpus="1"),
+    # It starts 1 s after init, as a burst in slurmctld meets a producer that
+    # has connected long before (issue #13's one-core target is the pipeline's
+    # rate, not the producer's start: up, which does not wait, shows that).
+    "onecore": dict(broker="up", records=100_000, workload="mix", cpus="1", settle_ms=1000),
     # The same once more under `perf record -e cpu-clock`: where the delivery
     # thread's time goes (its figures are not used for anything else).
-    "onecore-perf": dict(broker="up", records=50_000, workload="mix", cpus="1", perf=True, single=True),
+    "onecore-perf": dict(broker="up", records=50_000, workload="mix", cpus="1", settle_ms=1000, perf=True,
+                         single=True),
     # Every job has a 100 KiB batch script (read and sent by the delivery thread).
     "script100k": dict(broker="up", records=5_000, workload="script100k", single=True),
     # slurmctld's cadence (a record every 5 ms, not back to back): the hot
@@ -647,6 +651,7 @@ def summarize(name, spec, raws, args):
         for i in range(0, len(l0), block)
     ]
     result["timeline"] = first["timeline"]
+    result["progress"] = first.get("progress", [])[:2000]  # (s since the first call, records done), first run
     # Per-thread CPU from the first call until every record was done (acked), all rounds.
     if all("threads_cpu_loop_s" in r for r in raws):
         loop = {}
