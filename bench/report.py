@@ -632,7 +632,7 @@ def main():
     new_md, new_rows = issue13(inproc, ctld, args.raw)
     if new_rows:
         md.insert(6, "## Targets of issue #13\n\nRatios from this run, SchedMD's plugin beside ours; how each "
-                  "figure is measured: bench/README.md (\"Issue #13\") and sections 2 and 7-10 below.\n\n"
+                  "figure is measured: bench/README.md, section 6; sections 2 and 7-10 below.\n\n"
                   + table(["target", "measured", "verdict"], new_rows) + "\n")
     if targets:
         md.insert(6, "## Targets\n\n" + table(["target", "measured", "verdict"], targets) + "\n")
