@@ -216,7 +216,7 @@ def issue13(inproc, ctld, raw_dir):
                   f"{fmt(inproc.get('onecore-perf', {}).get('records'))} records) under "
                   "`perf record -e cpu-clock`, `perf report --comm jobcomp_kafka --percentage relative`: "
                   "each symbol's share of the delivery thread's samples "
-                  f"({prof.get('samples') if prof else 'n/a'}); the whole text in "
+                  f"({prof.get('samples') if prof else 'n/a'} samples); the whole text in "
                   "raw/inproc-onecore-perf.perf.txt.\n")
         up = inproc.get("up", {})
         first_ack = next((t for t, done in up.get("progress", []) if done > 0), None)

@@ -402,7 +402,7 @@ def perf_report(data, out_txt, plugin):
     samples = None
     for line in res.stdout.splitlines():
         if line.startswith("# Samples:"):
-            samples = line.split(":", 1)[1].strip()
+            samples = line.split(":", 1)[1].split()[0]  # "# Samples: 448  of event 'cpu-clock'"
     return {"top": top[:20], "samples": samples, "ok": res.returncode == 0}
 
 
