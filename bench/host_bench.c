@@ -29,6 +29,12 @@
  *                       "measure" (CPU and memory since the first call), "fini"
  *                       (time fini()), "quit"
  *   --fini              without --interactive: call fini() at the end and time it
+ *   --settle MS         wait MS milliseconds after init before the first call
+ *                       (the producer connects; the plugin's threads go idle)
+ *
+ * The first result also carries "threads_at_start"/"threads_at_end": every
+ * thread's name and CPU time (ns, /proc/self/task/TID/schedstat) just before
+ * the first call and just after the last one, for per-thread CPU over the loop.
  *
  * Every result is one line of JSON on stdout, prefixed by its name. The
  * plugin's log lines go to stderr with a monotonic timestamp.
@@ -43,6 +49,7 @@
 #ifndef _GNU_SOURCE
 #error "build with -D_GNU_SOURCE (the forced-in layout header includes system headers first)"
 #endif
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -603,6 +610,45 @@ static int thread_count(void)
 	return (int)status_kb("Threads");
 }
 
+/* Every thread's name and CPU time on a CPU (schedstat's first field, ns),
+ * as a JSON object {"TID":["name",ns],...}, into buf. Read outside the timed calls. */
+static void thread_cpu_json(char *buf, size_t cap)
+{
+	char path[64], name[64], line[128];
+	size_t len = 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	len += (size_t)snprintf(buf + len, cap - len, "{");
+	while (d && (e = readdir(d)) && len + 128 < cap) {
+		FILE *f;
+		unsigned long long ns = 0;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%.16s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(name, sizeof(name), f))
+			name[0] = 0;
+		fclose(f);
+		name[strcspn(name, "\n\"\\")] = 0;
+		snprintf(path, sizeof(path), "/proc/self/task/%.16s/schedstat", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(line, sizeof(line), f))
+			ns = strtoull(line, NULL, 10);
+		fclose(f);
+		len += (size_t)snprintf(buf + len, cap - len, "%s\"%s\":[\"%s\",%llu]", len > 1 ? "," : "",
+					e->d_name, name, ns);
+	}
+	if (d)
+		closedir(d);
+	snprintf(buf + len, cap - len, "}");
+}
+
 /* ------------------------------------------------------------------ */
 
 int main(int argc, char **argv)
@@ -611,6 +657,8 @@ int main(int argc, char **argv)
 	const char *workload = "mix", *lat_path = NULL, *kinds_path = NULL;
 	long records = 100000, pool_size = 10000;
 	double rate = 0;
+	long settle_ms = 0;
+	static char threads_start[8192], threads_end[8192];
 	bool interactive = false, do_fini = false;
 	struct job_record **pool;
 	uint8_t *pool_kind;
@@ -658,6 +706,8 @@ int main(int argc, char **argv)
 			workload = v;
 		else if (!strcmp(a, "--rate"))
 			rate = strtod(v, NULL);
+		else if (!strcmp(a, "--settle"))
+			settle_ms = strtol(v, NULL, 10);
 		else if (!strcmp(a, "--lat"))
 			lat_path = v;
 		else if (!strcmp(a, "--kinds"))
@@ -667,7 +717,7 @@ int main(int argc, char **argv)
 	}
 	if (!plugin || !state || !loc || records <= 0 || pool_size <= 0)
 		die("usage: %s PLUGIN.so --state DIR --loc FILE [--params S] [--records N] [--workload W] "
-		    "[--pool P] [--rate R] [--lat FILE] [--kinds FILE] [--interactive|--fini]",
+		    "[--pool P] [--rate R] [--settle MS] [--lat FILE] [--kinds FILE] [--interactive|--fini]",
 		    argv[0]);
 	if (pool_size > records)
 		pool_size = records;
@@ -716,7 +766,14 @@ int main(int argc, char **argv)
 	init_ns = mono_ns() - t0;
 	if (rc)
 		die("set_location() returned %d", rc);
+	if (settle_ms > 0) {
+		struct timespec ts = { .tv_sec = settle_ms / 1000, .tv_nsec = (settle_ms % 1000) * 1000000L };
 
+		while (nanosleep(&ts, &ts) == EINTR)
+			;
+	}
+
+	thread_cpu_json(threads_start, sizeof(threads_start));
 	getrusage(RUSAGE_SELF, &ru0);
 	getrusage(RUSAGE_THREAD, &th0);
 	t0 = mono_ns();
@@ -753,6 +810,7 @@ int main(int argc, char **argv)
 	t1 = mono_ns();
 	getrusage(RUSAGE_THREAD, &th1);
 	getrusage(RUSAGE_SELF, &ru1);
+	thread_cpu_json(threads_end, sizeof(threads_end));
 
 	{
 		double wall = (double)(t1 - t0) / 1e9, sum = 0;
@@ -773,6 +831,7 @@ int main(int argc, char **argv)
 		       tv_s(ru1.ru_utime) + tv_s(ru1.ru_stime) - tv_s(ru0.ru_utime) - tv_s(ru0.ru_stime),
 		       thread_count(), atomic_load(&log_lines), atomic_load(&log_errors), status_kb("VmRSS"),
 		       status_kb("VmHWM"), t0, t1, (int)getpid());
+		printf("\"threads_at_start\":%s,\"threads_at_end\":%s,", threads_start, threads_end);
 		print_dist(stdout, "timer_overhead", timer_overhead, 4096);
 		putchar(',');
 		print_dist(stdout, "all", lat, (size_t)records);

@@ -83,6 +83,251 @@ def verdict(met, detail):
     return ("**met**" if met else "**missed**") + f" ({detail})"
 
 
+def not_measured(detail):
+    return f"**not measured** ({detail})"
+
+
+def plugin_defaults():
+    """The producer settings the plugin sets itself and the constants that bound a
+    backlog's drain, read from src/ (so that the report follows the code), or {}."""
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = {}
+    try:
+        with open(os.path.join(root, "src/kafka.rs")) as f:
+            text = f.read()
+        m = re.search(r"DEFAULT_PROPERTIES[^=]*=\s*\[(.*?)\];", text, re.S)
+        if m:
+            out.update(dict(re.findall(r'\("([^"]+)",\s*"([^"]*)"\)', m.group(1))))
+        m = re.search(r'IDEMPOTENCE_DEFAULT[^=]*=\s*\("([^"]+)",\s*"([^"]*)"\)', text)
+        if m:
+            out[m.group(1)] = m.group(2) + " (unless the file sets it)"
+        with open(os.path.join(root, "src/plugin/mod.rs")) as f:
+            text = f.read()
+        for name in ("QUEUED_PAYLOAD_BUDGET", "BATCH"):
+            m = re.search(rf"const {name}: usize = ([^;]+);", text)
+            if m:
+                out[name] = m.group(1).strip()
+        with open(os.path.join(root, "src/config.rs")) as f:
+            text = f.read()
+        m = re.search(r"DEFAULT_TICK: Duration = Duration::from_millis\((\d+)\)", text)
+        if m:
+            out["tick_ms"] = m.group(1)
+    except OSError:
+        pass
+    return out
+
+
+def issue13(inproc, ctld, raw_dir):
+    """Issue #13's targets: (sections to append, rows of its targets table)."""
+    md, rows = [], []
+    S_BASE_SPOOL_KIB = 3.7  # spool per mix record before issue #13 (RESULTS.md of 8230070)
+
+    # 1. CPU per record in slurmctld, SchedMD's / ours.
+    s, o = ctld.get("chroot-schedmd"), ctld.get("chroot-ours")
+    if s and o:
+        st, ot = s["cpu_per_record_us"]["total"], o["cpu_per_record_us"]["total"]
+        r = ratio(st, ot)
+        rate = min(s["jobs_per_s"], o["jobs_per_s"])
+        rows.append(["CPU per record, all threads, in slurmctld, defaults, at the job array's rate: at most "
+                     "SchedMD's (ratio SchedMD / ours >= 1.0)",
+                     f"ours {fmt(ot)} us vs SchedMD {fmt(st)} us = {r:.2f}x at {s['jobs_per_s']:.0f} (SchedMD) / "
+                     f"{o['jobs_per_s']:.0f} (ours) jobs/s (section 2)",
+                     verdict(r >= 1.0, f"{r:.2f}x" + ("" if r >= 1.0 else
+                             f"; ours uses {ot / st:.2f}x SchedMD's CPU, {ot - st:.0f} us per record over")
+                             + f"; rate {rate:.0f} jobs/s")])
+    if ctld:
+        fast = [(k, d) for k, d in ctld.items() if d.get("jobs_per_s", 0) >= 100]
+        best = max(ctld.items(), key=lambda kv: kv[1].get("jobs_per_s", 0))
+        fs, fo = ctld.get("chroot-schedmd-fast"), ctld.get("chroot-ours-fast")
+        target = "CPU per record, all threads, in slurmctld at >= 100 jobs/s: >= 2x lower than SchedMD's"
+        fast_det = ""
+        if fs and fo:
+            r = ratio(fs["cpu_per_record_us"]["total"], fo["cpu_per_record_us"]["total"])
+            fast_det = (f"ours {fmt(fo['cpu_per_record_us']['total'])} us vs SchedMD "
+                        f"{fmt(fs['cpu_per_record_us']['total'])} us = {r:.2f}x at {fs['jobs_per_s']:.0f} (SchedMD) / "
+                        f"{fo['jobs_per_s']:.0f} (ours) jobs/s (runs *-fast: 64 job slots, section 2)")
+        if fs and fo and min(fs["jobs_per_s"], fo["jobs_per_s"]) >= 100:
+            rows.append([target, fast_det, verdict(r >= 2, f"{r:.2f}x" + ("" if r >= 2 else
+                                                                       f", short of 2x by {2 / r:.2f}x"))])
+        else:
+            top = best[1].get("jobs_per_s", 0)
+            rows.append([target, (fast_det + "; " if fast_det else "") +
+                         f"highest rate reached: {top:.0f} jobs/s ({best[0]}); {len(fast)} runs at >= 100 jobs/s",
+                         not_measured(f"not measurable here: slurmctld finished at most {top:.0f} jobs/s; "
+                                      "one node on 2 vCPUs, bound by launching the jobs (bench/README.md)")])
+
+    # 1. In-process, paced: CPU per record by rate, per thread.
+    paced = [(n, inproc[n]) for n in ("paced-10", "paced-100", "paced-up", "paced-1000")
+             if n in inproc and inproc[n].get("cpu_per_record_loop_us")]
+    paced.sort(key=lambda nd: nd[1]["spec"]["rate"])
+    if paced:
+        md.append("## 7. CPU per record by rate (in-process, paced, broker up)\n")
+        md.append("host_bench calls log_record at a fixed rate (sleeping in between); per-thread CPU "
+                  "(/proc/self/task/TID/schedstat, ns) from just before the first call (read by host_bench itself) "
+                  "until every record was acknowledged, divided by the records. hot path = time inside the calls "
+                  "(no syscall, no lock wait: wall ~ CPU); main thread = the caller's thread, i.e. the hot path plus "
+                  "the host's loop and its wake-ups from clock_nanosleep (slurmctld's own cost, not the plugin's); "
+                  "plugin total = hot path + jobcomp_kafka + jobcomp_sync + rdk:*. paced-10/100/1000 start 1 s after "
+                  "init; paced-up (200/s) at once. SchedMD's plugin cannot be loaded in-process: no ratio.\n")
+        trows = []
+        for n, d in paced:
+            c = d["cpu_per_record_loop_us"]
+            trows.append([n, d["spec"]["rate"], d["records"], d.get("loop_to_done_s"), c["hot_path"],
+                          c["jobcomp_kafka"], c["jobcomp_sync"], c["librdkafka"], f"**{fmt(c['plugin_total'])}**",
+                          c["main"], c["process_total"]])
+        md.append(table(["scenario", "records/s", "records", "seconds", "hot path us/rec", "jobcomp_kafka us/rec",
+                         "jobcomp_sync us/rec", "rdk:* us/rec", "plugin total us/rec", "main thread us/rec",
+                         "process total us/rec"], trows))
+        md.append("")
+        rows.append(["CPU per record in-process, paced at 10 / 100 / 1000 records/s, split per thread "
+                     "(reported; no ratio: SchedMD's plugin cannot be loaded in-process)",
+                     "; ".join(f"{d['spec']['rate']}/s: {fmt(d['cpu_per_record_loop_us']['plugin_total'])} us "
+                               f"(hot {fmt(d['cpu_per_record_loop_us']['hot_path'])}, "
+                               f"jobcomp_kafka {fmt(d['cpu_per_record_loop_us']['jobcomp_kafka'])}, "
+                               f"jobcomp_sync {fmt(d['cpu_per_record_loop_us']['jobcomp_sync'])}, "
+                               f"rdk:* {fmt(d['cpu_per_record_loop_us']['librdkafka'])})" for _, d in paced),
+                     "measured (section 7)"])
+
+    # 2. One core, every record acknowledged.
+    oc = inproc.get("onecore")
+    prof = inproc.get("onecore-perf", {}).get("perf")
+    if oc:
+        rate = oc["pipeline_rate"] if oc["complete"] else None
+        dcpu = (oc.get("cpu_per_record_loop_us") or {}).get("jobcomp_kafka")
+        if dcpu is None:
+            dcpu = oc["threads_cpu_s"].get("jobcomp_kafka", 0) * 1e6 / oc["records"]
+        det = (f"{fmt(rate) if rate else 'incomplete'} records/s from the first call until the last ack "
+               f"(steady 10-90%: {fmt(oc.get('pipeline_rate_steady'))}/s); delivery thread {fmt(dcpu)} us CPU "
+               f"per record (= at most {fmt(1e6 / dcpu) if dcpu else 'n/a'} records/s on a core of its own)")
+        if prof and prof.get("top"):
+            det += "; its top symbols: " + ", ".join(f"{t['symbol'].split('::')[-1][:40]} {t['pct']:.0f}%"
+                                                     for t in prof["top"][:3])
+        v = (verdict(rate >= 200000, f"{rate / 200000:.2f}x the target" if rate >= 200000 else
+                     f"{rate / 200000 * 100:.0f}% of the target, short by {200000 - rate:,.0f}/s "
+                     f"({200000 / rate:.1f}x too slow)") if rate else verdict(False, "not every record was acked"))
+        rows.append(["whole pipeline on one core, back to back, every record acknowledged: >= 200,000 records/s",
+                     det, v])
+        md.append("## 8. One core: the whole pipeline and the delivery thread\n")
+        md.append("Scenario onecore (the host process pinned to one CPU with taskset; tansu on the other): "
+                  "records / time from the first call until the last Ack entry; per-thread CPU from the first call "
+                  "until then. The profile comes from a separate run (onecore-perf, "
+                  f"{fmt(inproc.get('onecore-perf', {}).get('records'))} records) under "
+                  "`perf record -e cpu-clock`, `perf report --comm jobcomp_kafka --percentage relative`: "
+                  "each symbol's share of the delivery thread's samples "
+                  f"({prof.get('samples') if prof else 'n/a'} samples); the whole text in "
+                  "raw/inproc-onecore-perf.perf.txt.\n")
+        up = inproc.get("up", {})
+        first_ack = next((t for t, done in up.get("progress", []) if done > 0), None)
+        if first_ack is not None:
+            md.append(f"onecore starts 1 s after init (the producer connected). Without that wait (scenario up, "
+                      f"first round) the first acknowledgement came {first_ack:.2f} s after the first call: the "
+                      "producer's start, paid once per slurmctld start.\n")
+        c = oc.get("cpu_per_record_loop_us") or {}
+        md.append(table(["records", "pipeline /s (all acked)", "steady /s", "hot path us/rec", "jobcomp_kafka us/rec",
+                         "jobcomp_sync us/rec", "rdk:* us/rec", "process total us/rec"],
+                        [[oc["records"], rate if rate else "incomplete", oc.get("pipeline_rate_steady"),
+                          c.get("hot_path"), dcpu, c.get("jobcomp_sync"), c.get("librdkafka"), c.get("process_total")]]))
+        md.append("")
+        if prof and prof.get("top"):
+            md.append(table(["% of jobcomp_kafka's samples", "object", "symbol"],
+                            [[f"{t['pct']:.2f}%", t["dso"], f"`{t['symbol']}`"] for t in prof["top"][:10]]))
+            md.append("")
+
+    # 3. Backlog drain.
+    bl = inproc.get("backlog-1m")
+    if bl and bl.get("drain"):
+        d = bl["drain"]
+        n = bl["records"]
+        cpu = d["cpu_per_record_us"]
+        md.append(f"## 9. Backlog: broker down for {n:,} records, then up\n")
+        md.append("host_bench pinned to CPU 0 with bootstrap.servers on a port where nothing listens; "
+                  f"{n:,} mix records back to back; once the delivery thread has built and spooled all of them "
+                  "(a Payload entry each), tansu is started on that port pinned to CPU 1 and the run's topic "
+                  "created; drain = from tansu's start until the Ack entries cover every record. "
+                  "First ack: from tansu's start (librdkafka reconnects on its own backoff, at most "
+                  "reconnect.backoff.max.ms). CPU per record: per-thread schedstat over the drain.\n")
+        md.append(table(["records", "calls + spooling s", "tansu listening s", "first ack s", "drain s",
+                         "records/s", "jobcomp_kafka us/rec", "jobcomp_sync us/rec", "rdk:* us/rec"],
+                        [[n, bl.get("spooled_s"), d["broker_start_to_listening_s"], d.get("first_ack_s"),
+                          d["drain_s"] if bl["complete"] else "incomplete", d.get("records_per_s"),
+                          cpu.get("jobcomp_kafka"), cpu.get("jobcomp_sync"), cpu.get("librdkafka")]]))
+        dfl = plugin_defaults()
+        if dfl:
+            md.append("\nWhat bounds the drain rate with the defaults (read from src/ now): the plugin sets "
+                      + ", ".join(f"{k}={v}" for k, v in dfl.items() if "." in k)
+                      + f"; it hands librdkafka at most {dfl.get('BATCH', '?')} records between two services of "
+                      f"delivery reports, keeps payloads waiting for librdkafka in memory up to "
+                      f"{dfl.get('QUEUED_PAYLOAD_BUDGET', '?')} bytes (the rest is read back from the spool) and "
+                      f"ticks every {dfl.get('tick_ms', '?')} ms. librdkafka's own defaults (not set by the plugin): "
+                      "batch.num.messages=10000, batch.size=1000000, max.in.flight=5 with idempotence, "
+                      "queue.buffering.max.kbytes=1048576, reconnect.backoff.ms=100 growing to "
+                      "reconnect.backoff.max.ms=10000, message.timeout.ms=300000.")
+        md.append("")
+        first = d.get("first_ack_s")
+        det = (f"{n:,} records: all acked {fmt(d['drain_s'])} s after tansu started ({fmt(d.get('records_per_s'))}"
+               f"/s; first ack after {fmt(first)} s); delivery thread {fmt(cpu.get('jobcomp_kafka'))} us CPU per record")
+        if not bl["complete"]:
+            v = verdict(False, "not every record was acknowledged before the timeout")
+        elif n == 1_000_000:
+            v = verdict(d["drain_s"] <= 10, f"{d['drain_s']:.1f} s" + ("" if d["drain_s"] <= 10 else
+                        f", {d['drain_s'] - 10:.1f} s over ({d['drain_s'] / 10:.1f}x the target)"))
+        elif d["drain_s"] > 10:
+            v = verdict(False, f"1M not measured; already {n:,} records took {d['drain_s']:.1f} s, "
+                        f"{d['drain_s'] - 10:.1f} s over")
+        else:
+            v = not_measured(f"1M not measured: this run had {n:,} records (drained in {d['drain_s']:.1f} s)")
+        rows.append(["backlog: broker down for 1,000,000 records, then up: all acknowledged <= 10 s "
+                     "(one core for the plugin, the broker on the other)", det, v])
+
+    # 4. Spool on disk per waiting record.
+    sc = [(k, inproc[k]) for k in ("scale-10k", "scale-100k", "scale-1m")
+          if k in inproc and inproc[k].get("spool_files") and inproc[k].get("payload_json_bytes")]
+    if sc:
+        md.append("## 10. Spool on disk per waiting record (broker down, before fini)\n")
+        md.append("Bytes on disk (allocated blocks: st_blocks x 512, so space allocated ahead of the writer "
+                  "counts) of the spool's .snap files (the hot path's snapshots), .dlv files (the delivery "
+                  "thread's Payload and Ack entries) and all its files, over the records; JSON = the JSON text "
+                  "of every Payload entry (its body without the 2-byte topic length and the topic) over the "
+                  f"records. Capacity = how many such records the default spool_max_mb (4096) holds; baseline: "
+                  f"{S_BASE_SPOOL_KIB} KiB per record before issue #13.\n")
+        trows = []
+        judged = None
+        for k, d in sc:
+            n = d["records"]
+            f = d["spool_files"]
+            snap = f.get("snap", {}).get("disk_bytes", 0) / n
+            dlv = f.get("dlv", {}).get("disk_bytes", 0) / n
+            total = sum(v.get("disk_bytes", 0) for v in f.values()) / n
+            apparent = sum(v.get("apparent_bytes", 0) for v in f.values()) / n
+            js = d["payload_json_bytes"] / n
+            cap = 4096 * 2**20 / total if total else None
+            trows.append([k, n, snap, dlv, total, apparent, js, f"{total / js:.2f}",
+                          cap, f"{cap / (4096 * 2**20 / (S_BASE_SPOOL_KIB * 1024)):.2f}x" if cap else "n/a",
+                          f"{d.get('payloads_json_like')}/{d.get('payloads_first')}"])
+            if k == "scale-100k" or judged is None:
+                judged = (k, n, snap, dlv, total, js, cap)
+        md.append(table(["run", "records", ".snap B/rec", ".dlv B/rec", "total B/rec", "(apparent size B/rec)",
+                         "JSON B/rec", "total / JSON", "records in 4096 MiB", "vs baseline",
+                         "payloads starting with {"], trows))
+        md.append("")
+        k, n, snap, dlv, total, js, cap = judged
+        base = 4096 * 2**20 / (S_BASE_SPOOL_KIB * 1024)
+        rows.append(["spool on disk per waiting record: at most the size of its JSON",
+                     f"{k}: .snap {fmt(snap)} + .dlv {fmt(dlv)} = {fmt(total)} B/record on disk vs JSON "
+                     f"{fmt(js)} B/record",
+                     verdict(total <= js, f"total / JSON = {total / js:.2f}" + ("" if total <= js else
+                             f", {total - js:,.0f} B per record over ({(total / js - 1) * 100:.0f}% more than the JSON)"))])
+        rows.append([f"the default spool_max_mb (4096) holds >= 3x the records of the baseline ({S_BASE_SPOOL_KIB} KiB "
+                     "per record)",
+                     f"{k}: {fmt(total)} B/record: 4096 MiB hold {fmt(cap)} records; baseline {fmt(base)}",
+                     verdict(cap >= 3 * base, f"{cap / base:.2f}x the baseline" + ("" if cap >= 3 * base else
+                             f", short of 3x by {3 * base / cap:.2f}x; 3x needs <= {S_BASE_SPOOL_KIB * 1024 / 3:,.0f} "
+                             f"B/record, {js / (S_BASE_SPOOL_KIB * 1024 / 3):.1f}x less than this workload's JSON"))])
+    return md, rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", required=True)
@@ -159,17 +404,23 @@ def main():
         rows = []
         for label, d in (("SchedMD, 24.11.5 (chroot)", s), ("ours, 24.11.5 (chroot)", o), ("ours, 22.05.8 (host)", h),
                          ("ours, tick_ms=2 (chroot, 1/4 of the jobs)", ctld.get("chroot-ours-tick2")),
-                         ("ours, tick_ms=40 (chroot, 1/4 of the jobs)", ctld.get("chroot-ours-tick40"))):
+                         ("ours, tick_ms=40 (chroot, 1/4 of the jobs)", ctld.get("chroot-ours-tick40")),
+                         ("SchedMD, 64 job slots (chroot, 1/2 of the jobs)", ctld.get("chroot-schedmd-fast")),
+                         ("ours, 64 job slots (chroot, 1/2 of the jobs)", ctld.get("chroot-ours-fast"))):
             if not d:
                 continue
             c = d["cpu_per_record_us"]
             g = d["cpu_by_thread_group_s"]
             n = max(1, d["calls"])
-            rows.append([label, c["hot_path"], g.get("jobcomp_kafka", 0) * 1e6 / n, g.get("librdkafka", 0) * 1e6 / n,
-                         c["total"], d["slurmctld_cpu_s"] * 1e6 / n])
+            rows.append([label, fmt(d["jobs_per_s"]), c["hot_path"], g.get("jobcomp_kafka", 0) * 1e6 / n,
+                         g.get("librdkafka", 0) * 1e6 / n, c["total"], d["slurmctld_cpu_s"] * 1e6 / n])
         if s and o:
             r = ratio(s["cpu_per_record_us"]["total"], o["cpu_per_record_us"]["total"])
-            rows.append(["**ratio SchedMD / ours (chroot)**", "", "", "", f"**{r:.2f}x**", ""])
+            rows.append(["**ratio SchedMD / ours (chroot)**", "", "", "", "", f"**{r:.2f}x**", ""])
+            fs, fo = ctld.get("chroot-schedmd-fast"), ctld.get("chroot-ours-fast")
+            if fs and fo:
+                rows.append(["**ratio SchedMD / ours (chroot, 64 job slots)**", "", "", "", "",
+                             f"**{ratio(fs['cpu_per_record_us']['total'], fo['cpu_per_record_us']['total']):.2f}x**", ""])
             det = f"{fmt(o['cpu_per_record_us']['total'])} us vs {fmt(s['cpu_per_record_us']['total'])} us = {r:.2f}x"
             t40 = ctld.get("chroot-ours-tick40")
             if t40:
@@ -182,7 +433,7 @@ def main():
                         f"alone ({fmt(floor)} us in SchedMD's run, one produce request per record at this rate); "
                         "each thread wake-up costs tens of us here (section 6)")
             targets.append(["CPU per record, all threads, >= 5x lower than SchedMD's", det, verdict(r >= 5, why)])
-        md.append(table(["plugin", "hot path us", "delivery thread us", "librdkafka threads us", "total us/record",
+        md.append(table(["plugin", "jobs/s", "hot path us", "delivery thread us", "librdkafka threads us", "total us/record",
                          "(all of slurmctld, us/record)"], rows))
         md.append("")
 
@@ -198,7 +449,7 @@ def main():
                   "threads. HWM = VmHWM.\n")
         rows = []
         for name in ("up", "up-metrics", "down", "slow", "onecore", "script100k", "paced-up", "paced-up-metrics",
-                     "paced-down", "paced-slow"):
+                     "paced-down", "paced-slow", "paced-10", "paced-100", "paced-1000"):
             d = inproc.get(name)
             if not d:
                 continue
@@ -378,6 +629,11 @@ def main():
                             "better with a setting", det, verdict(no_worse and better, why)])
 
     # -------------------------------------------------------------- targets
+    new_md, new_rows = issue13(inproc, ctld, args.raw)
+    if new_rows:
+        md.insert(6, "## Targets of issue #13\n\nRatios from this run, SchedMD's plugin beside ours; how each "
+                  "figure is measured: bench/README.md, section 6; sections 2 and 7-10 below.\n\n"
+                  + table(["target", "measured", "verdict"], new_rows) + "\n")
     if targets:
         md.insert(6, "## Targets\n\n" + table(["target", "measured", "verdict"], targets) + "\n")
 
@@ -400,6 +656,7 @@ def main():
                         [[k.replace("after_", "").replace("_", " "), fmt(v["p50"]), fmt(v["p90"]), fmt(v["p99"])]
                          for k, v in fw.items()]) + "\n")
 
+    md.extend(new_md)
     md.append("Where the time goes, and the performance problems these numbers point at in src/: "
               "see bench/README.md, section \"Findings\".\n")
     md.append("![plots](bench.png)\n")

@@ -7,8 +7,8 @@ the host's memory and CPU, and writes one JSON file per scenario.
 Usage (rig venv's python: numpy comes with matplotlib):
   run_inproc.py --plugin SO --release 22.05.8 --work DIR --out DIR
                 [--tansu HOST:PORT] SCENARIO...
-Scenarios: up down slow onecore script100k paced-up paced-down paced-slow
-scale-10k scale-100k scale-1m
+Scenarios: up down slow onecore onecore-perf script100k paced-up paced-down
+paced-slow paced-10 paced-100 paced-1000 scale-10k scale-100k scale-1m backlog-1m
 (see SCENARIOS below). Records N, workload and broker come from the table;
 --records-scale F multiplies every N (quick trial runs); --rounds R splits every
 scenario not marked single into R interleaved runs of N/R records, merged.
@@ -33,6 +33,7 @@ MAGIC = 0x4A4B5331
 HEADER = 32
 KIND_PAYLOAD, KIND_ACK = 2, 3
 DEAD_PORT = 59099
+DRAIN_PORT = 59112  # --drain-port: where tansu starts late in backlog-*
 
 # name: broker (up | down | slow), records, workload, options
 SCENARIOS = {
@@ -41,7 +42,14 @@ SCENARIOS = {
     "down": dict(broker="down", records=100_000, workload="mix"),
     "slow": dict(broker="slow", records=100_000, workload="mix", rtt_ms=50),
     # Everything (hot path, delivery thread, librdkafka) on one core.
-    "onecore": dict(broker="up", records=100_000, workload="mix", cpus="1"),
+    # It starts 1 s after init, as a burst in slurmctld meets a producer that
+    # has connected long before (issue #13's one-core target is the pipeline's
+    # rate, not the producer's start: up, which does not wait, shows that).
+    "onecore": dict(broker="up", records=100_000, workload="mix", cpus="1", settle_ms=1000),
+    # The same once more under `perf record -e cpu-clock`: where the delivery
+    # thread's time goes (its figures are not used for anything else).
+    "onecore-perf": dict(broker="up", records=50_000, workload="mix", cpus="1", settle_ms=1000, perf=True,
+                         single=True),
     # Every job has a 100 KiB batch script (read and sent by the delivery thread).
     "script100k": dict(broker="up", records=5_000, workload="script100k", single=True),
     # slurmctld's cadence (a record every 5 ms, not back to back): the hot
@@ -49,6 +57,12 @@ SCENARIOS = {
     "paced-up": dict(broker="up", records=4_000, workload="mix", rate=200),
     "paced-down": dict(broker="down", records=4_000, workload="mix", rate=200),
     "paced-slow": dict(broker="slow", records=4_000, workload="mix", rate=200, rtt_ms=50),
+    # CPU per record, per thread, at 10, 100 and 1000 records/s (issue #13): the
+    # caller starts 1 s after init (the producer connected, the plugin's threads
+    # idle), per-thread CPU from the first call until every record was acked.
+    "paced-10": dict(broker="up", records=250, workload="mix", rate=10, settle_ms=1000, min_records=50),
+    "paced-100": dict(broker="up", records=1_500, workload="mix", rate=100, settle_ms=1000),
+    "paced-1000": dict(broker="up", records=8_000, workload="mix", rate=1000, settle_ms=1000),
     # The same as up / paced-up with JobCompParams metrics_file: log_record's
     # time histogram on the hot path (TSC reads, relaxed adds), the file
     # rewritten every second. Interleaved with the others in the same run.
@@ -58,6 +72,10 @@ SCENARIOS = {
     "scale-10k": dict(broker="down", records=10_000, workload="mix", fini=True, single=True),
     "scale-100k": dict(broker="down", records=100_000, workload="mix", fini=True, single=True),
     "scale-1m": dict(broker="down", records=1_000_000, workload="mix", fini=True, single=True),
+    # Broker down for 1M records, then up: how long until all are acknowledged.
+    # The host on CPU 0; tansu, started once everything is spooled, on CPU 1.
+    "backlog-1m": dict(broker="later", records=1_000_000, workload="mix", cpus="0", broker_cpus="1",
+                       single=True),
 }
 
 RELEASES = {
@@ -96,6 +114,10 @@ class SpoolWatch:
         self.files = {}  # name -> [fd, offset]
         self.payloads = 0
         self.acks = 0
+        # Payload bodies are <topic length u16 LE><topic><JSON text>.
+        self.payload_body_bytes = 0
+        self.json_bytes = 0
+        self.json_like = 0  # payloads whose text starts with '{'
 
     def scan(self):
         try:
@@ -112,7 +134,7 @@ class SpoolWatch:
             fd, offset = entry
             size = os.fstat(fd).st_size
             while offset + HEADER <= size:
-                head = os.pread(fd, HEADER, offset)
+                head = os.pread(fd, HEADER + 3, offset)
                 if len(head) < HEADER or int.from_bytes(head[0:4], "little") != MAGIC:
                     break
                 body = int.from_bytes(head[8:12], "little")
@@ -121,6 +143,12 @@ class SpoolWatch:
                     break
                 if head[4] == KIND_PAYLOAD:
                     self.payloads += 1
+                    self.payload_body_bytes += body
+                    if body >= 2:
+                        tlen = int.from_bytes(head[HEADER:HEADER + 2], "little")
+                        self.json_bytes += max(0, body - 2 - tlen)
+                        first = os.pread(fd, 1, offset + HEADER + 2 + tlen) if body > 2 + tlen else b""
+                        self.json_like += first == b"{"
                 elif head[4] == KIND_ACK:
                     self.acks += body // 8
                 offset += total
@@ -130,6 +158,26 @@ class SpoolWatch:
         for fd, _ in self.files.values():
             os.close(fd)
         self.files = {}
+
+
+def spool_files(path):
+    """Bytes on disk (allocated blocks) and apparent size of the spool's files, by suffix."""
+    out = {}
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        names = []
+    for name in names:
+        try:
+            st = os.stat(os.path.join(path, name))
+        except FileNotFoundError:
+            continue
+        key = name.rsplit(".", 1)[-1] if name.endswith((".snap", ".dlv")) else "other"
+        d = out.setdefault(key, {"files": 0, "disk_bytes": 0, "apparent_bytes": 0})
+        d["files"] += 1
+        d["disk_bytes"] += st.st_blocks * 512
+        d["apparent_bytes"] += st.st_size
+    return out
 
 
 def dir_bytes(path):
@@ -182,6 +230,45 @@ def thread_cpu(pid):
     return out
 
 
+def thread_snapshot(pid):
+    """{tid: [name, ns on a CPU]} of every thread of pid (schedstat's first field)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                out[tid] = [name, int(f.read().split()[0])]
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+    return out
+
+
+def fine_group(name, tid, pid):
+    """main (the caller: hot path + the host's own loop), jobcomp_kafka (delivery),
+    jobcomp_sync (fdatasync), librdkafka (rdk:*), or other."""
+    if int(tid) == pid:
+        return "main"
+    if name.startswith("rdk:"):
+        return "librdkafka"
+    if name in ("jobcomp_kafka", "jobcomp_sync"):
+        return name
+    return "other"
+
+
+def thread_delta(before, after, pid):
+    """CPU seconds per fine group between two snapshots (threads born later count whole)."""
+    out = {"main": 0.0, "jobcomp_kafka": 0.0, "jobcomp_sync": 0.0, "librdkafka": 0.0, "other": 0.0}
+    for tid, (name, ns) in after.items():
+        used = ns - before.get(tid, [name, 0])[1]
+        out[fine_group(name, tid, pid)] += used / 1e9
+    return out
+
+
 def dist(values_ns):
     a = np.asarray(values_ns, dtype=np.float64)
     if a.size == 0:
@@ -203,6 +290,9 @@ class Broker:
             self.bootstrap = tansu
         elif kind == "down":
             self.bootstrap = f"127.0.0.1:{DEAD_PORT}"
+        elif kind == "later":
+            # Nothing listens there until run_once starts tansu (backlog scenario).
+            self.bootstrap = f"127.0.0.1:{DRAIN_PORT}"
         elif kind == "slow":
             self.proc = subprocess.Popen(
                 [sys.executable, os.path.join(HERE, "mock_broker.py"), "--rtt", str(rtt_ms)],
@@ -218,7 +308,7 @@ class Broker:
     def create_topic(self, topic):
         """Creates the run's topic first: the pipeline time then does not include
         the broker creating it on the first record."""
-        if self.kind != "up":
+        if self.kind not in ("up", "later"):
             # down: nothing to create; slow: the mock cluster does not answer
             # CreateTopics in time, and creates topics on first use quickly.
             return
@@ -228,7 +318,8 @@ class Broker:
         try:
             admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(15)
         except Exception as exc:  # the plugin's first produce creates it then
-            log(f"create topic {topic}: {exc}")
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):  # backlog-*: the plugin was first
+                log(f"create topic {topic}: {exc}")
 
     def stop(self):
         if self.proc:
@@ -253,6 +344,68 @@ def fresh_state(state):
                 os.unlink(path)
 
 
+def port_free(port):
+    import socket
+
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_late_broker(spec, args, work):
+    """backlog-*: tansu on the scenario's port, pinned to its CPUs, now.
+    Returns (its directory, the time it was started, the time its port accepted)."""
+    tdir = os.path.join(work, "tansu-late")
+    os.makedirs(tdir, exist_ok=True)
+    cmd = [os.path.join(REPO, "ci/rig/tansu.sh"), "start", tdir, str(DRAIN_PORT)]
+    if spec.get("broker_cpus"):
+        cmd = ["taskset", "-c", spec["broker_cpus"]] + cmd
+    t_start = time.monotonic()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "tansu-late.log"), "w"))
+    return tdir, t_start, time.monotonic()
+
+
+def stop_late_broker(tdir):
+    subprocess.run([os.path.join(REPO, "ci/rig/tansu.sh"), "stop", tdir], stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def perf_report(data, out_txt, plugin):
+    """The delivery thread's profile: top symbols, percentages of its own samples."""
+    cmd = ["perf", "report", "-i", data, "--comm", "jobcomp_kafka", "--percentage", "relative", "--stdio",
+           "--no-children", "-F", "overhead,dso,sym"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    with open(out_txt, "w") as f:
+        f.write(f"# {' '.join(cmd)}\n# plugin: {plugin}\n")
+        f.write(res.stdout if res.returncode == 0 else f"# perf report failed ({res.returncode}):\n{res.stderr}")
+    top = []
+    for line in res.stdout.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) == 4 and parts[0].endswith("%") and not line.startswith("#"):
+            try:
+                pct = float(parts[0][:-1])
+            except ValueError:
+                continue
+            top.append({"pct": pct, "dso": parts[1], "symbol": parts[3].strip().removesuffix("-      -").strip()})
+    samples = None
+    for line in res.stdout.splitlines():
+        if line.startswith("# Samples:"):
+            samples = line.split(":", 1)[1].split()[0]  # "# Samples: 448  of event 'cpu-clock'"
+    return {"top": top[:20], "samples": samples, "ok": res.returncode == 0}
+
+
 def run_once(name, spec, args, host, records, tag):
     """One host process. Returns the raw observations."""
     work = os.path.join(args.work, f"{name}{tag}")
@@ -260,6 +413,10 @@ def run_once(name, spec, args, host, records, tag):
     os.makedirs(work)
     state = os.path.join(args.work, f"state-{spec['workload']}")
     fresh_state(state)
+    late = spec["broker"] == "later"
+    global DRAIN_PORT
+    if late and not port_free(DRAIN_PORT):
+        DRAIN_PORT = free_port()  # taken: any free one (nothing may listen there yet)
     broker = Broker(spec["broker"], args.tansu, spec.get("rtt_ms", 0), work)
     loc = os.path.join(work, "jobcomp_kafka.conf")
     with open(loc, "w") as f:
@@ -269,7 +426,8 @@ def run_once(name, spec, args, host, records, tag):
             f.write(prop + "\n")
     os.chmod(loc, 0o600)
     topic = f"bench-{name}{tag}-{int(time.time())}"
-    broker.create_topic(topic)
+    if not late:
+        broker.create_topic(topic)
     lat_path, kinds_path = os.path.join(work, "lat.u32"), os.path.join(work, "kinds.u8")
     params = f"topic={topic}"
     if spec.get("metrics"):
@@ -279,22 +437,35 @@ def run_once(name, spec, args, host, records, tag):
            "--lat", lat_path, "--kinds", kinds_path, "--interactive"]
     if spec.get("rate"):
         cmd += ["--rate", str(spec["rate"])]
+    if spec.get("settle_ms"):
+        cmd += ["--settle", str(spec["settle_ms"])]
     if spec.get("cpus"):
         cmd = ["taskset", "-c", spec["cpus"]] + cmd
+    perf_data = os.path.join(work, "perf.data")
+    if spec.get("perf"):
+        # perf itself is not pinned; it follows the host and all its threads.
+        cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-o", perf_data, "--"] + cmd
     log(f"{name}{tag}: {records} records, workload {spec['workload']}, broker {spec['broker']} ({broker.bootstrap})"
-        + (f", cpus {spec['cpus']}" if spec.get("cpus") else "") + (f", {spec['rate']}/s" if spec.get("rate") else ""))
+        + (f", cpus {spec['cpus']}" if spec.get("cpus") else "") + (f", {spec['rate']}/s" if spec.get("rate") else "")
+        + (", under perf record" if spec.get("perf") else ""))
     stderr = open(os.path.join(work, "host.log"), "w")
     t_launch = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
     raw = {"records": records, "bootstrap": broker.bootstrap, "topic": topic}
     timeline = []
     stop_sampling = threading.Event()
+    # The host's pid (under perf, proc is perf: the host's pid comes with hot-done).
+    target = {"pid": None if spec.get("perf") else proc.pid}
 
     def sample():
         while not stop_sampling.is_set():
-            st = read_status(proc.pid)
+            pid = target["pid"]
+            if pid is None:
+                stop_sampling.wait(0.1)
+                continue
+            st = read_status(pid)
             try:
-                cpu = proc_cpu_s(proc.pid)
+                cpu = proc_cpu_s(pid)
             except (FileNotFoundError, ProcessLookupError):
                 break
             if st:
@@ -304,18 +475,37 @@ def run_once(name, spec, args, host, records, tag):
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     watch = SpoolWatch(state)
+    tansu_dir = None
     try:
         line = proc.stdout.readline()
         if not line.startswith("hot-done "):
             raise SystemExit(f"{name}: host failed: {line!r}; see {stderr.name}")
         hot = json.loads(line.split(" ", 1)[1])
+        pid = target["pid"] = hot["pid"]
         raw["hot"] = hot
         t0 = hot["t0_mono_ns"] / 1e9
-        # Done: every record acknowledged (broker up/slow) or built and spooled (down).
-        want_acks = spec["broker"] != "down"
         deadline = time.monotonic() + args.timeout
+        if late:
+            # Phase 1: everything built and spooled while nothing listens.
+            while time.monotonic() < deadline:
+                watch.scan()
+                if watch.payloads >= records:
+                    break
+                time.sleep(0.05)
+            raw["spooled_s"] = time.monotonic() - t0
+            raw["spooled_complete"] = watch.payloads >= records
+            raw["acks_before_broker"] = watch.acks
+            before = thread_snapshot(pid)
+            tansu_dir, t_bstart, t_bup = start_late_broker(spec, args, work)
+            broker.create_topic(topic)
+            raw["drain"] = {"broker_start_to_listening_s": t_bup - t_bstart,
+                            "broker_start_to_topic_s": time.monotonic() - t_bstart}
+            t0 = t_bstart  # pipeline and progress from here: the drain
+            deadline = time.monotonic() + args.timeout
+        # Done: every record acknowledged (broker up/slow/later) or built and spooled (down).
+        want_acks = spec["broker"] != "down"
         done_at = None
-        progress = []  # (time since the first call, records done)
+        progress = []  # (time since the first call, or since the broker started, records done)
         while time.monotonic() < deadline:
             watch.scan()
             got = watch.acks if want_acks else watch.payloads
@@ -329,16 +519,29 @@ def run_once(name, spec, args, host, records, tag):
         raw["progress"] = progress
         raw["complete"] = done_at is not None
         raw["acks"], raw["payloads"] = watch.acks, watch.payloads
+        raw["payload_json_bytes"], raw["payload_body_bytes"] = watch.json_bytes, watch.payload_body_bytes
+        raw["payloads_json_like"] = watch.json_like
         if done_at is None:
             log(f"{name}: NOT complete after {args.timeout} s (acks {watch.acks}, payloads {watch.payloads})")
             done_at = time.monotonic()
         raw["pipeline_s"] = done_at - t0
-        raw["threads_cpu_s"] = thread_cpu(proc.pid)
+        after = thread_snapshot(pid)
+        raw["threads_cpu_s"] = thread_cpu(pid)
+        if late:
+            d = raw["drain"]
+            d["threads_cpu_s"] = thread_delta(before, after, pid)
+            d["drain_s"] = done_at - t0
+            first = next((t for t, c in progress if c > 0), None)
+            d["first_ack_s"] = first
+        else:
+            # From the first call (threads_at_start, read by the host) until done.
+            raw["threads_cpu_loop_s"] = thread_delta(hot.get("threads_at_start", {}), after, pid)
         proc.stdin.write("measure\n")
         proc.stdin.flush()
         line = proc.stdout.readline()
         raw["measure"] = json.loads(line.split(" ", 1)[1])
         raw["spool_bytes"] = dir_bytes(os.path.join(state, SPOOL))
+        raw["spool_files"] = spool_files(os.path.join(state, SPOOL))
         if spec.get("fini"):
             proc.stdin.write("fini\n")
             proc.stdin.flush()
@@ -350,7 +553,7 @@ def run_once(name, spec, args, host, records, tag):
                 raw["state_file_bytes"] = 0
         proc.stdin.write("quit\n")
         proc.stdin.flush()
-        proc.wait(60)
+        proc.wait(120)
     finally:
         stop_sampling.set()
         sampler.join()
@@ -360,10 +563,15 @@ def run_once(name, spec, args, host, records, tag):
             proc.wait()
         stderr.close()
         broker.stop()
+        if tansu_dir:
+            stop_late_broker(tansu_dir)
+    if spec.get("perf"):
+        raw["perf"] = perf_report(perf_data, os.path.join(args.out, f"inproc-{name}.perf.txt"), args.plugin)
     raw["lat"] = np.fromfile(lat_path, dtype=np.uint32)
     raw["kinds"] = np.fromfile(kinds_path, dtype=np.uint8)
-    raw["timeline"] = [(t - t0, rss, cpu) for t, rss, cpu in timeline]
-    raw["launch_to_first_call_s"] = t0 - t_launch
+    t_first = hot["t0_mono_ns"] / 1e9
+    raw["timeline"] = [(t - t_first, rss, cpu) for t, rss, cpu in timeline]
+    raw["launch_to_first_call_s"] = hot["t0_mono_ns"] / 1e9 - t_launch
     # Keep the disk clean: spool and state files of big runs are large.
     if not args.keep:
         fresh_state(state)
@@ -373,7 +581,8 @@ def run_once(name, spec, args, host, records, tag):
         f"{np.percentile(raw['lat'], 99) / 1e3:.2f} us, hot rate {hot['hot_rate']:.0f}/s, "
         f"pipeline {records / raw['pipeline_s']:.0f}/s ({'complete' if raw['complete'] else 'INCOMPLETE'}), "
         f"cpu/rec {m['cpu_per_record_us']:.1f} us, hwm {m['hwm_kb'] / 1024:.0f} MiB, "
-        f"spool {raw['spool_bytes'] / 2**20:.0f} MiB" + (f", fini {raw['fini']['fini_ms']:.0f} ms" if "fini" in raw else ""))
+        f"spool {raw['spool_bytes'] / 2**20:.0f} MiB" + (f", fini {raw['fini']['fini_ms']:.0f} ms" if "fini" in raw else "")
+        + (f", drain {raw['drain']['drain_s']:.1f} s (first ack {raw['drain']['first_ack_s']} s)" if late else ""))
     return raw
 
 
@@ -442,6 +651,36 @@ def summarize(name, spec, raws, args):
         for i in range(0, len(l0), block)
     ]
     result["timeline"] = first["timeline"]
+    result["progress"] = first.get("progress", [])[:2000]  # (s since the first call, records done), first run
+    # Per-thread CPU from the first call until every record was done (acked), all rounds.
+    if all("threads_cpu_loop_s" in r for r in raws):
+        loop = {}
+        for r in raws:
+            for k, v in r["threads_cpu_loop_s"].items():
+                loop[k] = loop.get(k, 0.0) + v
+        per = {k: v * 1e6 / n for k, v in loop.items()}
+        # The hot path: time inside the calls (no syscall, no lock wait: wall ~ CPU);
+        # the main thread's own CPU also holds the host's loop and its sleeps.
+        per["hot_path"] = sum_call_s * 1e6 / n
+        per["plugin_total"] = per["hot_path"] + sum(per[k] for k in ("jobcomp_kafka", "jobcomp_sync", "librdkafka"))
+        per["process_total"] = sum(v for k, v in per.items() if k not in ("hot_path", "plugin_total"))
+        result["threads_cpu_loop_s"] = loop
+        result["cpu_per_record_loop_us"] = per
+        result["loop_to_done_s"] = sum(r["pipeline_s"] for r in raws)
+    # The spool before fini (broker down): bytes on disk by file kind, and the
+    # JSON text of the Payload entries.
+    result["spool_files"] = first.get("spool_files", {})
+    result["payload_json_bytes"] = first.get("payload_json_bytes")
+    result["payload_body_bytes"] = first.get("payload_body_bytes")
+    result["payloads_json_like"] = first.get("payloads_json_like")
+    result["payloads_first"] = first.get("payloads")
+    for key in ("drain", "spooled_s", "spooled_complete", "acks_before_broker", "perf"):
+        if key in first:
+            result[key] = first[key]
+    if "drain" in first:
+        d = result["drain"]
+        d["records_per_s"] = n / d["drain_s"] if d["drain_s"] else None
+        d["cpu_per_record_us"] = {k: v * 1e6 / n for k, v in d["threads_cpu_s"].items()}
     with open(os.path.join(args.out, f"inproc-{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
     lt = result["lat"]
@@ -452,6 +691,7 @@ def summarize(name, spec, raws, args):
 
 
 def main():
+    global DRAIN_PORT
     ap = argparse.ArgumentParser()
     ap.add_argument("--plugin", required=True)
     ap.add_argument("--release", default="22.05.8")
@@ -462,6 +702,8 @@ def main():
     ap.add_argument("--records-scale", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=1, help="split each scenario into this many interleaved runs")
     ap.add_argument("--keep", action="store_true", help="keep state directories and raw latencies")
+    ap.add_argument("--drain-port", type=int, default=DRAIN_PORT,
+                    help="backlog-*: the port nothing listens on until tansu is started there")
     ap.add_argument("scenarios", nargs="+")
     args = ap.parse_args()
     for s in args.scenarios:
@@ -470,6 +712,7 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
     args.plugin = os.path.abspath(args.plugin)
+    DRAIN_PORT = args.drain_port
     host = build_host(args.release, args.work)
     # Rounds interleave the scenarios (A B C A B C ...) so that a change of load
     # on the machine hits all of them alike; scenarios marked single run once.
@@ -480,7 +723,7 @@ def main():
         for s in multi:
             spec = SCENARIOS[s]
             scale = 1 if spec.get("rate") else args.records_scale
-            records = max(500, int(spec["records"] * scale / args.rounds))
+            records = max(spec.get("min_records", 500), int(spec["records"] * scale / args.rounds))
             raws[s].append(run_once(s, spec, args, host, records, f"-r{k + 1}" if args.rounds > 1 else ""))
     for s in single:
         spec = SCENARIOS[s]

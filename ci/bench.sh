@@ -3,8 +3,10 @@
 # bench.png, raw/*.json). See bench/README.md for what each part measures.
 #
 # Usage: ci/bench.sh [PART...]      (after `make build`; `make bench` does both)
-#   PART: inproc  in-process host, broker up / down / slow, one core, paced
-#         scale   in-process, broker down, 10k / 100k / 1M records
+#   PART: inproc  in-process host, broker up / down / slow, one core (+ a perf
+#                 profile), paced at 200 / 10 / 100 / 1000 records/s
+#         scale   in-process, broker down, 10k / 100k / 1M records; a 1M backlog
+#                 drained once a broker comes up
 #         ctld    real slurmctld with the timing shim: SchedMD's plugin vs ours
 #                 (24.11.5 chroot), ours on the 22.05.8 host in plaintext and over
 #                 TLS (stunnel in front of a second tansu); end-to-end latency
@@ -15,7 +17,8 @@
 #   BENCH_SCALE=F        multiply the in-process record counts (quick trials: 0.1)
 #   BENCH_PORT=P         first port tried for tansu (default 59092)
 #   BENCH_WORK=DIR       scratch directory (default /tmp/jk-bench-work)
-# Ports: tansu 59092+, the TLS tansu/stunnel 10/11 above it, host cluster
+# Ports: tansu 59092+, the TLS tansu/stunnel 10/11 above it, the backlog's late
+# tansu 20 above it (another free port if taken), host cluster
 # 56817/56818, chroot cluster 57817/57818.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -102,23 +105,26 @@ fi
 # --- runs ----------------------------------------------------------------------
 scale=${BENCH_SCALE:-1}
 if want inproc; then
-	rm -f "$raw"/inproc-{up,down,slow,onecore,script100k,paced-up,paced-down,paced-slow,up-metrics,paced-up-metrics}.json
+	rm -f "$raw"/inproc-{up,down,slow,onecore,script100k,paced-up,paced-down,paced-slow,up-metrics,paced-up-metrics}.json \
+		"$raw"/inproc-{paced-10,paced-100,paced-1000,onecore-perf}.json "$raw"/inproc-onecore-perf.perf.txt
 	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
 		--work "$work/inproc" --out "$raw" --tansu "$tansu" --records-scale "$scale" --rounds 4 \
-		up up-metrics down slow onecore paced-up paced-up-metrics paced-down paced-slow script100k
+		up up-metrics down slow onecore paced-up paced-up-metrics paced-down paced-slow \
+		paced-10 paced-100 paced-1000 script100k onecore-perf
 fi
 if want ctld; then
 	rm -f "$raw"/ctld-*.json
 	tasks=${BENCH_TASKS:-2000}
 	"$py" bench/run_ctld.py --tansu "$tansu" "${tls_args[@]}" --shim "$work/jobcomp_timing.so" --out "$raw" \
 		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "$tasks" --rounds 4 \
-		chroot-schedmd chroot-ours host-ours host-ours-tls chroot-ours-linger5 chroot-ours-tick2 chroot-ours-tick40 chroot-schedmd-linger0
+		chroot-schedmd chroot-ours host-ours host-ours-tls chroot-ours-linger5 chroot-ours-tick2 chroot-ours-tick40 chroot-schedmd-linger0 \
+		chroot-schedmd-fast chroot-ours-fast
 fi
 if want scale; then
-	rm -f "$raw"/inproc-scale-*.json
+	rm -f "$raw"/inproc-scale-*.json "$raw"/inproc-backlog-*.json
 	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
-		--work "$work/inproc" --out "$raw" --records-scale "$scale" --timeout 900 \
-		scale-10k scale-100k scale-1m
+		--work "$work/inproc" --out "$raw" --records-scale "$scale" --timeout 900 --drain-port $((port + 20)) \
+		scale-10k scale-100k scale-1m backlog-1m
 fi
 
 # What a thread wake-up costs here (the floor under CPU per record), every run:
