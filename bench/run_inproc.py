@@ -31,7 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SPOOL = "jobcomp_kafka_spool"
 MAGIC = 0x4A4B5331
 HEADER = 32
-KIND_PAYLOAD, KIND_ACK = 2, 3
+# Entry kinds (src/spool.rs): a record's JSON text, acknowledged ids, and the
+# text as a zstd frame (records spooled during an outage), whose body is the
+# topic, the text's length (u32) and the frame.
+KIND_PAYLOAD, KIND_ACK, KIND_COMPRESSED = 2, 3, 4
 DEAD_PORT = 59099
 DRAIN_PORT = 59112  # --drain-port: where tansu starts late in backlog-*
 
@@ -117,6 +120,7 @@ class SpoolWatch:
         # Payload bodies are <topic length u16 LE><topic><JSON text>.
         self.payload_body_bytes = 0
         self.json_bytes = 0
+        self.compressed = 0
         self.json_like = 0  # payloads whose text starts with '{'
 
     def scan(self):
@@ -134,7 +138,7 @@ class SpoolWatch:
             fd, offset = entry
             size = os.fstat(fd).st_size
             while offset + HEADER <= size:
-                head = os.pread(fd, HEADER + 3, offset)
+                head = os.pread(fd, HEADER + 2, offset)
                 if len(head) < HEADER or int.from_bytes(head[0:4], "little") != MAGIC:
                     break
                 body = int.from_bytes(head[8:12], "little")
@@ -149,6 +153,14 @@ class SpoolWatch:
                         self.json_bytes += max(0, body - 2 - tlen)
                         first = os.pread(fd, 1, offset + HEADER + 2 + tlen) if body > 2 + tlen else b""
                         self.json_like += first == b"{"
+                elif head[4] == KIND_COMPRESSED and body >= 6:
+                    self.payloads += 1
+                    self.compressed += 1
+                    self.payload_body_bytes += body
+                    tlen = int.from_bytes(head[HEADER:HEADER + 2], "little")
+                    # The JSON text's own length, as stored before its frame.
+                    self.json_bytes += int.from_bytes(os.pread(fd, 4, offset + HEADER + 2 + tlen), "little")
+                    self.json_like += 1
                 elif head[4] == KIND_ACK:
                     self.acks += body // 8
                 offset += total
@@ -521,6 +533,7 @@ def run_once(name, spec, args, host, records, tag):
         raw["acks"], raw["payloads"] = watch.acks, watch.payloads
         raw["payload_json_bytes"], raw["payload_body_bytes"] = watch.json_bytes, watch.payload_body_bytes
         raw["payloads_json_like"] = watch.json_like
+        raw["payloads_compressed"] = watch.compressed
         if done_at is None:
             log(f"{name}: NOT complete after {args.timeout} s (acks {watch.acks}, payloads {watch.payloads})")
             done_at = time.monotonic()
@@ -673,6 +686,7 @@ def summarize(name, spec, raws, args):
     result["payload_json_bytes"] = first.get("payload_json_bytes")
     result["payload_body_bytes"] = first.get("payload_body_bytes")
     result["payloads_json_like"] = first.get("payloads_json_like")
+    result["payloads_compressed"] = first.get("payloads_compressed")
     result["payloads_first"] = first.get("payloads")
     for key in ("drain", "spooled_s", "spooled_complete", "acks_before_broker", "perf"):
         if key in first:

@@ -39,7 +39,7 @@ fn make_state_dir(name: &str) -> PathBuf {
         let at = snaps.append(id, job, Event::Finish as u8, b"not decoded: a payload follows").unwrap();
         dlv.count_snapshot(at.segment);
         dlv.follow(snaps.segment());
-        dlv.append_payload(id, job, Event::Finish as u8, b"c1-topic", &payload(job, end), false).unwrap();
+        dlv.append_payload(id, job, Event::Finish as u8, b"c1-topic", &payload(job, end), false, false).unwrap();
     }
     dlv.append_acks(&[101, 103], &[0, 0]).unwrap();
     let job = JobSnapshot { job_id: 99, end_time: 1_714_561_300, start_time: 1_714_557_600, ..JobSnapshot::default() };
@@ -175,6 +175,31 @@ fn clear_errors_for_a_wrong_directory_and_another_format() {
     assert!(error.0.contains("format version 2") && error.0.contains("reads version 1"), "{error}");
     std::fs::remove_dir_all(&dir).unwrap();
     std::fs::remove_dir_all(&empty).unwrap();
+}
+
+#[test]
+fn records_spooled_compressed_during_an_outage_are_dumped_and_verified_as_text() {
+    let dir = temp_dir("compressed");
+    let spool_dir = dir.join(SPOOL_DIR);
+    std::fs::create_dir_all(&spool_dir).unwrap();
+    let mut dlv = DeliveryLog::new(&spool_dir, 0, BTreeMap::new());
+    let script = "#!/bin/bash\\n#SBATCH --time=1:00\\nsrun ./a.out --in /data/x\\n".repeat(40);
+    let text = format!(r#"{{"jobid":42,"@start":"2024-05-01T10:00:00","@end":"2024-05-01T11:00:00","script":"{script}"}}"#);
+    let at = dlv.append_payload(7, 42, Event::Finish as u8, b"c1-topic", text.as_bytes(), true, true).unwrap();
+    assert!(at.zstd_len == Some(text.len() as u32) && (at.len as usize) < text.len() / 3, "{at:?}");
+    drop(dlv);
+    let file = std::fs::read(segment_path(&spool_dir, 0, Suffix::Dlv)).unwrap();
+    assert!(!file.windows(12).any(|w| w == b"srun ./a.out"), "the text is not in the file as such");
+    let out = run(&["-d", dir.to_str().unwrap(), "dump"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let line: serde_json::Value = serde_json::from_str(out.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["record"], serde_json::from_str::<serde_json::Value>(&text).unwrap());
+    assert_eq!(line["time"], 1_714_561_200);
+    let status = run(&["-d", dir.to_str().unwrap(), "status"]);
+    assert!(line_with(&status.stdout, "waiting:").starts_with("waiting: 1 record(s), "), "{}", status.stdout);
+    let clean = run(&["-d", dir.to_str().unwrap(), "verify"]);
+    assert_eq!(clean.code, 0, "{clean:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

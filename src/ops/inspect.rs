@@ -131,11 +131,13 @@ pub fn waiting(state: &StateDir, with_json: bool) -> Result<Vec<Waiting>, OpsErr
     // `recover` only reads (the spool directory exists: it creates nothing).
     let found = spool::recover(&state.spool).map_err(|e| io_error(&state.spool, &e))?;
     let mut files: HashMap<(u64, Suffix), Option<Vec<u8>>> = HashMap::new();
+    let mut zstd = None;
     let mut read = |at: &Location| -> Option<Vec<u8>> {
         let bytes = files
             .entry((at.segment, at.suffix))
             .or_insert_with(|| fs::read(segment_path(&state.spool, at.segment, at.suffix)).ok());
-        bytes.as_ref()?.get(at.offset as usize..at.offset as usize + at.len as usize).map(<[u8]>::to_vec)
+        let body = bytes.as_ref()?.get(at.offset as usize..at.offset as usize + at.len as usize)?.to_vec();
+        spool::payload_text(at, body, &mut zstd)
     };
     let mut names = NameCache::default();
     let options = RecordOptions { release: crate::target::RELEASE, send_script: false, send_comment: false };
@@ -147,7 +149,7 @@ pub fn waiting(state: &StateDir, with_json: bool) -> Result<Vec<Waiting>, OpsErr
             (Some(at), _) => {
                 let json = read(&at).unwrap_or_default();
                 let time = payload_time(event, &json).unwrap_or_else(unix_now);
-                (if with_json { json } else { Vec::new() }, u64::from(at.len), time)
+                (if with_json { json } else { Vec::new() }, u64::from(at.zstd_len.unwrap_or(at.len)), time)
             }
             (None, Some(at)) => {
                 let Some(mut job) = read(&at).as_deref().and_then(codec::decode) else { continue };
@@ -268,6 +270,7 @@ pub struct Verification {
 /// Checks every spool entry's checksum, the state file and the refused records.
 pub fn verify(state: &StateDir) -> Result<Verification, OpsError> {
     let mut out = Verification::default();
+    let mut zstd = None;
     for (segment, suffix) in spool::list_segments(&state.spool) {
         let path = segment_path(&state.spool, segment, suffix);
         let bytes = match fs::read(&path) {
@@ -279,8 +282,18 @@ pub fn verify(state: &StateDir) -> Result<Verification, OpsError> {
         let (entries, damage) = parse_segment(&bytes);
         out.entries += entries.len() as u64;
         for entry in &entries {
-            if entry.kind == Kind::Payload && spool::split_payload(entry.body).is_none() {
-                out.damage.push((path.clone(), entry.body_offset - 32, "malformed record entry (its topic overruns it)".into()));
+            if !matches!(entry.kind, Kind::Payload | Kind::CompressedPayload) {
+                continue;
+            }
+            match spool::split_payload_entry(entry.kind, entry.body) {
+                None => out.damage.push((path.clone(), entry.body_offset - 32, "malformed record entry (its topic overruns it)".into())),
+                Some((_, skip, Some(len))) => {
+                    let at = Location { segment, suffix, offset: 0, len: 0, zstd_len: Some(len) };
+                    if spool::payload_text(&at, entry.body[skip..].to_vec(), &mut zstd).is_none() {
+                        out.damage.push((path.clone(), entry.body_offset - 32, "compressed record text does not decompress".into()));
+                    }
+                }
+                Some(_) => {}
             }
         }
         for problem in damage {

@@ -98,6 +98,17 @@ impl HotSpool {
         }
     }
 
+    /// Deletes snapshot files no longer needed (their records' texts are
+    /// synced in the `.dlv` files), and counts the space they took as free.
+    pub(super) fn delete_snapshot_files(&self, paths: &[PathBuf]) {
+        for path in paths {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(path).is_ok() {
+                let _ = self.bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(size)));
+            }
+        }
+    }
+
     pub(super) fn failed(&self, why: &str) {
         if !self.failing.swap(true, Ordering::Relaxed) {
             log::error(&format!(

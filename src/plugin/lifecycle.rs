@@ -130,6 +130,9 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         stats,
         scratch: Default::default(),
         script_buffer: Vec::new(),
+        waiting_since: Instant::now(),
+        built: HashMap::new(),
+        closed: Default::default(),
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()

@@ -79,6 +79,10 @@ const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often the error line is repeated while Kafka is not set up (a wrong
 /// JobCompLoc), with the number of records waiting.
 const NOT_SET_UP_REMINDER_EVERY: Duration = Duration::from_secs(600);
+/// Records have waited this long without Kafka acknowledging any: an outage.
+/// New records are then spooled compressed (they are expected to wait too).
+/// Longer than a slow broker's round trip, short against an outage.
+const STALLED_AFTER: Duration = Duration::from_secs(2);
 /// How often a summary of records waiting for Kafka is logged during an outage.
 const OUTAGE_SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// A topic name as librdkafka takes it, shared rather than copied per record.

@@ -15,7 +15,7 @@ mod reports;
 pub(super) use figures::{counters_for, Stats};
 use super::hot_spool::HotSpool;
 use super::sync_thread::Syncer;
-use super::{Command, Counters, Settings, Topic, ACTIVE_WINDOW, BATCH};
+use super::{Command, Counters, Settings, Topic, ACTIVE_WINDOW, BATCH, STALLED_AFTER};
 use crate::kafka::Producer;
 use crate::names::NameCache;
 use crate::release::Release;
@@ -111,6 +111,16 @@ pub(super) struct Delivery {
     pub(super) scratch: JobSnapshot,
     /// The buffer batch scripts are read into (reused).
     pub(super) script_buffer: Vec<u8>,
+    /// Records whose JSON text is spooled, by the snapshot segment they came
+    /// from; and the snapshot segments the hot path has left, with the number of
+    /// snapshots in each. A left segment whose every snapshot has its text
+    /// spooled is deleted after the next sync (see `sync_spool_in_background`).
+    pub(super) built: HashMap<u64, usize>,
+    pub(super) closed: std::collections::BTreeMap<u64, usize>,
+    /// Since when records wait without an acknowledgement from Kafka: the
+    /// last acknowledgement, or the time the first of them came (see
+    /// `kafka_stalled`).
+    pub(super) waiting_since: Instant,
 }
 impl Delivery {
     pub(super) fn run(mut self, startup: Startup) {
@@ -382,6 +392,12 @@ impl Delivery {
             Some(Ok(bytes)) => codec::decode_into(&bytes, job),
             _ => false,
         }
+    }
+
+    /// Kafka is not set up, or has acknowledged nothing for `STALLED_AFTER`
+    /// while records waited: an outage, in which new records will wait too.
+    pub(super) fn kafka_stalled(&self) -> bool {
+        self.producer().is_none() || (!self.records.is_empty() && self.waiting_since.elapsed() >= STALLED_AFTER)
     }
 
     pub(super) fn producer(&self) -> Option<&Producer> {

@@ -51,12 +51,20 @@ impl Delivery {
         let mut owner = owner;
         let mut payload_at = None;
         let topic = self.topic_for(event).clone();
+        if self.records.is_empty() {
+            self.waiting_since = Instant::now();
+        }
+        // During an outage the record will wait: its text is spooled compressed.
+        let compress = self.kafka_stalled();
         if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) {
             log.follow(hot.segment());
-            match log.append_payload(id, job_id, event as u8, topic.to_bytes(), &payload, new_record) {
+            match log.append_payload(id, job_id, event as u8, topic.to_bytes(), &payload, new_record, compress) {
                 Ok(at) => {
-                    hot.bytes.fetch_add(payload.len() as u64 + 40, Ordering::Relaxed);
+                    hot.bytes.fetch_add(u64::from(at.len) + 40, Ordering::Relaxed);
                     payload_at = Some(at);
+                    if let (Some(snapshot_segment), false) = (owner, new_record) {
+                        *self.built.entry(snapshot_segment).or_default() += 1;
+                    }
                     if new_record {
                         owner = Some(at.segment);
                     }

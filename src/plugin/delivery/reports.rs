@@ -2,7 +2,8 @@
 //! retired, acknowledgements appended to the spool (fully delivered segments
 //! deleted), and the spool's syncs.
 
-use super::super::sync_thread::Syncer;
+use super::super::sync_thread::{SyncJob, Syncer};
+use crate::spool;
 use super::Delivery;
 use crate::kafka::{self, Outcome};
 use crate::metrics::FailureKind;
@@ -23,6 +24,7 @@ impl Delivery {
         match report.outcome {
             Outcome::Delivered { partition, offset } => {
                 let Some(pending) = self.records.remove(&id) else { return };
+                self.waiting_since = std::time::Instant::now();
                 if let Some(payload) = &pending.payload {
                     self.queued_bytes -= payload.len();
                 }
@@ -109,8 +111,27 @@ impl Delivery {
         if syncer.busy.load(Ordering::Acquire) {
             return;
         }
-        let files: Vec<std::fs::File> = log.sync_handle().into_iter().collect();
+        let mut delivery_files: Vec<std::fs::File> = log.sync_handle().into_iter().collect();
+        // Snapshot segments the hot path has left and whose every record has
+        // its JSON text spooled: after this sync they are no longer needed (a
+        // long outage then keeps each record once, as its compressed text). The
+        // texts are in .dlv files of the same segment or later ones: all synced
+        // first.
+        for (segment, entries) in hot.prep.take_closed() {
+            self.closed.insert(segment, entries);
+        }
+        let built = &self.built;
+        let done: Vec<u64> =
+            self.closed.iter().filter(|(segment, entries)| built.get(segment).copied().unwrap_or(0) >= **entries).map(|(s, _)| *s).collect();
+        if let Some(&first) = done.first() {
+            delivery_files.extend(log.older_files_from(first));
+        }
+        let then_delete = done.iter().map(|&segment| spool::segment_path(log.dir(), segment, spool::Suffix::Snap)).collect();
+        for segment in &done {
+            self.closed.remove(segment);
+            self.built.remove(segment);
+        }
         syncer.busy.store(true, Ordering::Release);
-        let _ = syncer.sender.send(files);
+        let _ = syncer.sender.send(SyncJob { delivery_files, then_delete });
     }
 }
