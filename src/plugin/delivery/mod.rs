@@ -125,6 +125,10 @@ pub(super) struct Delivery {
 impl Delivery {
     pub(super) fn run(mut self, startup: Startup) {
         self.start(startup);
+        // Kafka not set up (a bad JobCompLoc): its error line comes now, with
+        // the records recovered, before any command; a fini right after init
+        // must not leave the log without it.
+        self.remind_not_set_up(Instant::now());
         let poll_every = |s: &Settings| s.params.poll_interval;
         let mut next_poll = Instant::now() + poll_every(&self.settings);
         let mut next_sync = Instant::now() + self.settings.params.spool_sync_interval;
