@@ -368,6 +368,32 @@ def port_free(port):
     return True
 
 
+def ephemeral_range():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def in_ephemeral_range(port):
+    low, high = ephemeral_range()
+    return low <= port <= high
+
+
+def drain_port_below_ephemeral_range():
+    """A free port for the late broker below the kernel's ephemeral range. Inside
+    it, the plugin's own reconnect attempts to the closed port can end up
+    connected to themselves (TCP simultaneous open: source port = destination
+    port) and hold the port, and tansu then cannot bind it (seen: AddrInUse)."""
+    low, _ = ephemeral_range()
+    for port in range(low - 1, max(1024, low - 4000), -1):
+        if port_free(port):
+            return port
+    raise RuntimeError("no free port below the ephemeral range for the late broker")
+
+
 def free_port():
     import socket
 
@@ -427,8 +453,8 @@ def run_once(name, spec, args, host, records, tag):
     fresh_state(state)
     late = spec["broker"] == "later"
     global DRAIN_PORT
-    if late and not port_free(DRAIN_PORT):
-        DRAIN_PORT = free_port()  # taken: any free one (nothing may listen there yet)
+    if late and (in_ephemeral_range(DRAIN_PORT) or not port_free(DRAIN_PORT)):
+        DRAIN_PORT = drain_port_below_ephemeral_range()
     broker = Broker(spec["broker"], args.tansu, spec.get("rtt_ms", 0), work)
     loc = os.path.join(work, "jobcomp_kafka.conf")
     with open(loc, "w") as f:
