@@ -292,7 +292,7 @@ def issue13(inproc, ctld, raw_dir):
                   "of every Payload entry (its body without the 2-byte topic length and the topic; for a "
                   "compressed one, the text length stored before its zstd frame) over the records. Texts "
                   "compressed = records spooled after 2 s without an acknowledgement (the outage so far). "
-                  f"records. Capacity = how many such records the default spool_max_mb (4096) holds; baseline: "
+                  f"Capacity = how many such records the default spool_max_mb (4096) holds; baseline: "
                   f"{S_BASE_SPOOL_KIB} KiB per record before issue #13.\n")
         trows = []
         judged = None
