@@ -213,18 +213,24 @@ class MixRun:
         j.snapshots["running"] = c.wait_state(j.jobid, {"RUNNING"}, 10)
         before = datetime.now(timezone.utc).replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S")
         c.scontrol("requeue", str(j.jobid))
+        requeued_at = time.monotonic()
         after = datetime.now(timezone.utc).replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S")
         self.requeue_window = (before, after)
         # Slurm delays a requeued batch job (BeginTime = end of the first run's
-        # clean-up + 120 s, set once it has completed). Bring that forward.
-        deadline = time.monotonic() + 90
+        # clean-up + 120 s, set once it has completed). Bring that forward, but
+        # not within 2 s of the requeue: the requeue revokes the job's credential
+        # on the node, with a time in whole seconds, and a new launch in that same
+        # second is refused by slurmd ("Killing non-startable batch JobId=N: Job
+        # credential revoked"), so the second run ends FAILED 1:0 (seen once in CI).
+        deadline = requeued_at + 90
         while True:
             s = c.show_job(j.jobid)
             if s.state in FINAL_STATES or s.state == "RUNNING":
                 break
             elig = scontrol_time_utc(s.get("EligibleTime"))
             now = datetime.now(timezone.utc).replace(tzinfo=None).strftime("%Y-%m-%dT%H:%M:%S")
-            if s.state == "PENDING" and int(s.get("Restarts", "0")) >= 1 and elig and elig > now:
+            settled = time.monotonic() - requeued_at >= 2.0
+            if s.state == "PENDING" and int(s.get("Restarts", "0")) >= 1 and elig and elig > now and settled:
                 c.scontrol("update", f"jobid={j.jobid}", "StartTime=now", check=False)
             if time.monotonic() > deadline:
                 raise RigError(f"requeued job {j.jobid} did not start again (state {s.state})")
