@@ -622,10 +622,7 @@ impl DeliveryLog {
     /// buffer as it was) when that would not be smaller or zstd is unavailable.
     fn compress_into_buffer(&mut self, text: &[u8]) -> bool {
         let Ok(len) = u32::try_from(text.len()) else { return false };
-        if self.zstd.is_none() {
-            self.zstd = Zstd::new();
-        }
-        let Some(zstd) = self.zstd.as_mut() else { return false };
+        let Some(zstd) = zstd_context(&mut self.zstd) else { return false };
         let length_at = self.buffer.len();
         self.buffer.extend_from_slice(&len.to_le_bytes());
         if zstd.compress_into(text, &mut self.buffer) {
@@ -668,7 +665,7 @@ impl DeliveryLog {
         }
         let mut body = vec![0; location.len as usize];
         self.readers[&key].read_exact_at(&mut body, location.offset)?;
-        payload_text(location, body, &mut self.zstd)
+        payload_text(location.zstd_len, body, &mut self.zstd)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "a compressed record text does not decompress"))
     }
 
@@ -780,7 +777,7 @@ pub fn list_segments(dir: &Path) -> Vec<(u64, Suffix)> {
 }
 
 /// A `Payload` body: (topic, where the JSON text starts), `None` when malformed.
-pub fn split_payload(body: &[u8]) -> Option<(&[u8], usize)> {
+fn split_payload(body: &[u8]) -> Option<(&[u8], usize)> {
     let len = u16::from_le_bytes(body.get(0..2)?.try_into().ok()?) as usize;
     let topic = body.get(2..2 + len)?;
     Some((topic, 2 + len))
@@ -799,14 +796,22 @@ pub fn split_payload_entry(kind: Kind, body: &[u8]) -> Option<(&[u8], usize, Opt
     }
 }
 
-/// The JSON text of a payload body read at `at` (decompressed when it is a
-/// zstd frame); `None` when a frame does not decompress to its length.
-pub fn payload_text(at: &Location, body: Vec<u8>, zstd: &mut Option<Zstd>) -> Option<Vec<u8>> {
-    let Some(len) = at.zstd_len else { return Some(body) };
-    if zstd.is_none() {
-        *zstd = Zstd::new();
+/// The JSON text of a payload body: the body itself, or for a zstd frame of a
+/// text of `zstd_len` bytes (`Location::zstd_len`) that text; `None` when the
+/// frame does not decompress to that length. `zstd` is the caller's context,
+/// made here at the first frame.
+pub fn payload_text(zstd_len: Option<u32>, body: Vec<u8>, zstd: &mut Option<Zstd>) -> Option<Vec<u8>> {
+    let Some(len) = zstd_len else { return Some(body) };
+    zstd_context(zstd)?.decompress(&body, len as usize)
+}
+
+/// The zstd context in `slot`, made at the first use; `None` when zstd cannot
+/// allocate one.
+fn zstd_context(slot: &mut Option<Zstd>) -> Option<&mut Zstd> {
+    if slot.is_none() {
+        *slot = Zstd::new();
     }
-    zstd.as_mut()?.decompress(&body, len as usize)
+    slot.as_mut()
 }
 
 /// A record still to be delivered, as found at start-up.

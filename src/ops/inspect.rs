@@ -137,7 +137,7 @@ pub fn waiting(state: &StateDir, with_json: bool) -> Result<Vec<Waiting>, OpsErr
             .entry((at.segment, at.suffix))
             .or_insert_with(|| fs::read(segment_path(&state.spool, at.segment, at.suffix)).ok());
         let body = bytes.as_ref()?.get(at.offset as usize..at.offset as usize + at.len as usize)?.to_vec();
-        spool::payload_text(at, body, &mut zstd)
+        spool::payload_text(at.zstd_len, body, &mut zstd)
     };
     let mut names = NameCache::default();
     let options = RecordOptions { release: crate::target::RELEASE, send_script: false, send_comment: false };
@@ -287,9 +287,8 @@ pub fn verify(state: &StateDir) -> Result<Verification, OpsError> {
             }
             match spool::split_payload_entry(entry.kind, entry.body) {
                 None => out.damage.push((path.clone(), entry.body_offset - 32, "malformed record entry (its topic overruns it)".into())),
-                Some((_, skip, Some(len))) => {
-                    let at = Location { segment, suffix, offset: 0, len: 0, zstd_len: Some(len) };
-                    if spool::payload_text(&at, entry.body[skip..].to_vec(), &mut zstd).is_none() {
+                Some((_, skip, zstd_len @ Some(_))) => {
+                    if spool::payload_text(zstd_len, entry.body[skip..].to_vec(), &mut zstd).is_none() {
                         out.damage.push((path.clone(), entry.body_offset - 32, "compressed record text does not decompress".into()));
                     }
                 }

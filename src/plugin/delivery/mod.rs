@@ -25,7 +25,7 @@ use crate::spool::{self, DeliveryLog, Location};
 use crate::state_file::SavedMessage;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,7 +116,7 @@ pub(super) struct Delivery {
     /// snapshots in each. A left segment whose every snapshot has its text
     /// spooled is deleted after the next sync (see `sync_spool_in_background`).
     pub(super) built: HashMap<u64, usize>,
-    pub(super) closed: std::collections::BTreeMap<u64, usize>,
+    pub(super) closed: BTreeMap<u64, usize>,
     /// Since when records wait without an acknowledgement from Kafka: the
     /// last acknowledgement, or the time the first of them came (see
     /// `kafka_stalled`).

@@ -3,11 +3,11 @@
 //! deleted), and the spool's syncs.
 
 use super::super::sync_thread::{SyncJob, Syncer};
-use crate::spool;
 use super::Delivery;
 use crate::kafka::{self, Outcome};
 use crate::metrics::FailureKind;
 use crate::slurm::log;
+use crate::spool;
 use std::sync::atomic::Ordering;
 
 impl Delivery {
