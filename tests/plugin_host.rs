@@ -493,18 +493,6 @@ fn hand_payload(id: u32) -> Vec<u8> {
     format!(r#"{{"jobid":{id},"note":"hand-made \/ record","n":{id}}}"#).into_bytes()
 }
 
-/// Starts a host on a prepared state directory and returns what reached the
-/// topic once `expect` ids arrived (and the host's log).
-fn replay(rig: &Rig, params: &str, expect: &BTreeSet<u32>) -> (Vec<Msg>, Vec<String>) {
-    let mut host = rig.host(params);
-    assert_eq!(host.cmd("init").rc, 0, "init succeeds despite the state file; log:\n{}", host.log_text());
-    host.ok("set_location");
-    rig.kafka.wait_ids(&rig.cluster, expect, 20 * SEC);
-    host.ok("fini");
-    let log = host.quit();
-    (rig.kafka.read_all(&rig.cluster), log)
-}
-
 fn corrupt_copies(state: &std::path::Path) -> Vec<String> {
     names_in(state)
         .into_iter()
@@ -541,7 +529,7 @@ fn corrupt_state_file_is_set_aside_and_good_messages_replayed() {
     ] {
         let rig = Rig::new(&format!("jk_corrupt_{case}"), &[]);
         std::fs::write(rig.state_file(), &bytes).unwrap();
-        let (messages, log) = replay(&rig, "", &good);
+        let (messages, log) = rig.replay("", &good, 20 * SEC);
         let tally = Tally::of(&messages, good.iter().copied());
         println!("corrupt state file ({case}): {tally}");
         let path = rig.state_file().display().to_string();
@@ -585,7 +573,7 @@ fn c_plugin_state_file_is_replayed() {
     let bytes = encode_state(t.protocol_version(), t.state_has_event(), &messages);
     std::fs::write(rig.state_file(), &bytes).unwrap();
 
-    let (delivered, log) = replay(&rig, "", &ids(301..=303));
+    let (delivered, log) = rig.replay("", &ids(301..=303), 20 * SEC);
     let tally = Tally::of(&delivered, 301..=303);
     println!("C-format state file: {tally}");
     assert!(tally.lost.is_empty() && tally.unexpected.is_empty(), "{tally}");
@@ -824,7 +812,7 @@ fn replay_claim_survives_kill_9() {
         }
 
         rig.kafka.up();
-        let (messages, log) = replay(&rig, "", &ids(401..=405));
+        let (messages, log) = rig.replay("", &ids(401..=405), 20 * SEC);
         let tally = Tally::of(&messages, 401..=405);
         println!("replay killed {case} (state dir then: {during:?}), then a new start: {tally}");
         // The broker was down: nothing was in flight, so no copy at all.
@@ -880,7 +868,7 @@ fn queue_full_keeps_records() {
     rig.kafka.up();
     // The next start without the small queue (see backlog_drains_without_waiting_for_poll_interval).
     rig.write_properties(&[]);
-    let (messages, _) = replay(&rig, "", &ids(1..=2000));
+    let (messages, _) = rig.replay("", &ids(1..=2000), 20 * SEC);
     let tally = Tally::of(&messages, 1..=2000);
     println!("queue full, replayed at next start: {tally}");
     assert_exact("queue full, replayed at next start", &messages, reference, &BTreeSet::new(), 0);
@@ -1131,7 +1119,7 @@ fn exit_without_fini_loses_nothing() {
     host.ok("jobs 10 1");
     host.quit();
     rig.kafka.up();
-    let (messages, _) = replay(&rig, "", &ids(1..=10));
+    let (messages, _) = rig.replay("", &ids(1..=10), 20 * SEC);
     let tally = Tally::of(&messages, 1..=10);
     println!("exit without fini, then a new start: {tally}");
     assert_exact("exit without fini", &messages, reference, &BTreeSet::new(), 0);
@@ -1184,7 +1172,7 @@ fn two_controllers_during_an_outage_lose_nothing() {
     second.quit();
     println!("state directory after both fini: {:?}", names_in(&rig.state));
     rig.kafka.up();
-    let (messages, _) = replay(&rig, "", &ids(1..=10));
+    let (messages, _) = rig.replay("", &ids(1..=10), 20 * SEC);
     let tally = Tally::of(&messages, 1..=10);
     println!("two controllers stopped during an outage, then a new start: {tally}");
     assert!(tally.lost.is_empty(), "lost {:?}: {tally}", tally.lost);

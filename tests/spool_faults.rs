@@ -402,12 +402,8 @@ fn records_spooled_during_an_outage_are_compressed_and_come_back_byte_exact() {
     assert_eq!(compressed, later, "the records after 2 s without an acknowledgement are compressed");
     host.quit(); // no fini: the next start produces from the spool
     rig.kafka.up();
-    let mut host = rig.started("");
     let all: BTreeSet<u32> = (1..=20).collect();
-    rig.kafka.wait_ids(&rig.cluster, &all, 30 * SEC);
-    host.ok("fini");
-    host.quit();
-    let messages = rig.kafka.read_all(&rig.cluster);
+    let (messages, _) = rig.replay("", &all, 30 * SEC);
     let tally = Tally::of(&messages, all.iter().copied());
     println!("outage, compressed spool, crash, restart: {tally}");
     assert_exact("compressed during an outage", &messages, reference, &BTreeSet::new(), 0);
@@ -440,12 +436,8 @@ fn snapshot_files_go_once_their_records_texts_are_synced() {
     assert!(!spool_files(&rig.state, "dlv").is_empty());
     host.quit(); // no fini
     rig.kafka.up();
-    let mut host = rig.started(params);
     let all: BTreeSet<u32> = (1..=3000).collect();
-    rig.kafka.wait_ids(&rig.cluster, &all, 60 * SEC);
-    host.ok("fini");
-    host.quit();
-    let messages = rig.kafka.read_all(&rig.cluster);
+    let (messages, _) = rig.replay(params, &all, 60 * SEC);
     let tally = Tally::of(&messages, all.iter().copied());
     println!("outage past a snapshot segment, crash, restart: {tally}");
     assert_exact("snapshots deleted", &messages, reference, &BTreeSet::new(), 0);

@@ -952,6 +952,19 @@ impl Rig {
         host
     }
 
+    /// Starts a host on the state directory the last run left (spool, state
+    /// file) and returns what reached the cluster's topic once the `expect`
+    /// ids arrived (within `timeout`), after fini; and the host's log.
+    pub fn replay(&self, params: &str, expect: &BTreeSet<u32>, timeout: Duration) -> (Vec<Msg>, Vec<String>) {
+        let mut host = self.host(params);
+        assert_eq!(host.cmd("init").rc, 0, "init succeeds despite what the last run left; log:\n{}", host.log_text());
+        host.ok("set_location");
+        self.kafka.wait_ids(&self.cluster, expect, timeout);
+        host.ok("fini");
+        let log = host.quit();
+        (self.kafka.read_all(&self.cluster), log)
+    }
+
     pub fn state_file(&self) -> PathBuf {
         self.state.join(STATE_FILE)
     }
