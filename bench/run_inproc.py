@@ -223,25 +223,6 @@ def proc_cpu_s(pid, tid=None):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def thread_cpu(pid):
-    """CPU seconds per thread name (summed over threads of that name)."""
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                name = f.read().strip()
-            # ns resolution (stat's utime/stime tick at 10 ms)
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                cpu = int(f.read().split()[0]) / 1e9
-        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
-            continue
-        # Ours: jobcomp_kafka (delivery) and jobcomp_sync (fdatasync), counted together.
-        key = "main" if int(tid) == pid else ("librdkafka" if name.startswith("rdk:")
-                                              else "jobcomp_kafka" if name.startswith("jobcomp_") else name)
-        out[key] = out.get(key, 0.0) + cpu
-    return out
-
-
 def thread_snapshot(pid):
     """{tid: [name, ns on a CPU]} of every thread of pid (schedstat's first field)."""
     out = {}
@@ -257,6 +238,18 @@ def thread_snapshot(pid):
                 out[tid] = [name, int(f.read().split()[0])]
         except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
             continue
+    return out
+
+
+def thread_cpu(snapshot, pid):
+    """CPU seconds per thread name in a thread_snapshot, summed over threads of
+    that name: main (the caller), librdkafka (rdk:*), jobcomp_kafka (ours:
+    jobcomp_kafka, the delivery thread, and jobcomp_sync, fdatasync, together)."""
+    out = {}
+    for tid, (name, ns) in snapshot.items():
+        key = "main" if int(tid) == pid else ("librdkafka" if name.startswith("rdk:")
+                                              else "jobcomp_kafka" if name.startswith("jobcomp_") else name)
+        out[key] = out.get(key, 0.0) + ns / 1e9
     return out
 
 
@@ -565,7 +558,7 @@ def run_once(name, spec, args, host, records, tag):
             done_at = time.monotonic()
         raw["pipeline_s"] = done_at - t0
         after = thread_snapshot(pid)
-        raw["threads_cpu_s"] = thread_cpu(pid)
+        raw["threads_cpu_s"] = thread_cpu(after, pid)
         if late:
             d = raw["drain"]
             d["threads_cpu_s"] = thread_delta(before, after, pid)
