@@ -14,7 +14,9 @@
 #                             own process group: DIR/kafka.pid, DIR/kafka.log,
 #                             DIR/server.properties. Returns once the node
 #                             serves metadata to a real client (confluent-kafka
-#                             AdminClient: this node among the brokers).
+#                             AdminClient: this node among the brokers; a
+#                             controller-only node: its controller listener
+#                             accepts connections).
 #     --version V             Kafka version or alias (default 4)
 #     --host ADDR             listen/advertise address (default 127.0.0.1)
 #     --port P                client listener PLAINTEXT://ADDR:P (required)
