@@ -134,11 +134,12 @@ class JobSpec:
     def parse(cls, text):
         cluster = None
         spec = text
-        if ":" in text:
-            cluster, spec = text.rsplit(":", 1)
+        colon = text.find(":")
+        if colon >= 0 and "[" not in text[:colon]:  # "a:1_[0-8:2]": the step's colon is not the cluster's
+            cluster, spec = text[:colon], text[colon + 1:]
             if not cluster:
                 raise ValueError(f"empty cluster name in {text!r}")
-        m = re.fullmatch(r"(\d+)(?:([_+])(?:(\d+)|\[([0-9,\-:%]+)\]))?", spec)
+        m = re.fullmatch(r"(\d+)(?:([_+])(?:(\d+)|\[([0-9,\-:]+)\]))?(?:%\d+)?", spec)
         if not m:
             raise ValueError(f"not a job id: {text!r} (JOBID, JOBID_TASK, JOBID_[LIST], JOBID+OFFSET, "
                              f"JOBID+[LIST], optionally CLUSTER: before)")

@@ -67,6 +67,20 @@ CREATE INDEX IF NOT EXISTS {index_prefix}_job ON {table} (cluster, jobid);
 CREATE INDEX IF NOT EXISTS {index_prefix}_end ON {table} (end_time);
 """
 
+# docs/consumers.md's example: CPU hours per account in the last full
+# calendar week (Monday to Monday, in the session's TimeZone), from the
+# finish records. Each job counts once per finish record: a requeued job's
+# runs each have one.
+CPU_HOURS_LAST_WEEK_SQL = """
+SELECT account, sum(cpu_hours) AS cpu_hours, count(*) AS jobs
+FROM {table}
+WHERE event = 'finish'
+  AND end_time >= date_trunc('week', now()) - interval '1 week'
+  AND end_time <  date_trunc('week', now())
+GROUP BY account
+ORDER BY cpu_hours DESC
+"""
+
 # Typed columns filled from the record: column -> (record key, converter).
 _INT = ("jobid", "array_job_id", "array_task_id", "het_job_id", "het_job_offset", "user_id", "group_id",
         "elapsed", "total_cpus", "total_nodes")
