@@ -169,20 +169,38 @@ class Sink:
         The sink assigns partitions itself rather than joining the group:
         one sink per group reads every topic (a second one would only repeat
         the same upserts)."""
-        from confluent_kafka import OFFSET_STORED, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
         md = consumer.list_topics(timeout=10)
-        add = []
+        new = []
         for t in sorted(self.topics):
             tm = md.topics.get(t)
             if tm is None or tm.error is not None:
                 continue
-            for p in sorted(tm.partitions):
-                if (t, p) not in self.assigned:
-                    self.assigned.add((t, p))
-                    add.append(TopicPartition(t, p, OFFSET_STORED))
-        if add:
-            consumer.incremental_assign(add)
-            self.log(f"reading {len(add)} more partition(s): {sorted({tp.topic for tp in add})}")
+            new += [TopicPartition(t, p) for p in sorted(tm.partitions) if (t, p) not in self.assigned]
+        if not new:
+            return
+        # The committed offsets, asked explicitly (and again while the group
+        # coordinator is not ready, as on a new Kafka cluster): a partition is
+        # never read from a guessed position.
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                committed = consumer.committed(new, timeout=10)
+                if not any(tp.error is not None for tp in committed):
+                    break
+                why = [str(tp.error) for tp in committed if tp.error is not None][0]
+            except KafkaException as exc:
+                why = str(exc)
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"committed offsets of group {self.group}: {why}")
+            self.log(f"committed offsets not available yet ({why}); asking again")
+            time.sleep(1)
+        add = [TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+               for tp in committed]
+        consumer.incremental_assign(add)
+        self.assigned.update((tp.topic, tp.partition) for tp in add)
+        self.log(f"reading {len(add)} more partition(s): "
+                 + ", ".join(f"{tp.topic}/{tp.partition}@{tp.offset if tp.offset >= 0 else 'start'}" for tp in add))
 
     def write_batch(self, conn, msgs):
         """One transaction for the batch's rows; returns the offsets to commit
