@@ -131,3 +131,10 @@ def test_sink_row_of_the_example_record():
     assert unk["start_time"] is None
     with pytest.raises(ValueError):
         row_of("c", "t", 0, 0, None, b"not json")
+
+
+def test_docs_show_the_tested_query():
+    """docs/consumers.md quotes the query test_sink.py runs, for the default table."""
+    from conftest import REPO
+    from jobcomp_kafka.sink import CPU_HOURS_LAST_WEEK_SQL
+    assert CPU_HOURS_LAST_WEEK_SQL.format(table="jobcomp_event").strip() in (REPO / "docs/consumers.md").read_text()
