@@ -25,6 +25,7 @@ RIG_NAME=consumers
 . ci/lib/e2e.sh
 
 PSYCOPG_VERSION=3.3.9
+WHEEL_VERSION=0.45.1
 DEADLINE=${JK_CONSUMERS_DEADLINE:-900}
 BASE=${JK_CONSUMERS_PORT_BASE:-21600}
 BROKER=${JK_CONSUMERS_BROKER:-kafka}
@@ -54,7 +55,12 @@ ci/install-deps.sh
 ci/rig/slurm-host.sh install
 ci/rig/postgres.sh install
 e2e_install_pytest
-with_lock "$RIG_CACHE/venv.lock" venv_pip_pin psycopg "$PSYCOPG_VERSION" "psycopg[binary]==$PSYCOPG_VERSION"
+consumers_venv() {
+	venv_pip_pin psycopg "$PSYCOPG_VERSION" "psycopg[binary]==$PSYCOPG_VERSION"
+	# setuptools 66 (the venv's) builds ./python with wheel's bdist_wheel.
+	venv_pip_pin wheel "$WHEEL_VERSION"
+}
+with_lock "$RIG_CACHE/venv.lock" consumers_venv
 [[ $BROKER == kafka ]] && ci/rig/kafka.sh install 4 >/dev/null
 HOST_RELEASE=$(ci/slurm-version.sh)
 
