@@ -3,6 +3,10 @@
 waiter, started before the job can run (sbatch --hold, then scontrol
 release) or after it ended, returns the exit status of the job's state.
 
+Het jobs are not here: in the rig's one-node cluster a het job of two
+one-task components stays pending (Reason=Resources, seen on 22.05.8); how
+the waiter matches their records is unit-tested (test_logic.py).
+
 The tests run in file order; the time-limit job (60-90 s until Slurm ends
 it) is submitted when the cluster starts and checked last. At the end every
 record of the topic is checked against 22.05's schema and sunk into
@@ -17,7 +21,7 @@ from conftest import HOST_RELEASE, KAFKA_PROPS, Cluster, log, wait_for
 
 CLUSTER = "jkwait"
 WAIT_TIMEOUT = 240
-# Records the jobs of this module produce (one per job / array task / het component).
+# Records the jobs of this module produce (one per job / array task).
 EXPECTED = {"records": 0}
 
 
@@ -107,20 +111,6 @@ def test_array_all_tasks(cluster, procs, timeout_job):
         [(0, "COMPLETED"), (1, "FAILED"), (2, "COMPLETED")]
     rc, lines = finished(w_one)
     assert rc == 0 and [ln["record"]["array_task_id"] for ln in lines] == [2], w_one.stderr()[-2000:]
-
-
-def test_het_job_components(cluster, procs, timeout_job, session_dir):
-    """Both components of a heterogeneous job (JOBID+[0-1]) -> 0, one record each."""
-    script = session_dir / "het.sh"
-    script.write_text("#!/bin/sh\n#SBATCH -n 1\n#SBATCH hetjob\n#SBATCH -n 1\ntrue\n")
-    t0 = time.time() - 1
-    jid = held(cluster, "-J", "het", str(script), records=2)
-    w = waiter(procs, cluster, f"{jid}+[0-1]", t0, "het")
-    release(cluster, jid)
-    rc, lines = finished(w)
-    assert rc == 0, w.stderr()[-2000:]
-    assert sorted((ln["record"]["het_job_id"], ln["record"]["het_job_offset"]) for ln in lines) == \
-        [(jid, 0), (jid, 1)]
 
 
 def _record_timestamp_ms(broker, jobid):
