@@ -118,8 +118,10 @@ def _record_timestamp_ms(broker, jobid):
     from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "probe", "enable.auto.commit": False})
     try:
-        md = c.list_topics(CLUSTER, timeout=10)
-        c.assign([TopicPartition(CLUSTER, p, 0) for p in md.topics[CLUSTER].partitions])
+        # The job's record may be the topic's first: wait for the topic.
+        parts = wait_for(lambda: c.list_topics(timeout=10).topics.get(CLUSTER, None) and
+                         list(c.list_topics(timeout=10).topics[CLUSTER].partitions), 60, f"topic {CLUSTER}")
+        c.assign([TopicPartition(CLUSTER, p, 0) for p in parts])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             m = c.poll(0.5)
