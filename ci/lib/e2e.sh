@@ -8,6 +8,8 @@ E2E_PYTEST_VERSION=8.4.2
 # validates every record the suites consume).
 E2E_JSONSCHEMA_VERSION=4.26.0
 
+phase() { log "[$(((($(now_ms) - T0) + 500) / 1000))s] $*"; }
+
 # The rigs' venv with the pinned pytest and jsonschema (under the venv lock:
 # ci/e2e.sh, ci/e2e26.sh and ci/consumers.sh may run at the same time).
 e2e_install_pytest() {
