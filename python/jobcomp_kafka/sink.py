@@ -178,7 +178,7 @@ class Sink:
                 continue
             new += [TopicPartition(t, p) for p in sorted(tm.partitions) if (t, p) not in self.assigned]
         if not new:
-            return
+            return 0
         # The committed offsets, asked explicitly (and again while the group
         # coordinator is not ready, as on a new Kafka cluster): a partition is
         # never read from a guessed position.
@@ -201,6 +201,7 @@ class Sink:
         self.assigned.update((tp.topic, tp.partition) for tp in add)
         self.log(f"reading {len(add)} more partition(s): "
                  + ", ".join(f"{tp.topic}/{tp.partition}@{tp.offset if tp.offset >= 0 else 'start'}" for tp in add))
+        return len(add)
 
     def write_batch(self, conn, msgs):
         """One transaction for the batch's rows; returns the offsets to commit
@@ -241,7 +242,8 @@ class Sink:
             next_check = 0.0
             while not self.stop:
                 if time.monotonic() >= next_check:
-                    self._assign_new(consumer)
+                    if self._assign_new(consumer):
+                        idle_since = time.monotonic()  # idle counts from the first chance to read
                     next_check = time.monotonic() + 10.0
                 msgs = consumer.consume(self.batch, 1.0)
                 good = []
