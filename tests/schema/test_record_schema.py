@@ -98,3 +98,34 @@ def test_start_record_rules():
     assert contract_problems(start, "25.05.3")
     with pytest.raises(ValueError):
         validator("24.11.5", True)
+
+
+def test_e2e_hook_reports_consumed_records_that_break_the_schema():
+    """jk.check_contract (called by jk.Broker.consume in the e2e suites):
+    a record with a wrong type is reported, a good one is not; from 25.05 a
+    record with state null is checked as a start record; nothing is checked
+    while no suite set CONTRACT_RELEASE."""
+    import jk
+    from jk import Message
+    good = json.dumps(EXAMPLE).encode()
+    bad = json.dumps(dict(EXAMPLE, total_cpus="4")).encode()
+    start = {k: v for k, v in EXAMPLE.items()
+             if k not in ("@end", "elapsed", "derived_ec", "exit_code", "failed_node", "cpu_hours",
+                          "pack_job_id", "pack_job_offset")}
+    start.update(state=None, sluid="s0123456789ABC")
+    try:
+        jk.CONTRACT_RELEASE = None
+        jk.check_contract("t", [Message(0, 0, b"1234", bad, 0)])
+        assert jk.take_contract_violations() == []
+        jk.CONTRACT_RELEASE = "24.11.5"
+        jk.check_contract("t", [Message(0, 0, b"1234", good, 0), Message(0, 1, b"1234", bad, 0)])
+        v = jk.take_contract_violations()
+        assert len(v) == 1 and "0/1" in v[0] and "/total_cpus" in v[0], v
+        jk.CONTRACT_RELEASE = "26.05.5"
+        jk.check_contract("t", [Message(0, 2, b"1234", json.dumps(start).encode(), 0)])
+        assert jk.take_contract_violations() == []
+        jk.check_contract("t", [Message(0, 3, b"1234", json.dumps(dict(start, exit_code="0:0")).encode(), 0)])
+        assert any("start.schema.json" in x for x in jk.take_contract_violations())
+    finally:
+        jk.CONTRACT_RELEASE = None
+        jk.take_contract_violations()
