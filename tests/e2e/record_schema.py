@@ -56,7 +56,13 @@ def contract_problems(record, release, start=False):
     """Each way `record` (a dict) breaks its series' schema, as one line:
     the JSON pointer of the value and the schema's complaint."""
     out = []
-    for err in sorted(validator(release, start).iter_errors(record), key=lambda e: list(e.absolute_path)):
+    errors = sorted(validator(release, start).iter_errors(record), key=lambda e: [str(p) for p in e.absolute_path])
+    # A failing subschema drops the annotations unevaluatedProperties relies
+    # on, so next to another error it would list every key as unexpected:
+    # it is reported only alone (then it names the keys the series lacks).
+    if any(e.validator != "unevaluatedProperties" for e in errors):
+        errors = [e for e in errors if e.validator != "unevaluatedProperties"]
+    for err in errors:
         where = "/" + "/".join(str(p) for p in err.absolute_path)
         out.append(f"{schema_path(release, start).relative_to(SCHEMA_DIR.parent)} at {where}: {err.message}")
     return out
