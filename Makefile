@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 kafka-selftest check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -33,6 +33,7 @@ help:
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
 	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
+	@echo "make test-consumers              record schemas, jobcomp-wait, jobcomp-sink (Kafka, PostgreSQL, slurmctld)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
 	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
@@ -140,6 +141,13 @@ demo: deps build
 # in a network namespace. Ports 21000-21049. Needs Java 17+ and Maven.
 kafka-selftest:
 	ci/rig/kafka-selftest.sh --netns
+
+# The consumers' side (issue #24, docs/consumers.md): the record schemas
+# (schema/), jobcomp-wait and jobcomp-sink (python/) on Apache Kafka 4,
+# PostgreSQL and a real slurmctld 22.05.8. Installs what it needs. Ports
+# 21600-21699 only: may run next to the other suites.
+test-consumers:
+	ci/consumers.sh
 
 bench: deps build
 	ci/bench.sh

@@ -90,6 +90,8 @@ installed slurm-wlm-kafka-plugin && die "slurm-wlm-kafka-plugin is still install
 [[ -f $root/usr/share/doc/jobcomp-kafka/README.md.gz ]] || die "no README in /usr/share/doc/jobcomp-kafka"
 [[ $(ch dpkg -S /usr/sbin/jobcomp-kafka) == "jobcomp-kafka: /usr/sbin/jobcomp-kafka" ]] || die "no /usr/sbin/jobcomp-kafka in the package"
 [[ -f $root/usr/share/man/man8/jobcomp-kafka.8.gz ]] || die "no jobcomp-kafka(8) man page"
+[[ -f $root/usr/share/jobcomp-kafka/schema/24.11/finish.schema.json && -f $root/usr/share/jobcomp-kafka/schema/common.schema.json ]] ||
+	die "no record schemas in /usr/share/jobcomp-kafka/schema"
 log "installed over slurm-wlm-kafka-plugin (removed); $plugin belongs to jobcomp-kafka"
 
 # 3. slurmctld loads it; records arrive.
