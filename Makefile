@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 kafka-selftest check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 kafka-selftest check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -37,6 +37,7 @@ help:
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
 	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
 	@echo "make memcheck                    the plugin-host and spool tests under valgrind memcheck"
+	@echo "make test-alerts                 the Prometheus alerting rules (promtool test rules), a few seconds"
 
 build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
@@ -158,6 +159,11 @@ fuzz-check:
 # The unsafe code under valgrind memcheck: the plugin in the C host, the spool.
 memcheck:
 	ci/memcheck.sh
+
+# The Prometheus alerting rules shipped in the packages, on series shaped like
+# the plugin's during an outage (promtool; installs it when missing). Seconds.
+test-alerts:
+	ci/test-alerts.sh
 
 clean:
 	$(CARGO) clean
