@@ -32,7 +32,7 @@ help:
 	@echo "make install [PLUGINDIR=...] [BINDIR=...]  the plugin into PluginDir ($(PLUGINDIR)), jobcomp-kafka into $(BINDIR)"
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
-	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
+	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (docs/securing-kafka.md's examples)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
 	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
@@ -128,7 +128,7 @@ layout-guard26:
 	ci/layout-guard26.sh
 
 # TLS, SASL, Kerberos and OIDC with real peers (stunnel, KDC, OpenID provider);
-# the README's "Secured Kafka" examples. Own ports (20300-20399): may run next
+# docs/securing-kafka.md's examples. Own ports (20300-20399): may run next
 # to e2e and e2e26.
 e2e-secured: build
 	ci/e2e-secured.sh
@@ -180,11 +180,13 @@ clean:
 dist:
 	ci/packaging/dist.sh
 
+# HOMEPAGE=URL: the Homepage (.deb) / URL (RPM) field; none by default (the
+# project has no public home yet).
 deb:
-	ci/packaging/deb.sh $(SLURM_VERSION)
+	HOMEPAGE="$(HOMEPAGE)" ci/packaging/deb.sh $(SLURM_VERSION)
 
 rpm:
-	rpmbuild -tb --define "_topdir $(CURDIR)/build/rpm" $(if $(SLURM_VERSION),--define "slurm_version $(SLURM_VERSION)") "$$(ci/packaging/dist.sh)"
+	rpmbuild -tb --define "_topdir $(CURDIR)/build/rpm" $(if $(SLURM_VERSION),--define "slurm_version $(SLURM_VERSION)") $(if $(HOMEPAGE),--define "homepage $(HOMEPAGE)") "$$(ci/packaging/dist.sh)"
 
 test-packages:
 	ci/packaging/test.sh
