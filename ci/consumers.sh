@@ -8,7 +8,8 @@
 #    Apache Kafka 4 (ci/rig/kafka.sh: Maven Central, cached), the rigs' venv
 #    with pytest, jsonschema and psycopg (pinned, under the venv lock);
 # 2. builds the plugin for the host's Slurm;
-# 3. `pip install ./python` (no dependencies: the venv has them) into the
+# 3. `pip install ./python` (docs/consumers.md's install block; no dependencies:
+#    the venv has them) into the
 #    run's directory, so the tests run the installed commands;
 # 4. one pytest session: tests/schema (the schemas), tests/consumers (the
 #    logic without a rig, then the sink on Kafka + PostgreSQL, then the waiter

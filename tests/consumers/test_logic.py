@@ -138,3 +138,18 @@ def test_docs_show_the_tested_query():
     from conftest import REPO
     from jobcomp_kafka.sink import CPU_HOURS_LAST_WEEK_SQL
     assert CPU_HOURS_LAST_WEEK_SQL.format(table="jobcomp_event").strip() in (REPO / "docs/consumers.md").read_text()
+
+
+def test_docs_show_the_table_the_sink_creates():
+    """docs/consumers.md's CREATE TABLE block is the sink's own DDL for the
+    default table (comments aside), so the columns a reader plans queries on
+    are the ones --create-table makes."""
+    import re
+    from conftest import REPO
+    from jobcomp_kafka.sink import DEFAULT_TABLE, TABLE_SQL
+    doc = (REPO / "docs/consumers.md").read_text()
+    block = re.search(r"```sql\n(CREATE TABLE IF NOT EXISTS jobcomp_event .*?)```", doc, re.S).group(1)
+    def normal(sql):
+        return [re.sub(r"\s+", " ", line.split("--")[0]).strip() for line in sql.strip().splitlines()]
+    ddl = TABLE_SQL.format(table=DEFAULT_TABLE, index_prefix=DEFAULT_TABLE)
+    assert normal(block) == normal(ddl)

@@ -129,3 +129,18 @@ def test_e2e_hook_reports_consumed_records_that_break_the_schema():
     finally:
         jk.CONTRACT_RELEASE = None
         jk.take_contract_violations()
+
+
+def test_docs_validation_example_runs_against_the_repository_schemas():
+    """docs/consumers.md's Python block that validates a record with the
+    installed schemas, run as written (the directory pointed at schema/ of the
+    repository): it accepts the 24.11 example and rejects it with jobid
+    turned into a string."""
+    import re
+    import jsonschema
+    doc = (REPO / "docs/consumers.md").read_text()
+    code = re.search(r"```python\n(import json, pathlib\n.*?)```", doc, re.S).group(1)
+    code = code.replace('"/usr/share/jobcomp-kafka/schema"', repr(str(REPO / "schema")))
+    exec(compile(code, "docs/consumers.md", "exec"), {"record": EXAMPLE})
+    with pytest.raises(jsonschema.ValidationError):
+        exec(compile(code, "docs/consumers.md", "exec"), {"record": dict(EXAMPLE, jobid="1234")})
