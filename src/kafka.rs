@@ -88,6 +88,8 @@ struct Shared {
 pub struct Producer {
     rk: NonNull<rd::rd_kafka_t>,
     shared: *const Shared,
+    /// Who the broker takes this producer for ([`config::principal_hint`]).
+    principal: String,
 }
 
 // librdkafka handles are thread-safe; `shared` is only read through a Mutex.
@@ -176,6 +178,7 @@ impl Producer {
             let properties: Vec<(&str, &str)> = properties.into_iter().collect();
             let all: Vec<(&str, &str)> = defaults_for(&properties).into_iter().chain(properties).collect();
             let secrets = config::secret_values(all.iter().copied());
+            let principal = config::principal_hint(all.iter().copied());
             let mut verification_on = true;
             for &(key, value) in &all {
                 if let Err(reason) = conf_set(conf, key, value) {
@@ -218,7 +221,7 @@ impl Producer {
                 errstr.len(),
             );
             match NonNull::new(rk) {
-                Some(rk) => Ok(Producer { rk, shared }),
+                Some(rk) => Ok(Producer { rk, shared, principal }),
                 None => {
                     // `conf` is not destroyed: rd_kafka_new struct-copies it and,
                     // when it fails after that, frees the interceptor lists the copy
@@ -242,6 +245,12 @@ impl Producer {
 
     /// Hands one message to librdkafka (which copies it, headers included)
     /// without blocking. `opaque` comes back in the message's [`Report`].
+    /// Who the broker takes this producer for, as JobCompLoc says it
+    /// ([`config::principal_hint`]).
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
     pub fn produce(
         &self,
         topic: &CStr,
@@ -362,6 +371,14 @@ unsafe fn conf_set(conf: *mut rd::rd_kafka_conf_t, key: &str, value: &str) -> Re
 
 fn err_text(code: rd::rd_kafka_resp_err_t) -> String {
     unsafe { CStr::from_ptr(rd::rd_kafka_err2str(code)).to_string_lossy().into_owned() }
+}
+
+/// True when a delivery failed because the broker denies this principal
+/// WRITE (or DESCRIBE) on the topic: `reason` is librdkafka's text of the
+/// error (a delivery report's, or produce()'s while the topic's metadata says
+/// so). An administrator fixes it with an ACL; the record waits meanwhile.
+pub fn is_topic_authorization_failure(reason: &str) -> bool {
+    reason.contains(&err_text(Err::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED))
 }
 
 /// Errors that say the message itself can never be accepted as it is.

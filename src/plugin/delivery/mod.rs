@@ -95,6 +95,9 @@ pub(super) struct Delivery {
     pub(super) claim: Option<PathBuf>,
     pub(super) failures_since_summary: u64,
     pub(super) last_failure: String,
+    /// Topics the broker denies this principal (a missing ACL), each named
+    /// by one error line until a record to it is delivered again.
+    pub(super) denied_topics: std::collections::HashSet<String>,
     pub(super) last_summary: Instant,
     /// The thread that runs the periodic fdatasync (`None` until first needed).
     pub(super) syncer: Option<Syncer>,
