@@ -41,7 +41,7 @@ KDC_PORT = 21110
 PROVIDER_PORT = 21111
 # (slurmctld, slurmd) per test case.
 PORTS = {name: {"cluster": (21120 + 2 * i, 21121 + 2 * i)} for i, name in enumerate(
-    ["tls", "mtls", "mtls-other-ca", "wrong-ca", "expired", "wrong-host", "scram", "scram-wrong",
+    ["tls", "mtls", "mtls-other-ca", "wrong-ca", "expired", "wrong-host", "scram", "scram256", "scram-wrong",
      "kerberos", "kerberos-bad", "oidc", "oidc-audience", "oidc-secret", "acl"])}
 REALM = "EXAMPLE.ORG"
 # The broker's own Kerberos service principal: librdkafka asks for
@@ -325,6 +325,13 @@ class SecuredKafka(ApacheKafka):
                          jvm_opts=jvm_opts, heap="512m", start_timeout=300)
         self.kdc_dir = Path(kdc_dir)
         self._admin = None
+
+    def _start_argv(self, wait):
+        argv = super()._start_argv(wait)
+        # The same users for SCRAM-SHA-256 (the README: it works the same way).
+        for name, password in self.scram_users.items():
+            argv += ["--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]"]
+        return argv
 
     def lay_out(self):
         """/etc/kafka/ as the doc names it: ssl/ (CA, keystore), the broker's
