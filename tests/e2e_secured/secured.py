@@ -15,7 +15,6 @@ next to the other end-to-end suites.
 
 import os
 import re
-import shlex
 import shutil
 import sys
 import time
@@ -125,7 +124,7 @@ def localize(text, bootstrap, conf_dir, idp=None):
 
 class RigProcess:
     """A daemon started by a ci/rig script `start DIR ...` and stopped by
-    `stop DIR` (noida.sh, kdc.sh, oidc.sh)."""
+    `stop DIR` (kdc.sh, oidc.sh)."""
 
     def __init__(self, script, dir, *args):
         self.script = RIG / script

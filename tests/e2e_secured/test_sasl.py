@@ -16,7 +16,7 @@ made by the rig when the broker's storage is formatted (KIP-900).
 import pytest
 
 import secured
-from secured import LISTENERS, jk, lay_out_conf_dir, localize, one_error_line, start_cluster
+from secured import LISTENERS, lay_out_conf_dir, localize, one_error_line, start_cluster
 
 N_JOBS = 5
 

@@ -20,7 +20,7 @@ import shutil
 import pytest
 
 import secured
-from secured import LISTENERS, jk, lay_out_conf_dir, localize, one_error_line, start_cluster
+from secured import LISTENERS, lay_out_conf_dir, localize, one_error_line, start_cluster
 
 N_JOBS = 6
 
