@@ -146,6 +146,8 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         // A token the OpenID provider refused, or Cyrus SASL's own words on a
         // failed GSSAPI start: the error callback reports the same text.
         0..=3 if facility == "OIDC" || facility == "LIBSASL" => Level::Debug,
+        // A fatal error: the error callback reports it with what follows (kafka.rs).
+        0..=3 if facility == "FATAL" => Level::Debug,
         0..=3 => Level::Error,
         4 => Level::Warning,
         5 | 6 => Level::Verbose,

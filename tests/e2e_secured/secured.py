@@ -41,7 +41,7 @@ PROVIDER_PORT = 21111
 # (slurmctld, slurmd) per test case.
 PORTS = {name: {"cluster": (21120 + 2 * i, 21121 + 2 * i)} for i, name in enumerate(
     ["tls", "mtls", "mtls-other-ca", "wrong-ca", "expired", "wrong-host", "scram", "scram256", "scram-wrong",
-     "kerberos", "kerberos-bad", "oidc", "oidc-audience", "oidc-secret", "acl"])}
+     "kerberos", "kerberos-bad", "oidc", "oidc-audience", "oidc-secret", "acl", "acl-none"])}
 REALM = "EXAMPLE.ORG"
 # The broker's own Kerberos service principal: librdkafka asks for
 # <sasl.kerberos.service.name>/<the broker's host as it connects to it>.
