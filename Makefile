@@ -61,7 +61,7 @@ deps:
 
 # The whole suite, as CI runs it. The builds and host tests first, then the
 # real-rig suites in two lanes side by side: they spend most of their time
-# waiting on daemons; their ports (e2e-secured 20300-20399, packages
+# waiting on daemons; their ports (e2e-secured 21100-21199, packages
 # 20410-20432, the others elsewhere) and directories are their own, and builds
 # into the shared target/ hold a lock (ci/build-plugin.sh). -Oline keeps lines
 # whole.
@@ -128,8 +128,8 @@ e2e26:
 layout-guard26:
 	ci/layout-guard26.sh
 
-# TLS, SASL, Kerberos and OIDC with real peers (stunnel, KDC, OpenID provider);
-# docs/securing-kafka.md's examples. Own ports (20300-20399): may run next
+# TLS, SASL, Kerberos, OIDC and ACLs with real peers (Apache Kafka 4.x, KDC, OpenID provider);
+# docs/securing-kafka.md's examples. Own ports (21100-21199): may run next
 # to e2e and e2e26.
 e2e-secured: build
 	ci/e2e-secured.sh
