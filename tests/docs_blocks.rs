@@ -131,6 +131,18 @@ fn check(block: &Block) -> Result<(), String> {
         }
         return check_jobcomploc(&block.text);
     }
+    // The broker-side blocks of docs/apache-kafka-security.md: the secured
+    // suite reads them by these markers and starts its broker with them.
+    for kind in ["kafka-broker:", "kafka-jvm:", "kafka-acls:"] {
+        if marker.starts_with(kind) {
+            let secured = std::fs::read_to_string(repo().join("tests/e2e_secured/secured.py")).unwrap();
+            let name = kind.trim_end_matches(':');
+            if !secured.contains(&block.doc) || !secured.contains(&format!("\"{name}\"")) {
+                return Err(format!("{marker}: tests/e2e_secured/secured.py does not read {name} blocks of {}", block.doc));
+            }
+            return Ok(());
+        }
+    }
     let Some(spec) = marker.strip_prefix("docs-block:").map(str::trim) else {
         return Err(format!("unknown marker <!-- {marker} -->"));
     };
