@@ -4,7 +4,8 @@
 
 use super::super::sync_thread::{SyncJob, Syncer};
 use super::Delivery;
-use crate::kafka::{self, Outcome};
+use super::produce::Refuser;
+use crate::kafka::{self, Cause, Outcome};
 use crate::metrics::FailureKind;
 use crate::slurm::log;
 use crate::spool;
@@ -32,6 +33,9 @@ impl Delivery {
                     self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
                 }
                 self.stats.delivered(&pending.topic, pending.event);
+                if !self.missing_topics.is_empty() {
+                    self.topic_found(&report.topic);
+                }
                 if self.settings.debug {
                     log::info(&format!(
                         "job {} record delivered to {} [{partition}] at offset {offset}",
@@ -56,11 +60,17 @@ impl Delivery {
                 }
                 self.failed(id, "delivery timed out (message.timeout.ms)");
             }
-            Outcome::Failed { reason, refused: true } => {
+            Outcome::Failed { reason, cause } if cause.is_refusal() => {
                 let payload = report.payload.or_else(|| self.take_payload(id)).unwrap_or_default();
-                self.set_aside(id, &payload, &reason);
+                self.set_aside(id, &payload, &reason, cause, Refuser::Broker);
             }
-            Outcome::Failed { reason, refused: false } => {
+            Outcome::Failed { reason, cause: Cause::TopicMissing } => {
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+                self.topic_missing(id, &reason);
+            }
+            Outcome::Failed { reason, .. } => {
                 self.stats.failed(FailureKind::of_reason(&reason));
                 if let Some(payload) = report.payload {
                     self.keep_payload(id, payload);
