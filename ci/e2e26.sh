@@ -116,4 +116,5 @@ phase "done"
 echo "e2e26 wall time: $((($(now_ms) - T0) / 1000)) s"
 echo "$E2E_PASSED passed, $E2E_FAILED failed"
 ci/rig/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true
+if ((E2E_OK && E2E_FAILED == 0)); then rm -rf "$KAFKA_DIR"; fi # the node's data; kept after a failure
 ((E2E_OK && E2E_FAILED == 0))
