@@ -25,20 +25,22 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
 	@echo "make install [PLUGINDIR=...] [BINDIR=...]  the plugin into PluginDir ($(PLUGINDIR)), jobcomp-kafka into $(BINDIR)"
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
-	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
+	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (docs/securing-kafka.md's examples)"
 	@echo "make e2e-kafka                   Apache Kafka's rules (missing topic, oversized record), ours and SchedMD's; the mix into Kafka 3.9"
 	@echo "make idempotence-kafka           a lost produce acknowledgement against Apache Kafka: duplicates counted"
+	@echo "make test-consumers              record schemas, jobcomp-wait, jobcomp-sink (Kafka, PostgreSQL, slurmctld)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
 	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
 	@echo "make memcheck                    the plugin-host and spool tests under valgrind memcheck"
+	@echo "make test-alerts                 the Prometheus alerting rules (promtool test rules), a few seconds"
 
 build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
@@ -129,7 +131,7 @@ layout-guard26:
 	ci/layout-guard26.sh
 
 # TLS, SASL, Kerberos and OIDC with real peers (stunnel, KDC, OpenID provider);
-# the README's "Secured Kafka" examples. Own ports (20300-20399): may run next
+# docs/securing-kafka.md's examples. Own ports (20300-20399): may run next
 # to e2e and e2e26.
 e2e-secured: build
 	ci/e2e-secured.sh
@@ -158,6 +160,13 @@ demo: deps build
 kafka-selftest:
 	ci/rig/kafka-selftest.sh --netns
 
+# The consumers' side (issue #24, docs/consumers.md): the record schemas
+# (schema/), jobcomp-wait and jobcomp-sink (python/) on Apache Kafka 4,
+# PostgreSQL and a real slurmctld 22.05.8. Installs what it needs. Ports
+# 21600-21699 only: may run next to the other suites.
+test-consumers:
+	ci/consumers.sh
+
 bench: deps build
 	ci/bench.sh
 
@@ -176,6 +185,11 @@ fuzz-check:
 memcheck:
 	ci/memcheck.sh
 
+# The Prometheus alerting rules shipped in the packages, on series shaped like
+# the plugin's during an outage (promtool; installs it when missing). Seconds.
+test-alerts:
+	ci/test-alerts.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf build
@@ -191,11 +205,13 @@ clean:
 dist:
 	ci/packaging/dist.sh
 
+# HOMEPAGE=URL: the Homepage (.deb) / URL (RPM) field; none by default (the
+# project has no public home yet).
 deb:
-	ci/packaging/deb.sh $(SLURM_VERSION)
+	HOMEPAGE="$(HOMEPAGE)" ci/packaging/deb.sh $(SLURM_VERSION)
 
 rpm:
-	rpmbuild -tb --define "_topdir $(CURDIR)/build/rpm" $(if $(SLURM_VERSION),--define "slurm_version $(SLURM_VERSION)") "$$(ci/packaging/dist.sh)"
+	rpmbuild -tb --define "_topdir $(CURDIR)/build/rpm" $(if $(SLURM_VERSION),--define "slurm_version $(SLURM_VERSION)") $(if $(HOMEPAGE),--define "homepage $(HOMEPAGE)") "$$(ci/packaging/dist.sh)"
 
 test-packages:
 	ci/packaging/test.sh

@@ -3,7 +3,7 @@
 # certificates, SASL (SCRAM, PLAIN), Kerberos and OIDC, with our plugin in a
 # real slurmctld 22.05.8 (host) and real peers: tansu behind Debian's stunnel4,
 # noida-db, MIT's KDC, npm's oidc-provider. The JobCompLoc files are the
-# README's "Secured Kafka" examples. Called by `make e2e-secured`.
+# docs/securing-kafka.md's examples. Called by `make e2e-secured`.
 #
 #   ci/e2e-secured.sh [PYTEST ARGS...]      e.g. ci/e2e-secured.sh -k tls
 #

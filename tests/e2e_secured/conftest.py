@@ -62,7 +62,7 @@ def examples():
 
 @pytest.fixture(scope="session")
 def certs(session_dir, examples):
-    """CA, server, client (key encrypted with the README's mtls password) and
+    """CA, server, client (key encrypted with docs/securing-kafka.md's mtls password) and
     the bad certificates, made by ci/rig/tls.sh."""
     d = session_dir / "certs"
     pw = secured.example_property(examples["mtls"], "ssl.key.password")

@@ -3,7 +3,7 @@
 Real parts only: Slurm 22.05.8's slurmctld on the host (through jk.Cluster and
 ci/rig/slurm-host.sh), tansu as the broker (ci/rig/tansu.sh), Debian's stunnel4
 as its TLS endpoint with certificates made by openssl (ci/rig/tls.sh), MIT's
-KDC (ci/rig/kdc.sh). The JobCompLoc files are the README's "Secured Kafka"
+KDC (ci/rig/kdc.sh). The JobCompLoc files are docs/securing-kafka.md's
 examples with only host names, ports and directories replaced.
 
 Ports: only 127.0.0.1:20300-20399 (PORTS below), so that this suite can run
@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 import jk  # noqa: E402
 from jk import RIG, Message, RigError, log, run, wait_for  # noqa: E402
 
-README = jk.REPO / "README.md"
+EXAMPLES_DOC = jk.REPO / "docs" / "securing-kafka.md"
 
 # Every port of this suite (127.0.0.1 only): (broker's plaintext listener,
 # TLS endpoint in front of it) and (slurmctld, slurmd) per test.
@@ -38,7 +38,7 @@ PORTS = {
     "oidc": {"broker": (20340, 20341), "cluster": (20342, 20343), "provider": 20344},
 }
 
-# What the README's examples name, and what the tests put there instead.
+# What docs/securing-kafka.md's examples name, and what the tests put there instead.
 EXAMPLE_HOST_PORTS = ("kafka1.example.org:9093", "kafka1.example.org:9092")
 EXAMPLE_DIR = "/etc/slurm/kafka/"
 
@@ -49,11 +49,11 @@ TEST_PROPS = {"message.timeout.ms": "120000", "reconnect.backoff.max.ms": "1000"
 
 
 def readme_examples():
-    """{name: text} of the README's `<!-- secured-example: NAME -->` blocks."""
-    text = README.read_text()
+    """{name: text} of docs/securing-kafka.md's `<!-- secured-example: NAME -->` blocks."""
+    text = EXAMPLES_DOC.read_text()
     found = dict(re.findall(r"<!-- secured-example: (\S+) -->\n```[a-z]*\n(.*?)```", text, re.S))
     if not found:
-        raise RigError(f"no secured-example blocks in {README}")
+        raise RigError(f"no secured-example blocks in {EXAMPLES_DOC}")
     return found
 
 
@@ -64,12 +64,12 @@ def example_property(text, key):
     raise KeyError(key)
 
 
-# The README's OpenID provider (token endpoint https://idp.example.org:8443/token).
+# docs/securing-kafka.md's OpenID provider (token endpoint https://idp.example.org:8443/token).
 EXAMPLE_IDP = "idp.example.org:8443"
 
 
 def localize(text, bootstrap, conf_dir, idp=None):
-    """The README example with the broker's address (and the OpenID
+    """The docs/securing-kafka.md example with the broker's address (and the OpenID
     provider's), and the directory of its files replaced; nothing else
     changes."""
     for hp in EXAMPLE_HOST_PORTS:
@@ -103,7 +103,7 @@ def host_release():
 
 class SecuredCluster(jk.Cluster):
     """A host cluster (Slurm 22.05) whose JobCompLoc file is `conf_text`
-    (a localized README example) plus TEST_PROPS."""
+    (a localized docs/securing-kafka.md example) plus TEST_PROPS."""
 
     def __init__(self, *, conf_text, **kw):
         super().__init__(bootstrap=None, **kw)
@@ -256,7 +256,7 @@ def consume(bootstrap, conf, topic, expect, timeout=60.0, linger=3.0):
 
 
 def lay_out_conf_dir(conf_dir, certs, files):
-    """Copy `files` {name under conf_dir: path in certs} (the README's file
+    """Copy `files` {name under conf_dir: path in certs} (docs/securing-kafka.md's file
     names), mode 0600, as an administrator lays out /etc/slurm/kafka/."""
     conf_dir = Path(conf_dir)
     conf_dir.mkdir(parents=True, exist_ok=True)

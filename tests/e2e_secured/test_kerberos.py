@@ -1,5 +1,5 @@
 """Kerberos (GSSAPI) from the plugin in a real slurmctld 22.05.8, with a real
-MIT KDC (Debian's krb5-kdc, ci/rig/kdc.sh) on loopback: the README's
+MIT KDC (Debian's krb5-kdc, ci/rig/kdc.sh) on loopback: docs/securing-kafka.md's
 Kerberos example, its realm, principal and keytab made by the test.
 
 Proven here: the plugin starts with GSSAPI (librdkafka built with Cyrus
@@ -35,7 +35,7 @@ def test_kerberos_keytab_ticket_and_gssapi_exchange(release, session_dir, exampl
     conf_dir.mkdir(mode=0o700)
     keytab = conf_dir / "slurm.keytab"
     jk.run([jk.RIG / "kdc.sh", "keytab", kdc.dir, principal, keytab])
-    # The README: the keytab owned by SlurmUser (root in the rig), mode 0600.
+    # docs/securing-kafka.md: the keytab owned by SlurmUser (root in the rig), mode 0600.
     st = keytab.stat()
     assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600
     # The broker's service principal, as librdkafka names it: service/host.

@@ -3,8 +3,8 @@
 ci/rig/oidc.sh) with the client-credentials grant, proven by the provider's
 own log of its token endpoint.
 
-- The README's OIDC example (SASL_SSL through stunnel to tansu): the plugin
-  gets its token (provider: grant.success, client_credentials, the README's
+- docs/securing-kafka.md's OIDC example (SASL_SSL through stunnel to tansu): the plugin
+  gets its token (provider: grant.success, client_credentials, docs/securing-kafka.md's
   client and scope) and connects to the broker with it; tansu 0.6.0 cannot
   validate OAUTHBEARER tokens, so nothing is delivered there, and nothing
   is lost (every record saved at shutdown).
@@ -47,7 +47,7 @@ def _token_events(p, event):
 
 
 def _noida_cluster(stack, release, session_dir, certs, text, name):
-    """noida-db and a cluster with the README's OIDC example over
+    """noida-db and a cluster with docs/securing-kafka.md's OIDC example over
     SASL_PLAINTEXT (noida-db has no TLS listener). Returns (cluster, port)."""
     port = PORTS["oidc"]["broker"][0]
     jk.wait_bindable([port], 60)

@@ -5,7 +5,7 @@ run here. What each supports (measured, see the closing notes of issue 10):
   (PLAIN: "NoSharedMechanism"), against credentials in its storage. With the
   in-memory storage (the only one this build of tansu has besides S3 and
   PostgreSQL) no credential can be stored before authentication is required:
-  every SCRAM login is answered "unknown-user". So here: the README's SCRAM
+  every SCRAM login is answered "unknown-user". So here: docs/securing-kafka.md's SCRAM
   example (over TLS) reaches tansu's SCRAM exchange, is refused, gives one
   clear error line, and loses nothing.
 - noida-db 0.2.3: PLAIN, accepting any password (it checks none); its SCRAM
@@ -35,7 +35,7 @@ def test_scram_refused_one_error_line_nothing_lost(mechanism, release, session_d
     conf_dir = session_dir / f"etc-{mechanism}"
     lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
     text = localize(examples["scram"], b.bootstrap, conf_dir)
-    # The README names SCRAM-SHA-512 and says SCRAM-SHA-256 works the same way.
+    # docs/securing-kafka.md names SCRAM-SHA-512 and says SCRAM-SHA-256 works the same way.
     text = text.replace("sasl.mechanisms=SCRAM-SHA-512", f"sasl.mechanisms={mechanism}")
     assert f"sasl.mechanisms={mechanism}" in text
     c = start_cluster(stack, release, session_dir, "scram", text)

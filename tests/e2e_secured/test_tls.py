@@ -1,8 +1,8 @@
 """TLS between the plugin (in a real slurmctld 22.05.8) and a real broker:
 tansu behind Debian's stunnel4, with certificates made by openssl.
 
-- the README's TLS example: every record delivered;
-- the README's mutual-TLS example (client certificate, encrypted key): every
+- docs/securing-kafka.md's TLS example: every record delivered;
+- docs/securing-kafka.md's mutual-TLS example (client certificate, encrypted key): every
   record delivered, and the endpoint does demand the certificate;
 - a wrong CA, an expired certificate, a certificate for another host: one
   error line naming the cause (no flood), the records kept, and after the
