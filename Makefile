@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -33,6 +33,8 @@ help:
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
 	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (docs/securing-kafka.md's examples)"
+	@echo "make e2e-kafka                   Apache Kafka's rules (missing topic, oversized record), ours and SchedMD's; the mix into Kafka 3.9"
+	@echo "make idempotence-kafka           a lost produce acknowledgement against Apache Kafka: duplicates counted"
 	@echo "make test-consumers              record schemas, jobcomp-wait, jobcomp-sink (Kafka, PostgreSQL, slurmctld)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
@@ -133,6 +135,21 @@ layout-guard26:
 # to e2e and e2e26.
 e2e-secured: build
 	ci/e2e-secured.sh
+
+# What only Apache Kafka shows: the broker's rules on Kafka 4.x
+# (auto.create.topics.enable=false, max.message.bytes) with our plugin in
+# slurmctld 22.05.8 and SchedMD's in 24.11.5 (tests/e2e/test_kafka_rules.py),
+# and the job mix into Kafka 3.9.x. Own ports 127.0.0.1:20800-20831
+# (JK_KAFKA_E2E_PORT_BASE): may run next to e2e and e2e26.
+e2e-kafka:
+	ci/e2e-kafka.sh
+
+# A produce acknowledgement lost between send and ack, against Apache Kafka
+# 4.x: no duplicate with the plugin's defaults, the count with idempotence off
+# printed (tests/retry_duplicates.rs). Ports 20240-20242 (JK_KAFKA_TEST_PORT).
+idempotence-kafka:
+	ci/check-build-deps.sh
+	$(CARGO) test --release --test retry_duplicates -- --ignored --exact lost_acknowledgement_on_apache_kafka --nocapture
 
 demo: deps build
 	ci/demo.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests: jobcomp_kafka.so in real slurmctld processes (22.05.8 on
 # the host, 24.11.5 in the Debian trixie chroot, next to SchedMD's plugin)
-# against a real Kafka-protocol broker (tansu). Called by `make e2e` / `make test`.
+# against Apache Kafka 4.x: one node (ci/rig/kafka.sh) for both sessions, each
+# test on topics of its own. Called by `make e2e` / `make test`.
 #
 #   ci/e2e.sh [PYTEST ARGS...]      e.g. ci/e2e.sh -k reconfigure
 #
@@ -14,7 +15,8 @@
 #    exits non-zero on any failure.
 # Everything it starts is stopped by PID, also on failure or Ctrl-C.
 # Environment: JK_E2E_DEADLINE (s, default 540) for the test phase;
-# JK_E2E_KEEP=1 keeps the test directories.
+# JK_E2E_KEEP=1 keeps the test directories; JK_E2E_KAFKA_PORT (default 29090,
+# the controller the next) and JK_E2E_KAFKA_VERSION (default 4) for the node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC2034 # read by log() in common.sh
@@ -32,6 +34,9 @@ export JK_ROOT=$ROOT RIG_CACHE
 # The trixie chroot (Slurm 24.11.5), whatever the caller's environment says.
 export SUITE=trixie JK_CHROOT_SUITE=trixie
 T0=$(now_ms)
+KAFKA_PORT=${JK_E2E_KAFKA_PORT:-29090}
+KAFKA_VERSION=${JK_E2E_KAFKA_VERSION:-4}
+KAFKA_DIR=$OUT/kafka
 
 BG_PIDS=()
 
@@ -43,7 +48,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	e2e_stop_children TERM "${BG_PIDS[@]}"
 	shopt -s nullglob
-	e2e_stop_leftovers "$ROOT" /tmp/jk-e2e-"$JK_E2E_TAG"-*/*/ "$ROOT"/rig/jk-e2e-"$JK_E2E_TAG"-*/
+	e2e_stop_leftovers "$ROOT" /tmp/jk-e2e-"$JK_E2E_TAG"-*/*/ "$ROOT"/rig/jk-e2e-"$JK_E2E_TAG"-*/ "$KAFKA_DIR"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -64,10 +69,13 @@ HOST_RELEASE=$(ci/slurm-version.sh)
 
 # --- 2. builds ----------------------------------------------------------------
 # The chroot (debootstrap + apt, network-bound, ~90 s cold) while cargo builds.
-phase "chroot build (background) and plugin builds"
+phase "Kafka and chroot build (background), plugin builds"
+ci/rig/kafka.sh start "$KAFKA_DIR" --port "$KAFKA_PORT" --version "$KAFKA_VERSION" --heap 256m \
+	>"$OUT/kafka-start.log" 2>&1 &
+KAFKA_PID=$!
 ci/rig/slurm-chroot.sh build "$ROOT" >"$OUT/chroot-build.log" 2>&1 &
 CHROOT_PID=$!
-BG_PIDS+=("$CHROOT_PID")
+BG_PIDS+=("$KAFKA_PID" "$CHROOT_PID")
 # The Makefile exports SLURM_VERSION to its children: always name the release.
 make --no-print-directory build SLURM_VERSION="$HOST_RELEASE"
 make --no-print-directory build SLURM_VERSION="$CHROOT_RELEASE"
@@ -76,7 +84,10 @@ if ! wait "$CHROOT_PID"; then
 	die "chroot build failed"
 fi
 tail -n 3 "$OUT/chroot-build.log" >&2
-phase "builds done"
+wait "$KAFKA_PID" || { cat "$OUT/kafka-start.log" >&2; die "Kafka did not start"; }
+BG_PIDS=()
+grep -h 'up in' "$OUT/kafka-start.log" >&2 || true
+phase "builds done, Apache Kafka up on 127.0.0.1:$KAFKA_PORT"
 
 # --- 3. the two sessions ----------------------------------------------------------
 run_session() { # RELEASE BROKER_PORT
@@ -84,7 +95,7 @@ run_session() { # RELEASE BROKER_PORT
 	# Own session: a Ctrl-C in the terminal reaches only this script, which
 	# passes one SIGTERM on (a second signal would cut pytest's teardown short).
 	exec setsid "$RIG_VENV/bin/python" -m pytest tests/e2e -p no:cacheprovider -v -rfEX \
-		--release "$rel" --broker-port "$port" --counts-file "$OUT/counts-$rel.json" "${@:3}" \
+		--release "$rel" --broker-port "$port" --kafka-bootstrap "127.0.0.1:$KAFKA_PORT" --counts-file "$OUT/counts-$rel.json" "${@:3}" \
 		>"$OUT/pytest-$rel.log" 2>&1
 }
 phase "pytest: $HOST_RELEASE (host) and $CHROOT_RELEASE (chroot) in parallel; logs in $OUT"
@@ -128,6 +139,7 @@ phase "done"
 echo "e2e wall time: $((($(now_ms) - T0) / 1000)) s"
 echo "$E2E_PASSED passed, $E2E_FAILED failed"
 if ((E2E_OK && E2E_FAILED == 0)); then
+	ci/rig/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true
 	rm -rf "$OUT" # everything is printed above; kept after a failure
 	exit 0
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end tests on Slurm 26.05.5 (Debian forky, in a chroot): our
 # jobcomp_kafka.so with start events on and off, and side by side with
-# SchedMD's own 26.05.5 plugin (finish and start records), against a real
-# Kafka-protocol broker (tansu). See tests/e2e26/conftest.py.
+# SchedMD's own 26.05.5 plugin (finish and start records), against Apache
+# Kafka 4.x (ci/rig/kafka.sh). See tests/e2e26/conftest.py.
 #
 #   ci/e2e26.sh [PYTEST ARGS...]      e.g. ci/e2e26.sh -k differential
 #
@@ -30,6 +30,10 @@ ROOT=${JK_FORKY_ROOT:-$RIG_CACHE/chroot-forky}
 export JK_FORKY_ROOT=$ROOT RIG_CACHE
 export SUITE=forky JK_CHROOT_SUITE=forky
 T0=$(now_ms)
+# One Apache Kafka node for the session (ci/rig/kafka.sh), started while the
+# plugin builds. JK_E2E26_KAFKA_PORT (default 61090, the controller the next).
+KAFKA_PORT=${JK_E2E26_KAFKA_PORT:-61090}
+KAFKA_DIR=$OUT/kafka
 BG_PIDS=()
 
 # Stop what is still running: pytest (SIGINT first, so that its fixtures stop
@@ -39,7 +43,7 @@ cleanup() {
 	trap - EXIT INT TERM
 	e2e_stop_children INT "${BG_PIDS[@]}"
 	shopt -s nullglob
-	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-26-e2e-"$JK_E2E_TAG"-*/ /tmp/jk-26-e2e-"$JK_E2E_TAG"/kafka*
+	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-26-e2e-"$JK_E2E_TAG"-*/ /tmp/jk-26-e2e-"$JK_E2E_TAG"/kafka* "$KAFKA_DIR"
 	exit "$rc"
 }
 trap cleanup EXIT
@@ -55,16 +59,20 @@ ci/install-deps.sh
 e2e_install_pytest
 
 # --- 2. builds ----------------------------------------------------------------
-phase "forky chroot (background) and plugin build"
+phase "Kafka and forky chroot (background), plugin build"
+ci/rig/kafka.sh start "$KAFKA_DIR" --port "$KAFKA_PORT" --version 4 --heap 256m >"$OUT/kafka-start.log" 2>&1 &
+KAFKA_PID=$!
 ci/rig/slurm-chroot.sh build "$ROOT" >"$OUT/chroot-build.log" 2>&1 &
 CHROOT_PID=$!
-BG_PIDS+=("$CHROOT_PID")
+BG_PIDS+=("$KAFKA_PID" "$CHROOT_PID")
 make --no-print-directory build SLURM_VERSION="$RELEASE"
 if ! wait "$CHROOT_PID"; then
 	cat "$OUT/chroot-build.log" >&2
 	die "forky chroot build failed"
 fi
+wait "$KAFKA_PID" || { cat "$OUT/kafka-start.log" >&2; die "Kafka did not start"; }
 BG_PIDS=()
+grep -h 'up in' "$OUT/kafka-start.log" >&2 || true
 tail -n 2 "$OUT/chroot-build.log" >&2
 have=$(ci/rig/slurm-chroot.sh version "$ROOT")
 [[ ${have%-*} == "$RELEASE" ]] || die "the forky chroot has Slurm $have, not $RELEASE"
@@ -75,7 +83,7 @@ phase "pytest tests/e2e26; log in $OUT/pytest.log"
 # Own session: a Ctrl-C in the terminal reaches only this script, which passes
 # one SIGINT on.
 setsid "$RIG_VENV/bin/python" -m pytest tests/e2e26 -p no:cacheprovider -v -rfEX \
-	--counts-file "$OUT/counts.json" "$@" >"$OUT/pytest.log" 2>&1 &
+	--kafka-bootstrap "127.0.0.1:$KAFKA_PORT" --counts-file "$OUT/counts.json" "$@" >"$OUT/pytest.log" 2>&1 &
 P=$!
 BG_PIDS+=("$P")
 deadline=$(($(now_ms) + DEADLINE * 1000))
@@ -107,4 +115,6 @@ e2e_session_result "$RELEASE" "$OUT/counts.json"
 phase "done"
 echo "e2e26 wall time: $((($(now_ms) - T0) / 1000)) s"
 echo "$E2E_PASSED passed, $E2E_FAILED failed"
+ci/rig/kafka.sh stop "$KAFKA_DIR" >/dev/null 2>&1 || true
+if ((E2E_OK && E2E_FAILED == 0)); then rm -rf "$KAFKA_DIR"; fi # the node's data; kept after a failure
 ((E2E_OK && E2E_FAILED == 0))

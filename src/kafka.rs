@@ -25,10 +25,32 @@ pub enum Outcome {
     /// Removed by `purge`; `in_flight` when it had already been sent (it may
     /// have reached the broker).
     Purged { in_flight: bool },
-    /// An error reported by the broker. `refused`: the message itself is
-    /// refused (too large, invalid) and no retry can succeed; otherwise (e.g.
-    /// authorization, unknown topic) an administrator can fix the cause.
-    Failed { reason: String, refused: bool },
+    /// An error reported by the broker (or by librdkafka for the message).
+    Failed { reason: String, cause: Cause },
+}
+
+/// What a failed message's error means for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Another attempt may succeed: an outage, or a cause an administrator can
+    /// fix on the broker (authorization, ...).
+    Transient,
+    /// The topic does not exist (and the broker does not create topics:
+    /// auto.create.topics.enable=false). Another attempt succeeds once it exists.
+    TopicMissing,
+    /// The message is larger than a limit: librdkafka's own message.max.bytes
+    /// (when `produce` refuses it) or the topic's max.message.bytes (when the
+    /// broker does). Retrying cannot help until the limit is raised.
+    TooLarge,
+    /// The broker finds the message itself invalid; no retry can succeed.
+    Invalid,
+}
+
+impl Cause {
+    /// The message itself can never be accepted as it is.
+    pub fn is_refusal(self) -> bool {
+        matches!(self, Cause::TooLarge | Cause::Invalid)
+    }
 }
 
 /// A delivery report. `payload` is kept for every outcome but `Delivered`.
@@ -46,9 +68,9 @@ pub struct Report {
 pub enum ProduceError {
     /// queue.buffering.max.messages / kbytes reached: try again after a poll.
     QueueFull,
-    /// Anything else; `refused` as in [`Outcome::Failed`] (e.g. the message is
-    /// larger than message.max.bytes).
-    Rejected { reason: String, refused: bool },
+    /// Anything else; `cause` as in [`Outcome::Failed`] (e.g. the message is
+    /// larger than message.max.bytes: [`Cause::TooLarge`]).
+    Rejected { reason: String, cause: Cause },
 }
 
 /// Why a producer could not be created.
@@ -331,7 +353,7 @@ impl Producer {
             if code == Err::RD_KAFKA_RESP_ERR__QUEUE_FULL {
                 Err(ProduceError::QueueFull)
             } else {
-                Err(ProduceError::Rejected { reason: err_text(code), refused: is_refusal(code) })
+                Err(ProduceError::Rejected { reason: err_text(code), cause: cause_of(code) })
             }
         }
     }
@@ -362,6 +384,21 @@ impl Producer {
     /// Messages (and requests) librdkafka still holds.
     pub fn queue_len(&self) -> usize {
         unsafe { rd::rd_kafka_outq_len(self.rk.as_ptr()).max(0) as usize }
+    }
+
+    /// The value of a configuration property as librdkafka holds it (its
+    /// default when the file did not set it).
+    pub fn property(&self, name: &str) -> Option<String> {
+        let name = CString::new(name).ok()?;
+        let mut buf = [0 as c_char; 256];
+        let mut size = buf.len();
+        unsafe {
+            let conf = rd::rd_kafka_conf(self.rk.as_ptr());
+            if rd::rd_kafka_conf_get(conf, name.as_ptr(), buf.as_mut_ptr(), &mut size) != rd::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK {
+                return None;
+            }
+            Some(CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned())
+        }
     }
 
     pub fn take_reports(&self) -> Vec<Report> {
@@ -411,15 +448,19 @@ pub fn is_topic_authorization_failure(reason: &str) -> bool {
     reason.contains(&err_text(Err::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED))
 }
 
-/// Errors that say the message itself can never be accepted as it is.
-fn is_refusal(code: rd::rd_kafka_resp_err_t) -> bool {
-    matches!(
-        code,
-        Err::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
-            | Err::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE
-            | Err::RD_KAFKA_RESP_ERR_INVALID_RECORD
-            | Err::RD_KAFKA_RESP_ERR__INVALID_ARG
-    )
+/// What an error code means for the message it failed.
+fn cause_of(code: rd::rd_kafka_resp_err_t) -> Cause {
+    match code {
+        // The broker's MESSAGE_TOO_LARGE and RECORD_LIST_TOO_LARGE; librdkafka
+        // gives the first for a message above its own message.max.bytes too.
+        Err::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE | Err::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE => Cause::TooLarge,
+        Err::RD_KAFKA_RESP_ERR_INVALID_RECORD | Err::RD_KAFKA_RESP_ERR__INVALID_ARG => Cause::Invalid,
+        // The broker's UNKNOWN_TOPIC_OR_PART (messages that waited for the
+        // topic's metadata), and librdkafka's own once it knows the topic is
+        // missing (produce fails at once).
+        Err::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART | Err::RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC => Cause::TopicMissing,
+        _ => Cause::Transient,
+    }
 }
 
 /// The outcome librdkafka reported for a message.
@@ -429,7 +470,7 @@ fn outcome_of(message: &rd::rd_kafka_message_t) -> Outcome {
         Err::RD_KAFKA_RESP_ERR__MSG_TIMED_OUT => Outcome::TimedOut,
         Err::RD_KAFKA_RESP_ERR__PURGE_QUEUE => Outcome::Purged { in_flight: false },
         Err::RD_KAFKA_RESP_ERR__PURGE_INFLIGHT => Outcome::Purged { in_flight: true },
-        code => Outcome::Failed { reason: err_text(code), refused: is_refusal(code) },
+        code => Outcome::Failed { reason: err_text(code), cause: cause_of(code) },
     }
 }
 
@@ -764,6 +805,37 @@ mod tests {
         .expect("a CA file that does not exist must fail");
         assert_eq!(error.property, None);
         assert!(error.reason.starts_with("cannot create the Kafka producer"), "{error}");
+    }
+
+    /// librdkafka's own message.max.bytes refuses a record before any broker
+    /// sees it; the producer names the value it holds (its default when the
+    /// file sets none), which the error line quotes.
+    #[test]
+    fn a_message_above_message_max_bytes_is_refused_as_too_large() {
+        let default = Producer::new([("bootstrap.servers", "127.0.0.1:1")]).unwrap();
+        assert_eq!(default.property("message.max.bytes").as_deref(), Some("1000000"));
+        let producer = Producer::new([("bootstrap.servers", "127.0.0.1:1"), ("message.max.bytes", "2000")]).unwrap();
+        assert_eq!(producer.property("message.max.bytes").as_deref(), Some("2000"));
+        assert_eq!(producer.property("no.such.property"), None);
+        let refused = producer.produce(c"t", b"1", &[b'x'; 3000], None, 1);
+        match refused {
+            Err(ProduceError::Rejected { cause, .. }) => assert_eq!(cause, Cause::TooLarge),
+            other => panic!("a 3000-byte message with message.max.bytes=2000: {other:?}"),
+        }
+        assert!(producer.produce(c"t", b"1", &[b'x'; 1000], None, 2).is_ok());
+    }
+
+    #[test]
+    fn error_codes_name_their_cause() {
+        assert_eq!(cause_of(Err::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE), Cause::TooLarge);
+        assert_eq!(cause_of(Err::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE), Cause::TooLarge);
+        assert_eq!(cause_of(Err::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART), Cause::TopicMissing);
+        assert_eq!(cause_of(Err::RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC), Cause::TopicMissing);
+        assert_eq!(cause_of(Err::RD_KAFKA_RESP_ERR_INVALID_RECORD), Cause::Invalid);
+        assert_eq!(cause_of(Err::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED), Cause::Transient);
+        assert_eq!(cause_of(Err::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS), Cause::Transient);
+        assert!(Cause::TooLarge.is_refusal() && Cause::Invalid.is_refusal());
+        assert!(!Cause::TopicMissing.is_refusal() && !Cause::Transient.is_refusal());
     }
 
     #[test]

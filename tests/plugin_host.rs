@@ -950,6 +950,135 @@ fn oversized_record() {
     assert_eq!(job_ids(&messages), vec![2, 3, 5], "the normal records are delivered once, the refused ones never");
     assert_eq!(names_in(&refused_dir), refused, "each refused record is set aside once");
     assert!(!rig.state_file().exists(), "nothing saved for a later start");
+
+    // The limit raised in JobCompLoc: `jobcomp-kafka resend` sends both, with
+    // their record ids, and removes their files.
+    rig.write_properties(&[("message.max.bytes", "1000000")]);
+    let args: Vec<String> = ["-d", &rig.state.to_string_lossy(), "resend", "--loc", &rig.loc.to_string_lossy()]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let sent = jobcomp_kafka::ops::cli::run(&args);
+    println!("resend: {sent:?}");
+    assert_eq!(sent.code, 0, "resend sends every refused record: {sent:?}");
+    let messages = rig.kafka.wait_ids(&rig.cluster, &ids(1..=5), 30 * SEC);
+    assert_eq!(job_ids(&messages), vec![2, 3, 5, 1, 4], "the refused records follow, once each");
+    let by_job = payloads_by_job(&messages);
+    assert!(by_job[&1] == reference[&1], "job 1's record is delivered byte for byte as it was refused");
+    for (name, m) in refused.iter().zip(&messages[3..]) {
+        let id = name.split('.').nth(1).unwrap();
+        assert_eq!(m.header("jobcomp.record_id").as_deref(), Some(id), "{name}: the record id it was refused with");
+        assert_eq!(m.key_text(), name.split('.').next().unwrap(), "{name}: keyed by its job id");
+    }
+    assert!(names_in(&refused_dir).is_empty(), "the sent files are removed");
+}
+
+/// The oversized record's error line says what a site needs: the job, the
+/// record's size, the limit that refused it (librdkafka's message.max.bytes
+/// here) and how to raise both limits, and the command that sends it after.
+#[test]
+fn an_oversized_record_names_its_size_the_limit_and_the_remedy() {
+    let t = target();
+    let params = waiting_for_reports(if t.script_by_default() { "" } else { "send_script" });
+    let rig = Rig::new("jk_big_line", &[("message.max.bytes", "100000")]);
+    let mut host = rig.started(&params);
+    host.ok("job id=7 batch=1 script_len=300000");
+    host.ok("job id=8");
+    rig.kafka.wait_ids(&rig.cluster, &ids(8..=8), 30 * SEC);
+    let refused_dir = rig.state.join("jobcomp_kafka_refused");
+    assert!(wait_for(30 * SEC, || (names_in(&refused_dir).len() == 1).then_some(())).is_some());
+    host.ok("fini");
+    let log = host.quit();
+    let size = std::fs::metadata(refused_dir.join(&names_in(&refused_dir)[0])).unwrap().len();
+    let errors = error_lines(&log);
+    println!("oversized record line: {errors:?}");
+    assert_eq!(errors.len(), 1, "one error line: {errors:?}");
+    let line = errors[0];
+    let loc = rig.loc.to_string_lossy();
+    for needle in [
+        "job 7".to_string(),
+        format!("{size} bytes"),
+        "message.max.bytes=100000".to_string(),
+        format!("max.message.bytes (kafka-configs.sh --alter --entity-type topics --entity-name {}", rig.cluster),
+        "librdkafka refuses it before any broker sees it".to_string(),
+        format!("message.max.bytes in JobCompLoc ({loc})"),
+        format!("jobcomp-kafka resend --loc {loc}`"),
+    ] {
+        assert!(line.contains(&needle), "the line names {needle:?}: {line}");
+    }
+}
+
+/// A record the broker refuses as too large (MESSAGE_TOO_LARGE, the topic's
+/// max.message.bytes; injected into the mock's next produce request, with
+/// idempotence on as by default): it is set aside with an error line naming
+/// the broker's limit, and the records behind it are delivered once each.
+#[test]
+fn a_record_the_broker_refuses_as_too_large_does_not_hold_up_the_rest() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let rig = Rig::new("jk_big_broker", &[]);
+    let mut host = rig.started(&waiting_for_reports(""));
+    host.ok("job id=1");
+    rig.kafka.wait_ids(&rig.cluster, &ids(1..=1), 30 * SEC);
+    rig.kafka.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE]);
+    host.ok("job id=2");
+    let refused_dir = rig.state.join("jobcomp_kafka_refused");
+    let set_aside = wait_for(30 * SEC, || (names_in(&refused_dir).len() == 1).then_some(()));
+    for id in 3..=6 {
+        host.ok(&format!("job id={id}"));
+    }
+    let messages = rig.kafka.wait_ids(&rig.cluster, &[1, 3, 4, 5, 6].into(), 30 * SEC);
+    host.ok("fini");
+    let log = host.quit();
+    let errors = error_lines(&log);
+    println!("broker refusal: errors={errors:?} refused={:?}", names_in(&refused_dir));
+    assert!(set_aside.is_some(), "job 2 is set aside; log:\n{}", log.join("\n"));
+    assert!(names_in(&refused_dir)[0].starts_with("2."), "{:?}", names_in(&refused_dir));
+    assert_eq!(job_ids(&messages), vec![1, 3, 4, 5, 6], "the others are delivered once each, in order");
+    assert_eq!(errors.len(), 1, "one error line: {errors:?}");
+    assert!(
+        errors[0].contains("job 2: the broker refuses its record (Broker: Message size too large)")
+            && errors[0].contains("above topic jk_big_broker's max.message.bytes"),
+        "{}",
+        errors[0]
+    );
+}
+
+/// A topic that does not exist, on a broker that does not create topics
+/// (auto.create.topics.enable=false): the records wait, one error line names
+/// the topic and the remedy, and once the topic is created they are delivered
+/// once each, without a restart. topic.metadata.propagation.max.ms is cut
+/// from 30 s to 1 s only to keep the test short: it is how long librdkafka
+/// waits for a topic to appear before it fails the records it holds.
+#[test]
+fn records_for_a_missing_topic_wait_until_it_is_created() {
+    use rdkafka::types::RDKafkaRespErr;
+    let rig = Rig::new("jk_no_topic", &[("topic.metadata.propagation.max.ms", "1000")]);
+    rig.kafka.topic_error(&rig.cluster, RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+    let mut host = rig.started(&waiting_for_reports(""));
+    for id in 1..=5 {
+        host.ok(&format!("job id={id}"));
+    }
+    let reported = host.wait_log(&["does not exist"], 1, 30 * SEC);
+    // More records, and more attempts, while the topic is missing.
+    for id in 6..=10 {
+        host.ok(&format!("job id={id}"));
+    }
+    host.ok("sleep 3000");
+    rig.kafka.topic_error(&rig.cluster, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR);
+    let messages = rig.kafka.wait_ids(&rig.cluster, &ids(1..=10), 120 * SEC);
+    host.ok("fini");
+    let log = host.quit();
+    let errors = error_lines(&log);
+    let tally = Tally::of(&messages, 1..=10);
+    println!("missing topic: {tally}; errors={errors:?}");
+    assert!(reported, "the missing topic is reported; log:\n{}", log.join("\n"));
+    assert!(tally.lost.is_empty() && tally.duplicated == 0 && tally.corrupt == 0, "{tally}");
+    assert_eq!(errors.len(), 1, "one error line for the missing topic, not one per record or attempt: {errors:?}");
+    for needle in ["jk_no_topic", "does not exist", "create it", "auto.create.topics.enable", "without a restart"] {
+        assert!(errors[0].contains(needle), "the line says {needle:?}: {}", errors[0]);
+    }
+    assert!(log.iter().any(|l| l.contains("Kafka topic jk_no_topic exists now")), "its end is logged");
+    assert!(!rig.state_file().exists(), "nothing left for a later start");
 }
 
 /// DebugFlags=JobComp logs the librdkafka properties, but never a secret's value

@@ -4,13 +4,20 @@
 //! the C host against
 //!   - tansu 0.6.0, through a proxy of our own that forwards one Produce request,
 //!     waits for the broker's response and closes the connection instead of
-//!     passing it on (ports 20220 tansu, 20221 proxy).
+//!     passing it on (ports 20220 tansu, 20221 proxy);
+//!   - Apache Kafka 4.x (ci/rig/kafka.sh), through the same proxy, which
+//!     rewrites the broker's address in the metadata so that the producer
+//!     keeps coming through it (ports: JK_KAFKA_TEST_PORT, default 20240, its
+//!     controller the next, the proxy the one after). Ignored by a plain
+//!     `cargo test` (it starts a JVM): `make idempotence-kafka`.
 //!
 //! Each prints its numbers: records produced / stored / duplicated / out of order.
 
 mod common;
 #[path = "support/tansu.rs"]
 mod tansu;
+#[path = "support/kafka.rs"]
+mod kafka;
 
 use common::{wait_for, TempDir};
 use std::collections::BTreeMap;
@@ -53,13 +60,19 @@ fn job_id(key: &[u8]) -> u32 {
 
 /// `idempotence`: the enable.idempotence line of the file (None: none, the plugin's default).
 fn tansu_run(proxy: &Proxy, idempotence: Option<bool>) -> (Counts, Vec<String>) {
+    run_through(proxy, idempotence, "")
+}
+
+/// 300 records through `proxy`, which loses one produce acknowledgement;
+/// `tag` makes the topic names of one broker distinct.
+fn run_through(proxy: &Proxy, idempotence: Option<bool>, tag: &str) -> (Counts, Vec<String>) {
     const N: u32 = 300;
     let bootstrap = format!("127.0.0.1:{}", proxy.port);
     let properties = format!(
         "bootstrap.servers={bootstrap}\nreconnect.backoff.max.ms=500\n{}",
         idempotence.map(|on| format!("enable.idempotence={on}\n")).unwrap_or_default()
     );
-    let topic = format!("jk_dup_{}", idempotence.map_or("default".to_string(), |on| on.to_string()));
+    let topic = format!("jk_dup{tag}_{}", idempotence.map_or("default".to_string(), |on| on.to_string()));
     let (_dir, mut host) = started_host(&format!("dup-{idempotence:?}"), &properties, &topic);
     let cuts_before = proxy.cuts_done.load(Ordering::SeqCst);
     proxy.cuts_left.store(1, Ordering::SeqCst);
@@ -82,6 +95,32 @@ fn lost_acknowledgement_on_tansu() {
     for idempotence in [Some(false), Some(true), None] {
         let (counts, errors) = tansu_run(&proxy, idempotence);
         println!("tansu, enable.idempotence={idempotence:?}, 300 records, 1 lost ack: {counts:?}; errors {errors:?}");
+        assert_eq!(counts.missing, 0, "nothing lost: {counts:?}");
+        assert!(errors.is_empty(), "{errors:?}");
+        results.push(counts);
+    }
+    assert!(results[0].duplicated > 0, "without idempotence the lost ack duplicates records: {:?}", results[0]);
+    for (what, c) in [("enable.idempotence=true", &results[1]), ("the plugin's default", &results[2])] {
+        assert_eq!((c.duplicated, c.out_of_order), (0, 0), "{what}: {c:?}");
+    }
+}
+
+/// The same against Apache Kafka 4.x: with the plugin's defaults
+/// (enable.idempotence=true) and with idempotence set on, a lost
+/// acknowledgement leaves no duplicate; with it off, the count of duplicates
+/// is printed (and must not be zero, or the cut did not test anything).
+#[test]
+#[ignore = "starts an Apache Kafka JVM (ci/rig/kafka.sh): make idempotence-kafka"]
+fn lost_acknowledgement_on_apache_kafka() {
+    let port: u16 = std::env::var("JK_KAFKA_TEST_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(20240);
+    let broker = kafka::Kafka::start("4", port);
+    let proxy = Proxy::start_rewriting(port + 2, broker.port, true);
+    let mut results = Vec::new();
+    for idempotence in [Some(false), Some(true), None] {
+        let (counts, errors) = run_through(&proxy, idempotence, "_kafka");
+        println!(
+            "Apache Kafka 4, enable.idempotence={idempotence:?}, 300 records, 1 lost ack: {counts:?}; errors {errors:?}"
+        );
         assert_eq!(counts.missing, 0, "nothing lost: {counts:?}");
         assert!(errors.is_empty(), "{errors:?}");
         results.push(counts);

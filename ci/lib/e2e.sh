@@ -66,6 +66,10 @@ e2e_stop_leftovers() {
 			log "stopping leftover broker $d"
 			ci/rig/tansu.sh stop "$d" || true
 		fi
+		if pidfile_alive "$d/kafka.pid"; then
+			log "stopping leftover Kafka node $d"
+			ci/rig/kafka.sh stop "$d" || true
+		fi
 	done
 	if [[ -d $root ]]; then ci/rig/slurm-chroot.sh unmount "$root" >/dev/null 2>&1 || true; fi
 }

@@ -135,6 +135,8 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         waiting_since: Instant::now(),
         built: HashMap::new(),
         closed: Default::default(),
+        missing_topics: Default::default(),
+        job_comp_loc: host.job_comp_loc.clone().unwrap_or_default(),
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };
     let thread = std::thread::Builder::new()

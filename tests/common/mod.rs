@@ -569,6 +569,19 @@ impl Kafka {
         self.cluster.create_topic(topic, partitions, 1).expect("rd_kafka_mock_topic_create");
     }
 
+    /// The error metadata requests get for `topic` (NO_ERROR: none). The mock
+    /// creates every topic a producer asks about; UNKNOWN_TOPIC_OR_PART makes
+    /// it answer as a broker with auto.create.topics.enable=false does about a
+    /// topic that does not exist, and NO_ERROR afterwards as once it is created.
+    pub fn topic_error(&self, topic: &str, error: rdkafka::types::RDKafkaRespErr) {
+        self.cluster.topic_error(topic, error).expect("rd_kafka_mock_topic_set_error");
+    }
+
+    /// The next `errors.len()` requests of `api` get these errors, one each.
+    pub fn request_errors(&self, api: rdkafka::types::RDKafkaApiKey, errors: &[rdkafka::types::RDKafkaRespErr]) {
+        self.cluster.request_errors(api, errors);
+    }
+
     /// All brokers refuse connections (and drop the open ones).
     pub fn down(&self) {
         self.cluster.broker_down(-1).expect("rd_kafka_mock_broker_set_down");

@@ -5,15 +5,16 @@ One pytest session per Slurm release (ci/e2e.sh runs the two in parallel):
   pytest tests/e2e --release 22.05.8 --broker-port 29092
   pytest tests/e2e --release 24.11.5 --broker-port 29093
 
-Per session: a tansu broker; the job mix on a cluster with our plugin (and,
+Per session: a broker (a gate to the run's Apache Kafka node, see jk.Broker;
+ci/e2e.sh starts one node for both sessions); the job mix on a cluster with our plugin (and,
 for 24.11.5, the same mix on a second cluster with SchedMD's plugin), run in
 background threads from the start of the session because the time-limit job
 needs 60-90 s; the other tests (restart, reconfigure) run on clusters of their
 own meanwhile; the checks of the mix come last. Tests marked
 `releases(...)` run only in those sessions (the others are deselected).
 
-Ports: tansu 29092 (22.05) / 29093 (24.11) / 29094 (the restart test's own
-broker); host clusters 61817/61818 (mix), 61827/61828 (restart), 61837/61838
+Ports: brokers (gates) 29092 (22.05) / 29093 (24.11) / 29094 (the restart
+test's own broker); Kafka 29090-29091 when the session starts its own node; host clusters 61817/61818 (mix), 61827/61828 (restart), 61837/61838
 (reconfigure); chroot clusters 62817/62818 (mix, ours), 62827/62828 (mix,
 SchedMD's), 62837/62838 (reconfigure), 62857/62858 (reconfigure, re-exec); all
 in jk.PORTS, outside the ephemeral range 32768-60999 (see there). Directories:
@@ -35,8 +36,15 @@ from mix import MIX_EXTRA_CONF, MixRun
 def pytest_addoption(parser):
     g = parser.getgroup("jobcomp-kafka e2e")
     g.addoption("--release", required=True, help="Slurm release of this session: 22.05.8 or 24.11.5")
-    g.addoption("--broker-port", type=int, default=29092, help="tansu port of this session")
+    g.addoption("--broker-port", type=int, default=29092, help="port of this session's broker (a gate to Kafka)")
+    jk.add_kafka_options(g, 29090)
+    g.addoption("--cluster-port-offset", type=int, default=0,
+                help="added to every jk.PORTS port (a second session of one release next to the suite)")
     g.addoption("--counts-file", help="write the outcome counts (JSON) here")
+    g.addoption("--rules-kafka", help="bootstrap of an Apache Kafka node with auto.create.topics.enable=false "
+                "(ci/e2e-kafka.sh); without it the kafka_rules tests are deselected")
+    g.addoption("--rules-port-base", type=int, default=20810,
+                help="first of the kafka_rules tests' slurmctld/slurmd ports (8 ports)")
 
 
 def _interrupt(signum, frame):
@@ -51,6 +59,7 @@ def pytest_configure(config):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "releases(*r): run only in the sessions of these releases")
     config.addinivalue_line("markers", "mixcheck: checks of the background job mix (run last)")
+    config.addinivalue_line("markers", "kafka_rules: needs --rules-kafka (tests/e2e/test_kafka_rules.py)")
     # Every record consumed is checked against this release's schema (jk.check_contract).
     jk.CONTRACT_RELEASE = config.getoption("--release")
 
@@ -60,7 +69,10 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for it in items:
         m = it.get_closest_marker("releases")
-        (keep if m is None or rel in m.args else drop).append(it)
+        wanted = m is None or rel in m.args
+        if it.get_closest_marker("kafka_rules") and not config.getoption("--rules-kafka"):
+            wanted = False
+        (keep if wanted else drop).append(it)
     if drop:
         config.hook.pytest_deselected(items=drop)
     # The checks of the mix wait for it: everything else first.
@@ -90,22 +102,31 @@ def session_dir(release, tag, request):
         log(f"kept {d} for inspection")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kafka_node(pytestconfig, session_dir):
+    """The Apache Kafka node every Broker of the session leads to."""
+    node = jk.session_kafka(pytestconfig, session_dir / "kafka-node")
+    yield node
+    node.stop()
+
+
 @pytest.fixture(scope="session")
-def broker(pytestconfig, session_dir):
-    b = Broker(session_dir / "kafka", pytestconfig.getoption("--broker-port"))
+def broker(pytestconfig, session_dir, kafka_node):
+    b = Broker(session_dir / "kafka", jk.port(pytestconfig.getoption("--broker-port")))
     b.start()
     yield b
     b.stop()
 
 
 @pytest.fixture(scope="session")
-def make_cluster(release, tag, session_dir, request):
+def make_cluster(release, tag, session_dir, request, pytestconfig):
     """Factory: a started cluster of this session's release, stopped at the
     end of the session (and its directory removed when nothing failed)."""
     made = []
+    offset = pytestconfig.getoption("--cluster-port-offset")
 
     def make(name, role, **kw):
-        ports = PORTS[series(release)][role]
+        ports = [p + offset for p in PORTS[series(release)][role]]
         c = Cluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
                     ctld_port=ports[0], slurmd_port=ports[1], **kw)
         made.append(c)

@@ -6,8 +6,9 @@ through tests/e2e26/rig26.py). What differs between Slurm series is a
 parameter here (the release of a Cluster, the series of a schema check), so
 that a fix to a helper reaches every suite.
 
-Everything here talks to real parts only: a tansu broker (ci/rig/tansu.sh),
-the byte-exact consumer (ci/rig/consume.py), Slurm on the host
+Everything here talks to real parts only: Apache Kafka (ci/rig/kafka.sh; one
+node per run, reached through a Broker gate per test), the byte-exact
+consumer (ci/rig/consume.py), Slurm on the host
 (ci/rig/slurm-host.sh) and in the chroots (ci/rig/slurm-chroot.sh). Waits
 poll with deadlines; nothing sleeps for long.
 """
@@ -59,6 +60,28 @@ FINAL_STATES = {
     "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
 }
 
+def _port_map():
+    """JK_E2E_PORT_MAP="FIRST-LAST:NEW,...": the default ports FIRST..LAST are
+    moved to NEW.. (to run the suites in a private range next to other runs)."""
+    out = []
+    for item in filter(None, os.environ.get("JK_E2E_PORT_MAP", "").split(",")):
+        span, new = item.split(":")
+        first, last = span.split("-")
+        out.append((int(first), int(last), int(new)))
+    return out
+
+
+_PORT_MAP = _port_map()
+
+
+def port(default):
+    """A default port of the suites, as JK_E2E_PORT_MAP moves it."""
+    for first, last, new in _PORT_MAP:
+        if first <= default <= last:
+            return new + default - first
+    return default
+
+
 # Ports per Slurm series and role: (ctld, slurmd). Outside Linux's ephemeral
 # range (32768-60999): there, any client socket of the machine can hold a
 # port for as long as its connection lives (seen: 36827/36828, first chosen,
@@ -69,10 +92,12 @@ PORTS = {
     "24.11": {"mix": (62817, 62818), "schedmd": (62827, 62828), "restart": (62847, 62848),
               "reconf": (62837, 62838), "reexec": (62857, 62858), "crash": (62867, 62868)},
 }
+PORTS = {s: {role: ports and tuple(port(p) for p in ports) for role, ports in roles.items()}
+         for s, roles in PORTS.items()}
 # The restart test's own broker (down while the jobs run).
-OUTAGE_BROKER_PORT = {"22.05": 29094, "24.11": 29095}
+OUTAGE_BROKER_PORT = {"22.05": port(29094), "24.11": port(29095)}
 # The crash tests' own broker (down while the jobs run, up after the crash).
-CRASH_BROKER_PORT = {"22.05": 29096, "24.11": 29097}
+CRASH_BROKER_PORT = {"22.05": port(29096), "24.11": port(29097)}
 # librdkafka properties of every cluster: no record may time out while a
 # test runs (the broker is up, or comes back within the test).
 KAFKA_PROPS = {"message.timeout.ms": "120000", "reconnect.backoff.max.ms": "1000"}
@@ -184,25 +209,14 @@ class Consumed:
     stderr: str
 
 
-class Broker:
-    """A tansu broker (in-memory storage) on 127.0.0.1:port."""
+class KafkaClients:
+    """What the tests read from a broker through real Kafka clients: the
+    byte-exact consumer (ci/rig/consume.py) and confluent-kafka's AdminClient.
+    A subclass sets `bootstrap`."""
 
-    def __init__(self, dir, port):
-        self.dir = Path(dir)
-        self.port = port
-
-    @property
-    def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
-
-    def start(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        # 180 s: the first start on a machine may install tansu.
-        run([RIG / "tansu.sh", "start", self.dir, self.port], timeout=180)
-        log(f"tansu up on {self.bootstrap}")
-
-    def stop(self):
-        run([RIG / "tansu.sh", "stop", self.dir], check=False, timeout=30)
+    def admin(self):
+        from confluent_kafka.admin import AdminClient
+        return AdminClient({"bootstrap.servers": self.bootstrap})
 
     def consume(self, topic, expect, timeout=60.0, linger=2.0):
         """Read topic from its beginning with ci/rig/consume.py until `expect`
@@ -228,9 +242,174 @@ class Broker:
 
     def topics(self):
         """Names of the broker's topics (metadata; creates nothing)."""
-        from confluent_kafka.admin import AdminClient
-        md = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=20)
-        return set(md.topics)
+        md = self.admin().list_topics(timeout=20)
+        return {name for name, t in md.topics.items() if t.error is None}
+
+    def create_topic(self, name, partitions=1, rf=1, configs=None):
+        """Create a topic (CreateTopics through confluent-kafka: no JVM tool to
+        start) and wait until the broker serves it."""
+        from confluent_kafka.admin import NewTopic
+        new = NewTopic(name, partitions, rf, config={k: str(v) for k, v in (configs or {}).items()})
+        admin = self.admin()  # alive until the result is in
+        admin.create_topics([new], operation_timeout=30, request_timeout=60)[name].result(timeout=90)
+        wait_for(lambda: name in self.topics(), 60, f"topic {name} in the metadata")
+        log(f"topic {name} created ({partitions} partition(s), {configs or 'defaults'})")
+
+    def alter_topic_config(self, name, configs):
+        """Set topic configs on a live topic (IncrementalAlterConfigs SET),
+        e.g. {"max.message.bytes": 5000000}."""
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+        res = ConfigResource(ResourceType.TOPIC, name, incremental_configs=[
+            ConfigEntry(k, str(v), incremental_operation=AlterConfigOpType.SET) for k, v in configs.items()])
+        admin = self.admin()  # alive until the result is in
+        for f in admin.incremental_alter_configs([res]).values():
+            f.result(timeout=60)
+        log(f"topic {name}: {configs}")
+
+
+# The Apache Kafka node of this pytest session (use_kafka): every Broker is a
+# way to it.
+_KAFKA = None
+
+
+def use_kafka(node):
+    """Make `node` (an ApacheKafka or ExternalKafka, started) the node every
+    Broker of this session leads to."""
+    global _KAFKA
+    _KAFKA = node
+
+
+class Broker(KafkaClients):
+    """The broker a test gives its clusters: 127.0.0.1:port, a bootstrap gate
+    to the session's Apache Kafka node (use_kafka). Down until start(): nothing
+    listens on the port (connection refused, as for a broker host that is
+    down); start() forwards every connection to the node. Kafka's metadata
+    advertises the node's own address, so once a client has bootstrapped
+    through the gate it produces and fetches from the node directly: the gate
+    carries only the first requests. Hence "down, then up" (the outage tests)
+    is exact for a client that has not reached the node before; stop() does
+    not cut a client that already has. One node serves every test: each uses
+    topics of its own."""
+
+    def __init__(self, dir, port):
+        self.dir = Path(dir)  # kept for the callers; the gate keeps no files
+        self.port = port
+        self._listener = None
+        self._conns = []
+        self._lock = threading.Lock()
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self):
+        if _KAFKA is None:
+            raise RigError("no Apache Kafka node for this session (jk.use_kafka)")
+        host, port = _KAFKA.bootstrap.rsplit(":", 1)
+        upstream = (host, int(port))
+        wait_bindable([self.port], 60)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(64)
+        self._listener = s
+        threading.Thread(target=self._accept, args=(s, upstream), daemon=True).start()
+        log(f"broker {self.bootstrap} up: a gate to Apache Kafka at {_KAFKA.bootstrap}")
+
+    def _accept(self, listener, upstream):
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                node = socket.create_connection(upstream, timeout=10)
+                node.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, node]
+            for a, b in ((client, node), (node, client)):
+                threading.Thread(target=_pump, args=(a, b), daemon=True).start()
+
+    def stop(self):
+        if self._listener is not None:
+            # shutdown wakes the thread blocked in accept(); close alone
+            # leaves the port listening until that call returns.
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+
+
+def _pump(src, dst):
+    try:
+        while True:
+            data = src.recv(65536)
+            if not data:
+                break
+            dst.sendall(data)
+    except OSError:
+        pass
+    for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
+        try:
+            sock.shutdown(how)
+        except OSError:
+            pass
+
+
+# -Xmx of a suite's Kafka node: one partition per topic and a few thousand
+# small records need little (kafka.sh logs the node's RSS).
+KAFKA_HEAP = "256m"
+
+
+def add_kafka_options(group, default_port):
+    """The pytest options of a suite's Kafka node (both suites' conftest.py)."""
+    group.addoption("--kafka-bootstrap", help="an Apache Kafka node started by the caller (ci/e2e.sh: one for "
+                    "both sessions); without it the session starts its own (--kafka-port, --kafka-version)")
+    group.addoption("--kafka-port", type=int, default=default_port,
+                    help="port of the session's own Kafka node (its controller: the next)")
+    group.addoption("--kafka-version", default="4", help="Kafka version of the session's own node (kafka.sh alias)")
+
+
+def session_kafka(config, dir):
+    """The session's Apache Kafka node, started, and made the one every Broker
+    leads to: the caller's (--kafka-bootstrap) or one of its own in `dir`."""
+    given = config.getoption("--kafka-bootstrap")
+    if given:
+        node = ExternalKafka(given)
+    else:
+        from kafka_rig import ApacheKafka  # it imports this module
+        node = ApacheKafka(dir, port(config.getoption("--kafka-port")), version=config.getoption("--kafka-version"),
+                           heap=KAFKA_HEAP)
+    node.start()
+    use_kafka(node)
+    return node
+
+
+class ExternalKafka(KafkaClients):
+    """A Kafka node another process started and stops (ci/e2e.sh starts one
+    for both sessions of a run): start and stop do nothing."""
+
+    def __init__(self, bootstrap):
+        self.bootstrap = bootstrap
+
+    def start(self):
+        log(f"using the Kafka node at {self.bootstrap}")
+
+    def stop(self):
+        pass
 
 
 def cluster_dir(release, tag, session_dir, name):

@@ -35,7 +35,7 @@ import jk
 from jk import (KAFKA_PROPS, Broker, Cluster, RigError, check_script, compare_with_scontrol, decode_record, log,
                 messages_by_job, read_state_file, record_id_problems, run, wait_for, wrap_script)
 
-BROKER_PORT = {"22.05": 20500, "24.11": 20505}
+BROKER_PORT = {"22.05": jk.port(20500), "24.11": jk.port(20505)}
 N_JOBS = 10
 REMINDER_MS = "2000"
 MISSPELT = dict(KAFKA_PROPS, **{"mesage.timeout.ms": "120000"})
@@ -106,7 +106,7 @@ def _not_set_up(c, waiting):
 
 @pytest.mark.releases("22.05.8")
 def test_misspelt_property_then_fixed_and_restarted(bad_cluster, own_broker, release, numbers):
-    c = bad_cluster("jkbadloc", 20501)
+    c = bad_cluster("jkbadloc", jk.port(20501))
     try:
         # slurmctld runs with the plugin: the problem named, the settings as used.
         started = _log_lines(c, r"jobcomp/kafka: started: (.*)$")
@@ -164,7 +164,7 @@ def test_misspelt_property_then_fixed_and_reconfigured(bad_cluster, own_broker, 
     slurmctld; while Kafka is not set up the plugin reads JobCompLoc again.
     JobCompParams changes in the same reconfigure: the line after it shows the
     new values."""
-    c = bad_cluster("jkbadreconf", 20503)
+    c = bad_cluster("jkbadreconf", jk.port(20503))
     try:
         wait_for(lambda: _not_set_up(c, 0), 30, "the error line naming file, line and property")
         ids = c.run_jobs(3, timeout=90, prefix="badreconf-")
@@ -198,7 +198,7 @@ def test_misspelt_property_then_fixed_and_reconfigured_reexec(bad_cluster, own_b
     """23.11+: `scontrol reconfigure` re-executes slurmctld without fini; the
     new process reads the fixed file, and the records that waited come back
     from the spool: each once, byte-exact, equal to scontrol's view."""
-    c = bad_cluster("jkbadreexec", 20506)
+    c = bad_cluster("jkbadreexec", jk.port(20506))
     try:
         assert _log_lines(c, r"jobcomp/kafka: started: (.*)$") == [startup_line("jkbadreexec")]
         wait_for(lambda: _not_set_up(c, 0), 30, "the error line naming file, line and property")

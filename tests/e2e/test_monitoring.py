@@ -1,6 +1,6 @@
 """What an administrator sees (issue 12), on the real rig (docs/operating.md's
 `jobcomp-kafka` commands, resend included): slurmctld 22.05.8 on
-the host, a tansu broker, the plugin's metrics file and the jobcomp-kafka tool.
+the host, Apache Kafka (a broker gate, jk.Broker), the plugin's metrics file and the jobcomp-kafka tool.
 
 Ports: 127.0.0.1:20600 (this test's own broker, down at first), 20601/20602
 (slurmctld/slurmd): the range 20600-20699 is this file's alone.
@@ -23,10 +23,11 @@ import subprocess
 
 import pytest
 
+import jk
 from jk import REPO, Broker, Cluster, RigError, log, pid_alive, port_open, run, wait_for
 
-BROKER_PORT = 20600
-CTLD_PORT, SLURMD_PORT = 20601, 20602
+BROKER_PORT = jk.port(20600)
+CTLD_PORT, SLURMD_PORT = jk.port(20601), jk.port(20602)
 PROPS = {"message.timeout.ms": "3000", "reconnect.backoff.max.ms": "500",
          "socket.connection.setup.timeout.ms": "3000"}
 

@@ -2,12 +2,11 @@
 
 How the broker is "down": this test has a broker of its own on a port where
 nothing listens while the jobs run and slurmctld shuts down (connection
-refused, as for a broker host that is down); the broker is then started on
-that same port before slurmctld comes back. tansu's memory storage loses
-topics when it restarts, but here nothing was ever delivered to it before,
-so nothing is lost that the test relies on; JobCompLoc (read at init only)
-stays as it is, as in production. The session's shared broker is not touched
-(the job mix publishes to it at the same time).
+refused, as for a broker host that is down); the broker is then "started" on
+that same port (jk.Broker: the port opens as a gate to the run's Apache Kafka
+node) before slurmctld comes back. JobCompLoc (read at init only) stays as it
+is, as in production. The session's broker is not touched (the job mix
+publishes to it at the same time).
 """
 
 import pytest

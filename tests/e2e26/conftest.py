@@ -4,7 +4,8 @@ chroot), with start events, next to SchedMD's own 26.05.5 plugin.
   pytest tests/e2e26 [--broker-port 61092] [--ctld-port 47817 --slurmd-port 47818]
 
 (ci/e2e26.sh builds what is needed and runs this.) At the start of the
-session one tansu broker comes up, then the same job mix (mix26.py) runs on
+session one Apache Kafka node comes up (or --kafka-bootstrap names one; the
+clusters reach it through a gate, jk.Broker), then the same job mix (mix26.py) runs on
 three clusters one after the other, all on the same ports:
 
   on       our plugin, JobCompParams enable_job_start,send_script,send_comment
@@ -42,6 +43,7 @@ RUNS = {
 def pytest_addoption(parser):
     g = parser.getgroup("jobcomp-kafka e2e 26.05.5")
     g.addoption("--broker-port", type=int, default=61092)
+    jk.add_kafka_options(g, 61090)
     g.addoption("--ctld-port", type=int, default=47817)
     g.addoption("--slurmd-port", type=int, default=47818)
     g.addoption("--counts-file", help="write the outcome counts (JSON) here")
@@ -53,15 +55,30 @@ def tag():
 
 
 @pytest.fixture(scope="session")
-def broker(pytestconfig, tag, request):
+def session_dir(tag, request):
     d = f"/tmp/jk-26-e2e-{tag}"
     shutil.rmtree(d, ignore_errors=True)
-    b = Broker(os.path.join(d, "kafka"), pytestconfig.getoption("--broker-port"))
+    os.makedirs(d)
+    yield d
+    if jk.remove_dirs(request):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kafka_node(pytestconfig, session_dir):
+    """The Apache Kafka node every Broker of the session leads to."""
+    node = jk.session_kafka(pytestconfig, jk.Path(session_dir) / "kafka-node")
+    yield node
+    node.stop()
+
+
+@pytest.fixture(scope="session")
+def broker(pytestconfig, session_dir, kafka_node):
+    d = session_dir
+    b = Broker(os.path.join(d, "kafka"), jk.port(pytestconfig.getoption("--broker-port")))
     b.start()
     yield b
     b.stop()
-    if jk.remove_dirs(request):
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class Run:
@@ -87,7 +104,7 @@ class Run:
 @pytest.fixture(scope="session")
 def runs(pytestconfig, tag, broker, request):
     out = {}
-    ports = (pytestconfig.getoption("--ctld-port"), pytestconfig.getoption("--slurmd-port"))
+    ports = (jk.port(pytestconfig.getoption("--ctld-port")), jk.port(pytestconfig.getoption("--slurmd-port")))
     for name, (plugin, params, debugflags) in RUNS.items():
         # No topic=: the plugin's defaults (finish: ClusterName, start:
         # <ClusterName>-job-start) are part of what is tested.

@@ -84,7 +84,7 @@ def _by_job(messages, what):
 
 
 def test_restart_with_broker_down_26(request, numbers):
-    with _down_broker_cluster(request, "jk26restart", 20001, (20011, 20012)) as (c, broker):
+    with _down_broker_cluster(request, "jk26restart", jk.port(20001), (jk.port(20011), jk.port(20012))) as (c, broker):
         ids = c.run_jobs(6, timeout=120, prefix="restart-")
         snaps = c.show_jobs()
         assert all(snaps[i].state == "COMPLETED" for i in ids)
@@ -116,7 +116,7 @@ def test_restart_with_broker_down_26(request, numbers):
 
 
 def test_kill9_with_broker_down_26(request, numbers):
-    with _down_broker_cluster(request, "jk26crash", 20002, (20021, 20022)) as (c, broker):
+    with _down_broker_cluster(request, "jk26crash", jk.port(20002), (jk.port(20021), jk.port(20022))) as (c, broker):
         array = c.sbatch("--array=0-39", "-J", "crash", "--wrap", "true")
         c.wait_done([array], timeout=240)
         time.sleep(5)  # let slurmctld save its own job state: no re-run after the restart

@@ -126,6 +126,10 @@ pub(super) struct Delivery {
     /// last acknowledgement, or the time the first of them came (see
     /// `kafka_stalled`).
     pub(super) waiting_since: Instant,
+    /// Topics reported missing (one error line each until a record reaches it).
+    pub(super) missing_topics: HashSet<String>,
+    /// The JobCompLoc file, for the remedies of error lines.
+    pub(super) job_comp_loc: String,
 }
 impl Delivery {
     pub(super) fn run(mut self, startup: Startup) {

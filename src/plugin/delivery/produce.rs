@@ -4,7 +4,7 @@
 
 use super::{Delivery, Pending};
 use super::super::{QUEUED_PAYLOAD_BUDGET, RECORD_ID_HEADER, REFUSED_DIR, RETRY_FIRST, RETRY_MAX, OUTAGE_SUMMARY_EVERY};
-use crate::kafka::{self, ProduceError};
+use crate::kafka::{self, Cause, ProduceError};
 use crate::metrics::FailureKind;
 use crate::record::{self, RecordOptions};
 use crate::slurm::log;
@@ -12,6 +12,18 @@ use crate::snapshot::{Event, JobSnapshot};
 use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+
+/// Who refused a record: librdkafka before sending it (its own
+/// message.max.bytes), or the broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Refuser {
+    Librdkafka,
+    Broker,
+}
+
+/// The broker's default limit on a record batch (its message.max.bytes, the
+/// default of every topic's max.message.bytes).
+const BROKER_DEFAULT_MAX_MESSAGE_BYTES: usize = 1_048_588;
 
 impl Delivery {
     /// Builds the record's JSON text and queues it. `memory_only`: the hot path
@@ -175,11 +187,16 @@ impl Delivery {
                     self.keep_payload(id, payload);
                     break;
                 }
-                Err(ProduceError::Rejected { reason, refused: true }) => {
+                Err(ProduceError::Rejected { reason, cause }) if cause.is_refusal() => {
                     self.queue.pop_front();
-                    self.set_aside(id, &payload, &reason);
+                    self.set_aside(id, &payload, &reason, cause, Refuser::Librdkafka);
                 }
-                Err(ProduceError::Rejected { reason, refused: false }) => {
+                Err(ProduceError::Rejected { reason, cause: Cause::TopicMissing }) => {
+                    self.queue.pop_front();
+                    self.keep_payload(id, payload);
+                    self.topic_missing(id, &reason);
+                }
+                Err(ProduceError::Rejected { reason, .. }) => {
                     self.queue.pop_front();
                     self.stats.failed(FailureKind::of_reason(&reason));
                     self.keep_payload(id, payload);
@@ -191,24 +208,60 @@ impl Delivery {
 
     /// A delivery failed: try again after a growing delay.
     pub(super) fn failed(&mut self, id: u64, why: &str) {
+        if kafka::is_topic_authorization_failure(why) {
+            self.topic_denied(id, why);
+        } else {
+            self.retry_later(id, why, true);
+        }
+    }
+
+    /// The broker denies the plugin's principal WRITE on the record's topic:
+    /// one error line per topic (until a record reaches it), whatever the
+    /// number of records waiting for it; the record waits for the ACL.
+    fn topic_denied(&mut self, id: u64, why: &str) {
         let principal = self.producer().map(|p| p.principal().to_string()).unwrap_or_default();
+        let Some(pending) = self.records.get(&id) else { return };
+        let topic = pending.topic.to_string_lossy().into_owned();
+        if self.denied_topics.insert(topic.clone()) {
+            log::error(&format!(
+                "topic {topic}: the broker denies WRITE on it to the principal configured in JobCompLoc \
+                 ({principal}): {why}. Records are kept and retried; grant it, e.g. kafka-acls --add \
+                 --allow-principal User:<that principal> --operation Write --topic {topic}"
+            ));
+        }
+        self.retry_later(id, why, false);
+    }
+
+    /// The record's topic does not exist: one error line per topic (until a
+    /// record reaches it), and the record waits as in an outage.
+    pub(super) fn topic_missing(&mut self, id: u64, why: &str) {
+        let Some(pending) = self.records.get(&id) else { return };
+        let topic = pending.topic.to_string_lossy().into_owned();
+        if !self.missing_topics.contains(&topic) {
+            log::error(&format!(
+                "Kafka topic {topic} does not exist ({why}) and the broker does not create it: create it \
+                 (kafka-topics.sh --create --topic {topic}) or enable auto.create.topics.enable on the brokers; \
+                 its records wait in the spool and are sent once it exists, without a restart"
+            ));
+            self.missing_topics.insert(topic);
+        }
+        self.retry_later(id, why, false);
+    }
+
+    /// A record reached `topic`: if it was missing, say that it is there now.
+    pub(super) fn topic_found(&mut self, topic: &str) {
+        if self.missing_topics.remove(topic) {
+            log::info(&format!("Kafka topic {topic} exists now: its waiting records are being sent"));
+        }
+    }
+
+    /// Queues the record again after a growing delay. `announce`: the first
+    /// failure of an outage gets a warning line naming the job.
+    fn retry_later(&mut self, id: u64, why: &str, announce: bool) {
         let Some(pending) = self.records.get_mut(&id) else { return };
         pending.attempts += 1;
         let delay = RETRY_FIRST.saturating_mul(1 << pending.attempts.min(6)).min(RETRY_MAX);
-        if kafka::is_topic_authorization_failure(why) {
-            // A missing ACL: one error line per topic (until it is granted),
-            // whatever the number of records waiting for it.
-            let topic = pending.topic.to_string_lossy().into_owned();
-            if self.denied_topics.insert(topic.clone()) {
-                log::error(&format!(
-                    "topic {topic}: the broker denies WRITE on it to the principal configured in JobCompLoc \
-                     ({principal}): {why}. Records are kept and retried; grant it, e.g. kafka-acls --add \
-                     --allow-principal User:<that principal> --operation Write --topic {topic}"
-                ));
-            } else {
-                log::debug(&format!("job {}: record not delivered ({why}); retry in {delay:?}", pending.job_id));
-            }
-        } else if pending.attempts == 1 && self.failures_since_summary == 0 {
+        if announce && pending.attempts == 1 && self.failures_since_summary == 0 {
             log::warning(&format!(
                 "job {}: record not delivered ({why}); it is kept and retried (further failures are summarised every minute)",
                 pending.job_id
@@ -224,8 +277,9 @@ impl Delivery {
     /// A record Kafka can never accept as it is (e.g. larger than
     /// message.max.bytes): retrying cannot help, so it is written to
     /// `<StateSaveLocation>/jobcomp_kafka_refused/<job>.<record id>.json` for an
-    /// administrator (raise the limit, then send it by hand) and retired.
-    pub(super) fn set_aside(&mut self, id: u64, payload: &[u8], reason: &str) {
+    /// administrator (raise the limit, then `jobcomp-kafka resend`) and retired.
+    /// The records behind it are not held up.
+    pub(super) fn set_aside(&mut self, id: u64, payload: &[u8], reason: &str, cause: Cause, refuser: Refuser) {
         let Some(pending) = self.records.remove(&id) else { return };
         if let Some(kept) = &pending.payload {
             self.queued_bytes -= kept.len();
@@ -241,10 +295,13 @@ impl Delivery {
         match written {
             Some(Ok(path)) => {
                 self.stats.refused(&pending.topic, pending.event);
+                let topic = pending.topic.to_string_lossy().into_owned();
+                let why = self.refusal(&topic, payload.len(), reason, cause, refuser);
                 log::error(&format!(
-                    "job {}: Kafka refuses its record ({reason}); it is saved in {} and will not be sent again",
+                    "job {}: {why}; it is saved in {} and not retried: {}",
                     pending.job_id,
-                    path.display()
+                    path.display(),
+                    self.resend_hint(&topic, payload),
                 ));
                 self.acks.push((id, pending.owner));
             }
@@ -260,6 +317,49 @@ impl Delivery {
                 log::error(&format!("job {}: Kafka refuses its record ({reason}); dropped (no StateSaveLocation)", pending.job_id));
             }
         }
+    }
+
+    /// Who refused a record of `size` bytes and why, with the limit and how
+    /// to raise it when it is too large (the error line's first part).
+    fn refusal(&self, topic: &str, size: usize, reason: &str, cause: Cause, refuser: Refuser) -> String {
+        let topic_limit = format!(
+            "topic {topic}'s max.message.bytes (kafka-configs.sh --alter --entity-type topics --entity-name {topic} \
+             --add-config max.message.bytes=N)"
+        );
+        match (cause, refuser) {
+            (Cause::TooLarge, Refuser::Librdkafka) => {
+                let limit = self.producer().and_then(|p| p.property("message.max.bytes")).unwrap_or_else(|| "?".into());
+                format!(
+                    "its record is {size} bytes, above message.max.bytes={limit} of the producer, so librdkafka \
+                     refuses it before any broker sees it; raise message.max.bytes in JobCompLoc ({}) and {topic_limit} \
+                     above {size}",
+                    self.job_comp_loc
+                )
+            }
+            (Cause::TooLarge, Refuser::Broker) => {
+                // A record below the broker's default limit may have been
+                // refused with the batch it was sent in (librdkafka does not
+                // split a refused batch).
+                let batch = if size < BROKER_DEFAULT_MAX_MESSAGE_BYTES {
+                    "; if that is above it already, the batch was too large: set batch.size in JobCompLoc below it"
+                } else {
+                    ""
+                };
+                format!(
+                    "the broker refuses its record ({reason}): it is {size} bytes, above {topic_limit}; raise that \
+                     above {size}, and message.max.bytes in JobCompLoc ({}) if it is not{batch}",
+                    self.job_comp_loc
+                )
+            }
+            _ => format!("Kafka refuses its record ({reason})"),
+        }
+    }
+
+    /// The command that sends a refused record once the limit is raised.
+    fn resend_hint(&self, topic: &str, payload: &[u8]) -> String {
+        let default_topic = crate::ops::resend::topic_of(payload, None);
+        let topic_option = if default_topic.as_deref() == Some(topic) { String::new() } else { format!(" --topic {topic}") };
+        format!("once the limit is raised, `jobcomp-kafka resend --loc {}{topic_option}` sends it", self.job_comp_loc)
     }
 
     pub(super) fn requeue_due(&mut self) {

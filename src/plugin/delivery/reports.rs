@@ -4,7 +4,8 @@
 
 use super::super::sync_thread::{SyncJob, Syncer};
 use super::Delivery;
-use crate::kafka::{self, Outcome};
+use super::produce::Refuser;
+use crate::kafka::{self, Cause, Outcome};
 use crate::metrics::FailureKind;
 use crate::slurm::log;
 use crate::spool;
@@ -35,6 +36,9 @@ impl Delivery {
                 if !self.denied_topics.is_empty() {
                     self.denied_topics.remove(&report.topic);
                 }
+                if !self.missing_topics.is_empty() {
+                    self.topic_found(&report.topic);
+                }
                 if self.settings.debug {
                     log::info(&format!(
                         "job {} record delivered to {} [{partition}] at offset {offset}",
@@ -59,11 +63,17 @@ impl Delivery {
                 }
                 self.failed(id, "delivery timed out (message.timeout.ms)");
             }
-            Outcome::Failed { reason, refused: true } => {
+            Outcome::Failed { reason, cause } if cause.is_refusal() => {
                 let payload = report.payload.or_else(|| self.take_payload(id)).unwrap_or_default();
-                self.set_aside(id, &payload, &reason);
+                self.set_aside(id, &payload, &reason, cause, Refuser::Broker);
             }
-            Outcome::Failed { reason, refused: false } => {
+            Outcome::Failed { reason, cause: Cause::TopicMissing } => {
+                if let Some(payload) = report.payload {
+                    self.keep_payload(id, payload);
+                }
+                self.topic_missing(id, &reason);
+            }
+            Outcome::Failed { reason, .. } => {
                 self.stats.failed(FailureKind::of_reason(&reason));
                 if let Some(payload) = report.payload {
                     self.keep_payload(id, payload);
