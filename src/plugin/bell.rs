@@ -257,23 +257,26 @@ mod tests {
                 consumer_parks.fetch_add(1, Ordering::Relaxed);
             }
         });
-        let barrier = Arc::new(std::sync::Barrier::new(THREADS as usize));
-        for round in 1..=ROUNDS {
-            let senders: Vec<_> = (0..THREADS)
-                .map(|_| {
-                    let (tx, bell, barrier) = (tx.clone(), bell.clone(), barrier.clone());
-                    std::thread::spawn(move || {
-                        barrier.wait();
+        // The senders live for the whole test (no thread created per round:
+        // other tests in this process map and unmap pages and must not find
+        // new thread stacks there). Each round starts at a barrier.
+        let start = Arc::new(std::sync::Barrier::new(THREADS as usize + 1));
+        let senders: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (tx, bell, start) = (tx.clone(), bell.clone(), start.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..ROUNDS {
+                        start.wait();
                         for i in 0..EACH {
                             tx.send(i).unwrap();
                             bell.ring();
                         }
-                    })
+                    }
                 })
-                .collect();
-            for s in senders {
-                s.join().unwrap();
-            }
+            })
+            .collect();
+        for round in 1..=ROUNDS {
+            start.wait();
             let want = round * THREADS * EACH;
             let deadline = Instant::now() + Duration::from_secs(30);
             while got.load(Ordering::SeqCst) < want {
@@ -284,6 +287,9 @@ mod tests {
                 );
                 std::thread::yield_now();
             }
+        }
+        for s in senders {
+            s.join().unwrap();
         }
         // Not a check of the logic, a check that the test exercised parking.
         assert!(parks.load(Ordering::Relaxed) > 0, "the consumer never parked: the test proved nothing");
