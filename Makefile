@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site test-lane-kafka unit wakeups e2e e2e26 e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -105,6 +105,13 @@ unit:
 	  echo "== plugin host and spool faults on a Slurm $$release build"; \
 	  SLURM_VERSION=$$release $(CARGO) test --release --test plugin_host --test spool_faults; \
 	done
+
+# Issue #25: the delivery thread's park and wake (also part of `unit`, which
+# runs every test): the bell's unit tests, then the plugin in the C host.
+wakeups:
+	ci/check-build-deps.sh
+	$(CARGO) test --release --lib plugin::bell
+	$(CARGO) test --release --test wakeups
 
 # Our struct declarations against Debian's real Slurm sources (22.05.8, 24.11.5)
 # and, for 26.05.5 whose source is not published, against three measurements.

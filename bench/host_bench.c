@@ -872,14 +872,14 @@ int main(int argc, char **argv)
 				getrusage(RUSAGE_SELF, &ru);
 				printf("measure {\"since_first_call_s\":%.6f,\"cpu_s\":%.6f,\"user_s\":%.6f,\"sys_s\":%.6f,"
 				       "\"cpu_per_record_us\":%.3f,\"rss_kb\":%ld,\"hwm_kb\":%ld,\"threads\":%d,"
-				       "\"log_lines\":%ld,\"log_errors\":%ld}\n",
+				       "\"log_lines\":%ld,\"log_errors\":%ld,\"rss_anon_kb\":%ld,\"rss_file_kb\":%ld}\n",
 				       (double)(now - t0) / 1e9,
 				       tv_s(ru.ru_utime) + tv_s(ru.ru_stime) - tv_s(ru0.ru_utime) - tv_s(ru0.ru_stime),
 				       tv_s(ru.ru_utime) - tv_s(ru0.ru_utime), tv_s(ru.ru_stime) - tv_s(ru0.ru_stime),
 				       (tv_s(ru.ru_utime) + tv_s(ru.ru_stime) - tv_s(ru0.ru_utime) - tv_s(ru0.ru_stime)) /
 					       (double)records * 1e6,
 				       status_kb("VmRSS"), status_kb("VmHWM"), thread_count(), atomic_load(&log_lines),
-				       atomic_load(&log_errors));
+				       atomic_load(&log_errors), status_kb("RssAnon"), status_kb("RssFile"));
 			} else if (!strncmp(line, "fini", 4)) {
 				uint64_t a = mono_ns();
 

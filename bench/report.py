@@ -333,6 +333,91 @@ def issue13(inproc, ctld, raw_dir):
     return md, rows
 
 
+def issue25(inproc, ctld):
+    """Issue #25's targets, ratios from this run: rows of its targets table, and
+    the idle section."""
+    md, rows = [], []
+    s, o = ctld.get("chroot-schedmd"), ctld.get("chroot-ours")
+    if s and o:
+        st, ot = s["cpu_per_record_us"]["total"], o["cpu_per_record_us"]["total"]
+        r = ratio(st, ot)
+        rows.append(["CPU per record, all threads, in slurmctld, defaults, at the job array's rate: >= 1.5x lower "
+                     "than SchedMD's", f"ours {fmt(ot)} us vs SchedMD {fmt(st)} us = {r:.2f}x at "
+                     f"{s['jobs_per_s']:.0f} / {o['jobs_per_s']:.0f} jobs/s",
+                     verdict(r >= 1.5, f"{r:.2f}x" + ("" if r >= 1.5 else f", short of 1.5x by {1.5 / r:.2f}x"))])
+        sh, oh = s["hot_wall_us"], o["hot_wall_us"]
+        r50, r99 = ratio(sh.get("p50"), oh.get("p50")), ratio(sh.get("p99"), oh.get("p99"))
+        if r50 and r99:
+            rows.append(["log_record wall time in slurmctld: p50 and p99 >= 12x and 15x below SchedMD's",
+                         f"ours p50 {fmt(oh['p50'])} / p99 {fmt(oh['p99'])} us vs SchedMD {fmt(sh['p50'])} / "
+                         f"{fmt(sh['p99'])} us = {r50:.1f}x / {r99:.1f}x",
+                         verdict(r50 >= 12 and r99 >= 15, f"{r50:.1f}x / {r99:.1f}x")])
+        se, oe = s["e2e_job_end_ms"], o["e2e_job_end_ms"]
+        sc, oc = s["e2e_log_record_ms"], o["e2e_log_record_ms"]
+        if se and oe and sc and oc:
+            a, b, c = ratio(oe["p50"], se["p50"]), ratio(oe["p99"], se["p99"]), ratio(oc["p50"], sc["p50"])
+            rows.append(["job end -> readable p50 and p99 no worse than SchedMD's; log_record -> readable p50 "
+                         "<= 0.8x SchedMD's",
+                         f"job end -> readable ours {fmt(oe['p50'])} / {fmt(oe['p99'])} ms vs SchedMD "
+                         f"{fmt(se['p50'])} / {fmt(se['p99'])} ms ({a:.2f}x / {b:.2f}x); log_record -> readable p50 "
+                         f"{fmt(oc['p50'])} vs {fmt(sc['p50'])} ms ({c:.2f}x)",
+                         verdict(a <= 1 and b <= 1 and c <= 0.8, f"{a:.2f}x / {b:.2f}x; {c:.2f}x")])
+    si, oi = (ctld.get("chroot-schedmd-idle") or {}).get("idle"), (ctld.get("chroot-ours-idle") or {}).get("idle")
+    if si and oi:
+        r = ratio(oi["plugin_threads_cpu_ms_per_s"], si["plugin_threads_cpu_ms_per_s"])
+        rs = ratio(oi["slurmctld_cpu_ms_per_s"], si["slurmctld_cpu_ms_per_s"])
+        rows.append(["slurmctld idle (no job, broker up): CPU per second of the plugin's threads no more than "
+                     "SchedMD's; wake-ups per second of each thread reported",
+                     f"plugin threads ours {oi['plugin_threads_cpu_ms_per_s']:.3f} ms/s, "
+                     f"{oi['plugin_threads_wakeups_per_s']:.1f} wake-ups/s vs SchedMD "
+                     f"{si['plugin_threads_cpu_ms_per_s']:.3f} ms/s, {si['plugin_threads_wakeups_per_s']:.1f}/s; whole "
+                     f"slurmctld {oi['slurmctld_cpu_ms_per_s']:.2f} vs {si['slurmctld_cpu_ms_per_s']:.2f} ms/s "
+                     f"({rs:.2f}x)", verdict(r is not None and r <= 1 and rs <= 1,
+                                            f"plugin threads {r:.2f}x, whole slurmctld {rs:.2f}x")])
+        md.append("## 11. slurmctld idle: CPU and wake-ups per thread\n")
+        md.append(f"After a small job array, slurmctld with nothing to do (broker up) for {si['seconds']:.0f} s "
+                  f"(SchedMD's) and {oi['seconds']:.0f} s (ours), split over the rounds: per thread name, CPU "
+                  "(schedstat) and wake-ups (voluntary context switches, one per sleep) per second. Threads that "
+                  "exist in one run only are the plugin's (SchedMD's plugin names none of its own; librdkafka's "
+                  "are rdk:*).\n")
+        names = sorted(set(si["by_thread"]) | set(oi["by_thread"]))
+        trows = []
+        for n in names:
+            a, b = si["by_thread"].get(n), oi["by_thread"].get(n)
+            trows.append([n, f"{a['cpu_ms_per_s']:.3f}" if a else "-", f"{a['wakeups_per_s']:.2f}" if a else "-",
+                          f"{b['cpu_ms_per_s']:.3f}" if b else "-", f"{b['wakeups_per_s']:.2f}" if b else "-"])
+        trows.append(["**all threads**", f"{si['slurmctld_cpu_ms_per_s']:.3f}", f"{si['slurmctld_wakeups_per_s']:.2f}",
+                      f"{oi['slurmctld_cpu_ms_per_s']:.3f}", f"{oi['slurmctld_wakeups_per_s']:.2f}"])
+        md.append(table(["thread", "SchedMD CPU ms/s", "SchedMD wake-ups/s", "ours CPU ms/s", "ours wake-ups/s"], trows))
+        md.append("")
+    oc, alone = inproc.get("onecore"), inproc.get("rdk-alone")
+    if oc and alone and oc.get("complete"):
+        r = oc["pipeline_rate"] / alone["rate"]
+        rows.append(["the whole pipeline on one core (every record acknowledged) >= 0.6x librdkafka alone",
+                     f"{fmt(oc['pipeline_rate'])}/s vs librdkafka alone {fmt(alone['rate'])}/s "
+                     f"({alone['records']:,} prebuilt payloads, librdkafka "
+                     f"{alone['threads_cpu_s'].get('librdkafka', 0) * 1e6 / alone['records']:.1f} us/record)",
+                     verdict(r >= 0.6, f"{r:.2f}x")])
+    bl, alone1m = inproc.get("backlog-1m"), inproc.get("rdk-alone-1m")
+    if bl and bl.get("drain") and alone1m and bl.get("complete"):
+        r = bl["drain"]["drain_s"] / alone1m["seconds"]
+        rows.append(["1M backlog drains in <= 1.5x the time librdkafka alone needs for 1M payloads",
+                     f"drain {fmt(bl['drain']['drain_s'])} s vs librdkafka alone {fmt(alone1m['seconds'])} s",
+                     verdict(r <= 1.5, f"{r:.2f}x")])
+    m1, m100 = (inproc.get("scale-1m") or {}).get("measure"), (inproc.get("scale-100k") or {}).get("measure")
+    if m1 and m1.get("rss_anon_kb"):
+        det = f"scale-1m: RssAnon {m1['rss_anon_kb'] / 1024:.0f} MiB, RssFile {m1.get('rss_file_kb', 0) / 1024:.0f} MiB"
+        ok = m1["rss_anon_kb"] <= 128 * 1024
+        per = None
+        if m100 and m100.get("rss_anon_kb"):
+            per = (m1["rss_anon_kb"] - m100["rss_anon_kb"]) * 1024 / 900_000
+            det += f"; (RssAnon 1M - 100k) / 900,000 = {per:.0f} B per waiting record"
+            ok = ok and per <= 32
+        rows.append(["memory through an outage: <= 32 B per waiting record, RssAnon <= 128 MiB at the end of "
+                     "the 1M outage", det, verdict(ok, det.split(": ", 1)[1])])
+    return md, rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--raw", required=True)
@@ -634,6 +719,12 @@ def main():
                             "better with a setting", det, verdict(no_worse and better, why)])
 
     # -------------------------------------------------------------- targets
+    md25, rows25 = issue25(inproc, ctld)
+    md.extend(md25)
+    if rows25:
+        md.insert(6, "## Targets of issue #25\n\nRatios from this run, SchedMD's plugin (or librdkafka alone) "
+                  "beside ours; how each figure is measured: bench/README.md and docs/performance.md.\n\n"
+                  + table(["target", "measured", "verdict"], rows25) + "\n")
     new_md, new_rows = issue13(inproc, ctld, args.raw)
     if new_rows:
         md.insert(6, "## Targets of issue #13\n\nRatios from this run, SchedMD's plugin beside ours; how each "

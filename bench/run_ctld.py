@@ -67,6 +67,11 @@ RUNS = {
     "chroot-schedmd-fast": dict(where="chroot", plugin="schedmd", conf=FAST_CONF, tasks=0.5),
     "chroot-ours-fast": dict(where="chroot", plugin="ours", conf=FAST_CONF, tasks=0.5),
     "host-ours-fast": dict(where="host", plugin="ours", conf=FAST_CONF, tasks=0.5),
+    # Issue #25: slurmctld idle (no job, broker up) for idle_s seconds in all
+    # (split over the rounds), after a small array: CPU per second and wake-ups
+    # per second of every thread, the plugin's and slurmctld's own.
+    "chroot-schedmd-idle": dict(where="chroot", plugin="schedmd", idle_s=60, tasks=0.025),
+    "chroot-ours-idle": dict(where="chroot", plugin="ours", idle_s=60, tasks=0.025),
 }
 
 
@@ -89,6 +94,39 @@ def thread_cpu(pid):
             continue
         out[int(tid)] = (name, cpu)
     return out
+
+
+def thread_wakeups(pid):
+    """{tid: (name, cpu seconds, voluntary context switches)}: each sleep of a
+    thread is one voluntary switch, so their count over a window is the
+    thread's wake-ups (give or take the one in progress at either edge)."""
+    out = {}
+    for tid, (name, cpu) in thread_cpu(pid).items():
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                switches = next(int(ln.split()[1]) for ln in f if ln.startswith("voluntary_ctxt_switches:"))
+        except (FileNotFoundError, ProcessLookupError, StopIteration, ValueError):
+            continue
+        out[tid] = (name, cpu, switches)
+    return out
+
+
+def idle_window(pid, seconds):
+    """CPU and wake-ups of every thread of pid over `seconds` of idleness, by thread
+    name (threads of the same name summed; threads born in the window count whole)."""
+    before = thread_wakeups(pid)
+    t = time.monotonic()
+    time.sleep(seconds)
+    after = thread_wakeups(pid)
+    span = time.monotonic() - t
+    by_name = {}
+    for tid, (name, cpu, sw) in after.items():
+        _, cpu0, sw0 = before.get(tid, (name, 0.0, 0))
+        d = by_name.setdefault(name, {"threads": 0, "cpu_s": 0.0, "wakeups": 0})
+        d["threads"] += 1
+        d["cpu_s"] += cpu - cpu0
+        d["wakeups"] += sw - sw0
+    return {"seconds": span, "by_thread": by_name}
 
 
 def plugin_thread(name):
@@ -259,6 +297,11 @@ def run_once(name, spec, args, tasks, tag):
         raw["cpu_by_thread_group_s"] = cpu_delta(before, after)
         raw["slurmctld_cpu_s"] = sum(c for _, c in after.values()) - sum(c for _, c in before.values())
         raw["thread_names"] = sorted({n for n, _ in after.values()})
+        if spec.get("idle_s"):
+            # The last records' delivery reports and the plugin's duties settle
+            # first; then nothing happens in slurmctld but its own timers.
+            time.sleep(5)
+            raw["idle"] = idle_window(pid, spec["idle_s"] / max(1, args.rounds))
     finally:
         if started:
             t = time.monotonic()
@@ -357,6 +400,30 @@ def summarize(name, spec, raws, args):
         "plugin_threads": result["plugin_threads_cpu_s"] * 1e6 / n,
     }
     result["cpu_per_record_us"]["total"] = sum(result["cpu_per_record_us"].values())
+    idles = [r["idle"] for r in raws if r.get("idle")]
+    if idles:
+        span = sum(i["seconds"] for i in idles)
+        by = {}
+        for i in idles:
+            for name, d in i["by_thread"].items():
+                m = by.setdefault(name, {"threads": 0, "cpu_s": 0.0, "wakeups": 0})
+                m["threads"] = max(m["threads"], d["threads"])
+                m["cpu_s"] += d["cpu_s"]
+                m["wakeups"] += d["wakeups"]
+        per_s = {name: {"threads": d["threads"], "cpu_ms_per_s": d["cpu_s"] * 1e3 / span,
+                        "wakeups_per_s": d["wakeups"] / span} for name, d in by.items()}
+        plugin = [d for name, d in by.items() if plugin_thread(name)]
+        result["idle"] = {
+            "seconds": span,
+            "by_thread": per_s,
+            "plugin_threads_cpu_ms_per_s": sum(d["cpu_s"] for d in plugin) * 1e3 / span,
+            "plugin_threads_wakeups_per_s": sum(d["wakeups"] for d in plugin) / span,
+            "slurmctld_cpu_ms_per_s": sum(d["cpu_s"] for d in by.values()) * 1e3 / span,
+            "slurmctld_wakeups_per_s": sum(d["wakeups"] for d in by.values()) / span,
+        }
+        log(f"{name}: idle {span:.0f} s: plugin threads {result['idle']['plugin_threads_cpu_ms_per_s']:.2f} ms/s CPU, "
+            f"{result['idle']['plugin_threads_wakeups_per_s']:.1f} wake-ups/s; whole slurmctld "
+            f"{result['idle']['slurmctld_cpu_ms_per_s']:.2f} ms/s, {result['idle']['slurmctld_wakeups_per_s']:.1f}/s")
     with open(os.path.join(args.out, f"ctld-{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
     h, e, c = result["hot_wall_us"], result["e2e_job_end_ms"], result["e2e_log_record_ms"]

@@ -79,6 +79,12 @@ SCENARIOS = {
     # The host on CPU 0; tansu, started once everything is spooled, on CPU 1.
     "backlog-1m": dict(broker="later", records=1_000_000, workload="mix", cpus="0", broker_cpus="1",
                        single=True),
+    # Issue #25: librdkafka alone, the limit of the two above. The plugin's
+    # producer (examples/rdk_alone.rs: kafka::Producer, its defaults, key and
+    # header) sends the texts a plugin run built for the mix workload (10,000,
+    # the pool), cycled, on the same core and broker, none of the plugin's work.
+    "rdk-alone": dict(broker="up", records=100_000, workload="mix", cpus="1", alone=True, single=True),
+    "rdk-alone-1m": dict(broker="up", records=1_000_000, workload="mix", cpus="0", alone=True, single=True),
 }
 
 RELEASES = {
@@ -209,7 +215,7 @@ def read_status(pid):
         with open(f"/proc/{pid}/status") as f:
             for line in f:
                 k, _, v = line.partition(":")
-                if k in ("VmRSS", "VmHWM", "Threads"):
+                if k in ("VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile"):
                     out[k] = int(v.split()[0])
     except FileNotFoundError:
         pass
@@ -437,8 +443,77 @@ def perf_report(data, out_txt, plugin):
     return {"top": top[:20], "samples": samples, "ok": res.returncode == 0}
 
 
+PAYLOADS_DIR = None
+
+
+def prebuilt_payloads(args, host):
+    """The JSON texts of the mix pool (10,000 records), as the plugin builds
+    them: one host run with the broker down until every record is spooled, its
+    .dlv files kept (once per invocation)."""
+    global PAYLOADS_DIR
+    if PAYLOADS_DIR:
+        return PAYLOADS_DIR
+    out = os.path.join(args.work, "payloads")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    state = os.path.join(args.work, "state-mix")
+    fresh_state(state)
+    loc = os.path.join(args.work, "payloads.conf")
+    with open(loc, "w") as f:
+        f.write(f"bootstrap.servers=127.0.0.1:{DEAD_PORT}\n")
+    cmd = [host, args.plugin, "--state", state, "--loc", loc, "--params", "topic=bench-payloads",
+           "--cluster", "bench", "--records", "10000", "--workload", "mix", "--interactive"]
+    with open(os.path.join(args.work, "payloads.log"), "w") as err:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
+        try:
+            if not proc.stdout.readline().startswith("hot-done "):
+                raise SystemExit("payloads: host failed")
+            watch = SpoolWatch(state)
+            deadline = time.monotonic() + args.timeout
+            while watch.payloads < 10000 and time.monotonic() < deadline:
+                watch.scan()
+                time.sleep(0.1)
+            watch.close()
+            if watch.payloads < 10000:
+                raise SystemExit(f"payloads: only {watch.payloads} spooled")
+            for n in os.listdir(os.path.join(state, SPOOL)):
+                if n.endswith(".dlv"):
+                    shutil.copy(os.path.join(state, SPOOL, n), out)
+            proc.stdin.write("quit\n")
+            proc.stdin.flush()
+            proc.wait(60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    fresh_state(state)
+    PAYLOADS_DIR = out
+    return out
+
+
+def run_alone(name, spec, args, host, records):
+    """librdkafka alone (examples/rdk_alone.rs) on the scenario's core."""
+    if not args.rdk_alone:
+        raise SystemExit(f"{name} needs --rdk-alone (cargo build --release --example rdk_alone)")
+    payloads = prebuilt_payloads(args, host)
+    broker = Broker("up", args.tansu, 0, args.work)
+    topic = f"bench-{name}-{int(time.time())}"
+    broker.create_topic(topic)
+    cmd = ["taskset", "-c", spec["cpus"], args.rdk_alone, "--bootstrap", broker.bootstrap, "--topic", topic,
+           "--spool", payloads, "--records", str(records)]
+    log(f"{name}: librdkafka alone, {records} prebuilt mix payloads, cpus {spec['cpus']}")
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=args.timeout)
+    raw = json.loads(out.stdout.strip().splitlines()[-1])
+    log(f"{name}: {raw['rate']:.0f}/s ({raw['seconds']:.1f} s), librdkafka "
+        f"{raw['threads_cpu_s'].get('librdkafka', 0) * 1e6 / records:.1f} us/record, main "
+        f"{raw['threads_cpu_s'].get('main', 0) * 1e6 / records:.1f} us/record")
+    return raw
+
+
 def run_once(name, spec, args, host, records, tag):
     """One host process. Returns the raw observations."""
+    if spec.get("alone"):
+        return run_alone(name, spec, args, host, records)
     work = os.path.join(args.work, f"{name}{tag}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -613,6 +688,7 @@ def run_once(name, spec, args, host, records, tag):
         f"{np.percentile(raw['lat'], 99) / 1e3:.2f} us, hot rate {hot['hot_rate']:.0f}/s, "
         f"pipeline {records / raw['pipeline_s']:.0f}/s ({'complete' if raw['complete'] else 'INCOMPLETE'}), "
         f"cpu/rec {m['cpu_per_record_us']:.1f} us, hwm {m['hwm_kb'] / 1024:.0f} MiB, "
+        f"RssAnon {m.get('rss_anon_kb', 0) / 1024:.0f} MiB RssFile {m.get('rss_file_kb', 0) / 1024:.0f} MiB, "
         f"spool {raw['spool_bytes'] / 2**20:.0f} MiB" + (f", fini {raw['fini']['fini_ms']:.0f} ms" if "fini" in raw else "")
         + (f", drain {raw['drain']['drain_s']:.1f} s (first ack {raw['drain']['first_ack_s']} s)" if late else ""))
     return raw
@@ -620,6 +696,11 @@ def run_once(name, spec, args, host, records, tag):
 
 def summarize(name, spec, raws, args):
     """Merges the rounds of one scenario into its result JSON (same keys as one run)."""
+    if spec.get("alone"):
+        result = dict(raws[0], scenario=name, spec=spec)
+        with open(os.path.join(args.out, f"inproc-{name}.json"), "w") as f:
+            json.dump(result, f, indent=1)
+        return result
     n = sum(r["records"] for r in raws)
     lat = np.concatenate([r["lat"] for r in raws])
     kinds = np.concatenate([r["kinds"] for r in raws])
@@ -651,6 +732,10 @@ def summarize(name, spec, raws, args):
             "cpu_s": cpu, "cpu_per_record_us": cpu / n * 1e6,
             "rss_kb": max(r["measure"]["rss_kb"] for r in raws),
             "hwm_kb": max(r["measure"]["hwm_kb"] for r in raws),
+            # RssAnon (heap, stacks: the plugin's bookkeeping) apart from
+            # RssFile (mapped files: the spool's pages in the page cache).
+            "rss_anon_kb": max(r["measure"].get("rss_anon_kb", 0) for r in raws),
+            "rss_file_kb": max(r["measure"].get("rss_file_kb", 0) for r in raws),
             "log_errors": sum(r["measure"]["log_errors"] for r in raws),
         },
         "spool_bytes": max(r["spool_bytes"] for r in raws),
@@ -737,6 +822,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep state directories and raw latencies")
     ap.add_argument("--drain-port", type=int, default=DRAIN_PORT,
                     help="backlog-*: the port nothing listens on until tansu is started there")
+    ap.add_argument("--rdk-alone", help="rdk-alone*: the examples/rdk_alone binary")
     ap.add_argument("scenarios", nargs="+")
     args = ap.parse_args()
     for s in args.scenarios:

@@ -5,11 +5,15 @@
 # Usage: ci/bench.sh [PART...]      (after `make build`; `make bench` does both)
 #   PART: inproc  in-process host, broker up / down / slow, one core (+ a perf
 #                 profile), paced at 200 / 10 / 100 / 1000 records/s
+#                 and librdkafka alone on the same core (rdk-alone)
 #         scale   in-process, broker down, 10k / 100k / 1M records; a 1M backlog
-#                 drained once a broker comes up
+#                 drained once a broker comes up, and librdkafka alone for 1M
 #         ctld    real slurmctld with the timing shim: SchedMD's plugin vs ours
 #                 (24.11.5 chroot), ours on the 22.05.8 host in plaintext and over
-#                 TLS (stunnel in front of a second tansu); end-to-end latency
+#                 TLS (stunnel in front of a second tansu); end-to-end latency;
+#                 slurmctld idle for 60 s, CPU and wake-ups per thread
+#   BENCH_CTLD_RUNS="..."  only these run_ctld.py runs (default: all of them)
+#   BENCH_INPROC_SCENARIOS="..."  only these run_inproc.py scenarios of inproc
 #   Default: all three, then the report.
 # Environment:
 #   BENCH_TASKS=N        job array tasks per slurmctld configuration (default 2000, in 4
@@ -53,6 +57,11 @@ fi
 
 # Our plugin, snapshotted: others may rebuild build/ while we run.
 cp "$host_so" "$work/ours-$host_version.so"
+if want inproc || want scale; then
+	# librdkafka alone (rdk-alone*): the plugin's producer without the plugin.
+	nice -n 10 cargo build --release --quiet --example rdk_alone
+	cp target/release/examples/rdk_alone "$work/rdk_alone"
+fi
 if want ctld; then
 	# The 24.11.5 build gets its own cargo target directory, so that it does
 	# not flip the shared target/ between releases under other users' feet.
@@ -105,26 +114,30 @@ fi
 # --- runs ----------------------------------------------------------------------
 scale=${BENCH_SCALE:-1}
 if want inproc; then
-	rm -f "$raw"/inproc-{up,down,slow,onecore,script100k,paced-up,paced-down,paced-slow,up-metrics,paced-up-metrics}.json \
-		"$raw"/inproc-{paced-10,paced-100,paced-1000,onecore-perf}.json "$raw"/inproc-onecore-perf.perf.txt
+	if [[ -z ${BENCH_INPROC_SCENARIOS:-} ]]; then
+		rm -f "$raw"/inproc-{up,down,slow,onecore,script100k,paced-up,paced-down,paced-slow,up-metrics,paced-up-metrics}.json \
+			"$raw"/inproc-{paced-10,paced-100,paced-1000,onecore-perf,rdk-alone}.json "$raw"/inproc-onecore-perf.perf.txt
+	fi
+	read -ra scenarios <<<"${BENCH_INPROC_SCENARIOS:-up up-metrics down slow onecore paced-up paced-up-metrics paced-down \
+paced-slow paced-10 paced-100 paced-1000 script100k onecore-perf rdk-alone}"
 	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
 		--work "$work/inproc" --out "$raw" --tansu "$tansu" --records-scale "$scale" --rounds 4 \
-		up up-metrics down slow onecore paced-up paced-up-metrics paced-down paced-slow \
-		paced-10 paced-100 paced-1000 script100k onecore-perf
+		--rdk-alone "$work/rdk_alone" "${scenarios[@]}"
 fi
 if want ctld; then
-	rm -f "$raw"/ctld-*.json
+	[[ -n ${BENCH_CTLD_RUNS:-} ]] || rm -f "$raw"/ctld-*.json
 	tasks=${BENCH_TASKS:-2000}
+	read -ra runs <<<"${BENCH_CTLD_RUNS:-chroot-schedmd chroot-ours host-ours host-ours-tls chroot-ours-linger5 chroot-ours-tick2 \
+chroot-ours-tick40 chroot-schedmd-linger0 chroot-schedmd-fast chroot-ours-fast chroot-schedmd-idle chroot-ours-idle}"
 	"$py" bench/run_ctld.py --tansu "$tansu" "${tls_args[@]}" --shim "$work/jobcomp_timing.so" --out "$raw" \
 		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "$tasks" --rounds 4 \
-		chroot-schedmd chroot-ours host-ours host-ours-tls chroot-ours-linger5 chroot-ours-tick2 chroot-ours-tick40 chroot-schedmd-linger0 \
-		chroot-schedmd-fast chroot-ours-fast
+		"${runs[@]}"
 fi
 if want scale; then
 	rm -f "$raw"/inproc-scale-*.json "$raw"/inproc-backlog-*.json
 	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
 		--work "$work/inproc" --out "$raw" --records-scale "$scale" --timeout 900 --drain-port $((port + 20)) \
-		scale-10k scale-100k scale-1m backlog-1m
+		--tansu "$tansu" --rdk-alone "$work/rdk_alone" scale-10k scale-100k scale-1m backlog-1m rdk-alone-1m
 fi
 
 # What a thread wake-up costs here (the floor under CPU per record), every run:

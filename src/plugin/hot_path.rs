@@ -1,7 +1,8 @@
 //! The hot path: `submit`, called by slurmctld's threads under the job write
 //! lock. One look at the plugin's state, the snapshot copied into the mapped
-//! spool, a channel send; no allocation, no system call, no lock but the spool
-//! writer's.
+//! spool, a channel send, the bell (`bell`: one atomic load; a FUTEX_WAKE only
+//! when the delivery thread is parked with nothing to do); no allocation, no
+//! other system call, no lock but the spool writer's.
 
 use super::hot_spool::NotSpooled;
 use super::lifecycle::{Running, RUNNING};
@@ -72,5 +73,7 @@ fn take(running: &Running, event: Event, encode: impl FnOnce(&mut Vec<u8>) -> Op
             Command::Record { encoded: Some(bytes), job_id, event, id, snapshot: None }
         }
     };
-    running.sender.send(command).map_err(|_| NotTaken::NotRunning)
+    // The channel, then the bell: one atomic load, and a FUTEX_WAKE only when
+    // the delivery thread is parked with nothing to do.
+    if running.send(command) { Ok(()) } else { Err(NotTaken::NotRunning) }
 }

@@ -2,6 +2,7 @@
 //! (set_location) and fini, and the one running instance the hot path looks at.
 
 use super::delivery::{counters_for, Delivery, Kafka, Startup, Stats};
+use super::bell::Bell;
 use super::hot_spool::{open_spool, HotSpool};
 use super::{describe, settings_from, unix_now, Command, Counters, HostSettings, Settings, NOT_SET_UP_REMINDER_EVERY};
 use crate::config;
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub(super) struct Running {
     pub(super) release: Release,
     pub(super) sender: Sender<Command>,
+    /// Rung after every command: wakes the delivery thread if it is parked.
+    pub(super) bell: Arc<Bell>,
     pub(super) thread: JoinHandle<()>,
     pub(super) settings: Settings,
     pub(super) host: HostSettings,
@@ -30,6 +33,15 @@ pub(super) struct Running {
     pub(super) counters: Arc<Counters>,
     /// Why Kafka is not set up (`None`: it is); set_location tries again.
     pub(super) kafka_problem: Option<String>,
+}
+
+impl Running {
+    /// A command for the delivery thread, which is woken if parked.
+    pub(super) fn send(&self, command: Command) -> bool {
+        let sent = self.sender.send(command).is_ok();
+        self.bell.ring();
+        sent
+    }
 }
 
 pub(super) static RUNNING: RwLock<Option<Running>> = RwLock::new(None);
@@ -98,6 +110,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     let counters = Arc::new(counters_for(&stats));
 
     let (sender, receiver) = crossbeam_channel::unbounded();
+    let bell = Arc::new(Bell::default());
     let kafka_problem = kafka.as_ref().err().cloned();
     let delivery = Delivery {
         log: hot.as_ref().map(|h| DeliveryLog::new(&h.dir, recovered.next_segment, recovered.owned.clone())),
@@ -108,6 +121,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         },
         reminder_every: not_set_up_reminder_period(),
         receiver,
+        bell: bell.clone(),
         release,
         settings: settings.clone(),
         state_dir: host.state_save_location.clone(),
@@ -127,7 +141,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         last_summary: Instant::now(),
         syncer: None,
         reconfigured: false,
-        last_record: Instant::now(),
+        spool_dirty: true,
         left_in_spool: 0,
         stats,
         scratch: Default::default(),
@@ -150,7 +164,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
     START_EVENTS.store(settings.params.enable_job_start, Ordering::Relaxed);
     log::verbose(&format!("started: {}", describe(&settings, release)));
     *RUNNING.write() =
-        Some(Running { release, sender, thread, settings, host, next_id, spool: hot, counters, kafka_problem });
+        Some(Running { release, sender, bell, thread, settings, host, next_id, spool: hot, counters, kafka_problem });
     Ok(())
 }
 
@@ -207,11 +221,11 @@ pub fn reconfigure(host: HostSettings) {
                 "Kafka is set up from {}: the records waiting in the spool are produced now",
                 host.job_comp_loc.as_deref().unwrap_or("")
             ));
-            let _ = running.sender.send(Command::KafkaSetUp(producer));
+            running.send(Command::KafkaSetUp(producer));
         }
         Some((before, Err(now))) if now != before => {
             running.kafka_problem = Some(now.clone());
-            let _ = running.sender.send(Command::KafkaNotSetUp(now));
+            running.send(Command::KafkaNotSetUp(now));
         }
         Some(_) => {}
         None if host.job_comp_loc != running.host.job_comp_loc => {
@@ -232,7 +246,7 @@ pub fn reconfigure(host: HostSettings) {
         spool.max_bytes.store(settings.params.spool_max_mb << 20, Ordering::Relaxed);
     }
     log::verbose(&format!("reconfigured: {}", describe(&settings, running.release)));
-    let _ = running.sender.send(Command::Reconfigure(Box::new(settings.clone())));
+    running.send(Command::Reconfigure(Box::new(settings.clone())));
     running.settings = settings;
     running.host = host;
 }
@@ -246,7 +260,7 @@ pub fn start_events_enabled() -> bool {
 pub fn shutdown() {
     let Some(running) = RUNNING.write().take() else { return };
     START_EVENTS.store(false, Ordering::Relaxed);
-    let _ = running.sender.send(Command::Stop);
+    running.send(Command::Stop);
     if running.thread.join().is_err() {
         log::error("the delivery thread stopped abnormally; undelivered records stay in the spool");
     }

@@ -27,6 +27,7 @@
 //!   building and producing records in `produce`, delivery reports and
 //!   acknowledgements in `reports`, fini's hand-over to the state file in `handover`).
 
+mod bell;
 mod delivery;
 mod hot_path;
 mod hot_spool;
@@ -72,8 +73,6 @@ const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
 /// Records librdkafka refuses for good (too large, invalid) are written here,
 /// under StateSaveLocation, one file per record, for an administrator to act on.
 pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";
-/// Active for this long after the last record; then it sleeps until woken.
-const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
 /// How often the error line is repeated while Kafka is not set up (a wrong

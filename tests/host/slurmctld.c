@@ -37,6 +37,10 @@
  *   start_job key=value .. one job record -> record_job_start (25.05+ only)
  *   jobs N FIRST_ID [key=value ...]   N records with consecutive job ids
  *   pace US                `jobs` waits US microseconds between records (0: none)
+ *   jobs_threads T N FIRST_ID [key=value ...]   T threads, each N records (thread
+ *                          k: ids FIRST_ID + k*N ...), each call under one shared
+ *                          mutex as slurmctld's job write lock; between two records a
+ *                          thread waits a pseudo-random 0..US microseconds (`pace`)
  *   poison                 job and details structs start as 0xa5 bytes (not zeros)
  *   record_at unmapped     log_record (record_job_end) with a pointer to an
  *                          unmapped page: a plugin that reads it dies of SIGSEGV
@@ -64,6 +68,7 @@
  */
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -936,6 +941,9 @@ static uint64_t record_calls, record_ns_total, record_ns_max;
 /* `pace`: microseconds between the records of `jobs`. */
 static uint64_t pace_us;
 
+/* `jobs_threads`: slurmctld's job write lock, held around each record call. */
+static pthread_mutex_t job_write_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* JK_HOST_PROGRESS: the id of the last job whose record call returned. */
 static volatile uint64_t *progress;
 
@@ -1006,6 +1014,50 @@ static bool run_job(char **args, int nargs, uint32_t id, bool start, int *rc, ch
 	}
 	spec_free(&spec);
 	return ok;
+}
+
+/* One thread of `jobs_threads`. */
+struct thread_jobs {
+	pthread_t thread;
+	char **args;
+	int nargs;
+	uint64_t n, first;
+	int first_bad;
+	bool malformed;
+	char why[256];
+};
+
+static void *thread_jobs_run(void *arg)
+{
+	struct thread_jobs *t = arg;
+	uint64_t seed = t->first * 6364136223846793005ull + 1442695040888963407ull;
+
+	for (uint64_t k = 0; k < t->n; k++) {
+		int one = 0;
+		bool ok;
+
+		pthread_mutex_lock(&job_write_lock);
+		ok = run_job(t->args, t->nargs, (uint32_t)(t->first + k), false, &one, t->why, sizeof(t->why));
+		pthread_mutex_unlock(&job_write_lock);
+		if (!ok) {
+			t->malformed = true;
+			break;
+		}
+		if (one && !t->first_bad)
+			t->first_bad = one;
+		if (pace_us) {
+			uint64_t us;
+			struct timespec ts;
+
+			seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+			us = (seed >> 33) % (pace_us + 1);
+			ts.tv_sec = (time_t)(us / 1000000);
+			ts.tv_nsec = (long)(us % 1000000) * 1000L;
+			while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+				;
+		}
+	}
+	return NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1119,6 +1171,39 @@ static int run_command(char *line)
 			}
 		}
 		snprintf(extra, sizeof(extra), "n=%" PRIu64, n);
+		return reply_ok(cmd, first_bad, extra);
+	}
+	if (!strcmp(cmd, "jobs_threads")) {
+		uint64_t threads, n, first;
+		struct thread_jobs *t;
+		int first_bad = 0;
+		const char *malformed = NULL;
+
+		if (nargs < 4 || !parse_u64(args[1], 64, &threads) || threads == 0 || !parse_u64(args[2], 10000000, &n) ||
+		    !parse_u64(args[3], UINT32_MAX, &first) || first + threads * n > (uint64_t)UINT32_MAX + 1)
+			return reply_err(cmd, "usage: jobs_threads T N FIRST_ID [key=value ...]");
+		t = xcalloc(threads, sizeof(*t));
+		for (uint64_t k = 0; k < threads; k++) {
+			t[k] = (struct thread_jobs){ .args = args + 4, .nargs = nargs - 4, .n = n, .first = first + k * n };
+			if (pthread_create(&t[k].thread, NULL, thread_jobs_run, &t[k]) != 0) {
+				fprintf(stderr, "host: pthread_create failed\n");
+				exit(2);
+			}
+		}
+		for (uint64_t k = 0; k < threads; k++) {
+			pthread_join(t[k].thread, NULL);
+			if (t[k].first_bad && !first_bad)
+				first_bad = t[k].first_bad;
+			if (t[k].malformed && !malformed)
+				malformed = t[k].why;
+		}
+		if (malformed) {
+			snprintf(why, sizeof(why), "%s", malformed);
+			free(t);
+			return reply_err(cmd, why);
+		}
+		free(t);
+		snprintf(extra, sizeof(extra), "n=%" PRIu64, threads * n);
 		return reply_ok(cmd, first_bad, extra);
 	}
 	if (!strcmp(cmd, "stats")) {

@@ -13,9 +13,10 @@ mod produce;
 mod reports;
 
 pub(super) use figures::{counters_for, Stats};
+use super::bell::Bell;
 use super::hot_spool::HotSpool;
 use super::sync_thread::Syncer;
-use super::{Command, Counters, Settings, Topic, ACTIVE_WINDOW, BATCH, STALLED_AFTER};
+use super::{Command, Counters, Settings, Topic, BATCH, STALLED_AFTER};
 use crate::kafka::{self, Producer};
 use crate::names::NameCache;
 use crate::release::Release;
@@ -23,7 +24,7 @@ use crate::slurm::log;
 use crate::snapshot::{codec, Event, JobSnapshot};
 use crate::spool::{self, DeliveryLog, Location};
 use crate::state_file::SavedMessage;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::ffi::CString;
@@ -105,8 +106,11 @@ pub(super) struct Delivery {
     pub(super) syncer: Option<Syncer>,
     /// Settings changed: timers are re-armed with the new intervals.
     pub(super) reconfigured: bool,
-    /// When the last record came from the hot path (active/idle, see `run`).
-    pub(super) last_record: Instant,
+    /// Rung by the hot path (and every command) when this thread is parked.
+    pub(super) bell: Arc<Bell>,
+    /// Written since the last periodic sync was handed to the sync thread
+    /// (an idle spool has no sync duty).
+    pub(super) spool_dirty: bool,
     /// Records in the spool that this run could not take up (the spool must not
     /// be emptied at fini).
     pub(super) left_in_spool: usize,
@@ -145,36 +149,43 @@ impl Delivery {
         let mut next_metrics = Instant::now() + metrics_every(&self.settings);
         self.write_metrics();
         loop {
-            let mut wake = next_poll.min(next_sync);
-            if self.stats.file.is_some() {
-                wake = wake.min(next_metrics);
+            // The next periodic duty, of those that have something to do: the
+            // spool's sync only when something was written since the last one;
+            // librdkafka's callbacks (errors, logs queued for the poll) every
+            // poll_interval while there is a producer, with the outage summary;
+            // the metrics file when there is one; a retry's back-off; the
+            // not-set-up reminder.
+            let mut wake: Option<Instant> = None;
+            let mut due = |at: Instant| wake = Some(wake.map_or(at, |w| w.min(at)));
+            if self.spool_dirty && self.log.is_some() {
+                due(next_sync);
             }
-            if let Some(Reverse((due, _))) = self.retry.peek() {
-                wake = wake.min(*due);
+            if self.failures_since_summary > 0 || self.producer().is_some() {
+                due(next_poll);
+            }
+            if self.stats.file.is_some() {
+                due(next_metrics);
+            }
+            if let Some(Reverse((at, _))) = self.retry.peek() {
+                due(*at);
             }
             if let Kafka::NotSetUp { next_reminder, .. } = &self.kafka {
-                wake = wake.min(*next_reminder);
+                due(*next_reminder);
             }
-            // Idle (no record for a while, nothing queued or in flight): sleep on
-            // the channel, so that an idle plugin costs nothing. Active: never
-            // block on the channel but in librdkafka's poll below, a tick at a
-            // time. A sender then never has to wake a sleeping receiver, which
-            // would be a futex syscall on slurmctld's hot path for every record.
-            // Without a producer a backlog waits: nothing to tick for.
-            let backlog = self.producer().is_some_and(|producer| !self.queue.is_empty() || producer.queue_len() > 0);
-            let active = backlog || self.last_record.elapsed() < ACTIVE_WINDOW;
+            // Busy: records wait for librdkafka's queue, or are in flight (their
+            // delivery reports to come). Then the thread ticks (`tick_ms`),
+            // serving reports and taking new records a tick at a time.
+            // Otherwise it has nothing to do: it parks until the hot path rings
+            // the bell (the one FUTEX_WAKE of an idle-to-busy transition) or
+            // its next duty falls due; no tick while idle. Without a producer a
+            // backlog waits: nothing to tick for.
+            let busy = self.producer().is_some_and(|producer| !self.queue.is_empty() || producer.queue_len() > 0);
+            if !busy {
+                let receiver = &self.receiver;
+                self.bell.park(wake, || !receiver.is_empty());
+            }
             let mut stop = false;
             let mut received = 0usize;
-            if !active {
-                match self.receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-                    Ok(command) => {
-                        stop = self.handle(command);
-                        received += 1;
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => stop = true,
-                }
-            }
             while !stop && received < BATCH {
                 match self.receiver.try_recv() {
                     Ok(command) => {
@@ -188,26 +199,25 @@ impl Delivery {
             if stop {
                 break;
             }
-            if received > 0 {
-                self.last_record = Instant::now();
-            }
             if std::mem::take(&mut self.reconfigured) {
                 let now = Instant::now();
                 next_poll = next_poll.min(now + poll_every(&self.settings));
                 next_sync = next_sync.min(now + self.settings.params.spool_sync_interval);
                 next_metrics = next_metrics.min(now + metrics_every(&self.settings));
             }
-            // Active and nothing arrived: sleep one tick (`tick_ms`). A record
-            // then waits half a tick on average before it is built and produced
-            // (what librdkafka's default linger.ms would have added: our
-            // producer's default is linger.ms=0, see kafka::DEFAULT_PROPERTIES).
-            // Each wake-up costs 40-70 us of CPU on the VMs this runs on
-            // (bench/wakeup_cost.c), so the tick is the plugin's main CPU cost
-            // at a trickle of jobs. Not in librdkafka's poll: that would wake
-            // for every delivery report, a second wake-up per record; reports
-            // wait for the tick like new records do.
-            if active && received == 0 {
-                std::thread::sleep(self.settings.params.tick.min(wake.saturating_duration_since(Instant::now())));
+            // Busy and nothing arrived: sleep one tick. A record that comes
+            // meanwhile waits for the tick (the bell is rung only for a parked
+            // thread); one that comes while the thread is parked is taken at
+            // once. Not in librdkafka's poll: that would wake for every
+            // delivery report, a second wake-up per record; reports wait for
+            // the tick like new records do.
+            if busy && received == 0 {
+                let tick = self.settings.params.tick;
+                std::thread::sleep(wake.map_or(tick, |w| tick.min(w.saturating_duration_since(Instant::now()))));
+            }
+            if received > 0 || !self.records.is_empty() {
+                // Snapshots appended, texts or acknowledgements to write.
+                self.spool_dirty = true;
             }
             self.serve_reports(0);
             self.renew_after_fatal_error();
@@ -225,7 +235,9 @@ impl Delivery {
             self.remind_not_set_up(now);
             if now >= next_sync {
                 next_sync = now + self.settings.params.spool_sync_interval;
-                self.sync_spool_in_background();
+                if self.spool_dirty {
+                    self.spool_dirty = !self.sync_spool_in_background();
+                }
             }
             if now >= next_metrics {
                 next_metrics = now + metrics_every(&self.settings);

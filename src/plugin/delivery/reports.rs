@@ -112,17 +112,19 @@ impl Delivery {
     /// The periodic sync, on its own thread: an fdatasync takes milliseconds
     /// (more under other I/O), during which new records would wait. Skipped
     /// while the previous one still runs.
-    pub(super) fn sync_spool_in_background(&mut self) {
-        let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return };
+    /// True when the sync was handed to the sync thread (or done here) and the
+    /// last one worked; false when it must be tried again at the next turn.
+    pub(super) fn sync_spool_in_background(&mut self) -> bool {
+        let (Some(log), Some(hot)) = (self.log.as_ref(), self.hot.as_ref()) else { return false };
+        let last_failed = hot.sync_failing.load(Ordering::Relaxed);
         if self.syncer.is_none() {
             self.syncer = Syncer::start(hot.clone());
         }
         let Some(syncer) = self.syncer.as_ref() else {
-            self.sync_spool();
-            return;
+            return self.sync_spool();
         };
         if syncer.busy.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         let mut delivery_files: Vec<std::fs::File> = log.sync_handle().into_iter().collect();
         // Snapshot segments the hot path has left and whose every record has
@@ -145,6 +147,6 @@ impl Delivery {
             self.built.remove(segment);
         }
         syncer.busy.store(true, Ordering::Release);
-        let _ = syncer.sender.send(SyncJob { delivery_files, then_delete });
+        syncer.sender.send(SyncJob { delivery_files, then_delete }).is_ok() && !last_failed
     }
 }
