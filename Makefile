@@ -62,32 +62,43 @@ deps:
 	ci/install-promtool.sh
 
 # The whole suite, as CI runs it. The builds and host tests first, then the
-# real-rig suites in two lanes side by side: they spend most of their time
-# waiting on daemons; their ports (e2e-secured 21100-21199, packages
-# 20410-20432, the others elsewhere) and directories are their own, and builds
-# into the shared target/ hold a lock (ci/build-plugin.sh). -Oline keeps lines
-# whole.
+# real-rig suites in three lanes side by side: they spend most of their time
+# waiting on daemons (slurmctld, Kafka's JVMs); their ports and directories
+# are their own (e2e-secured 21100-21199, e2e-cluster 21200-21299 and its
+# network namespaces, test-consumers 21600-21699, e2e-kafka 20800-20831,
+# packages 20410-20432, the others elsewhere), and builds into the shared
+# target/ hold a lock (ci/build-plugin.sh). -Oline keeps lines whole.
 test: deps
 	$(MAKE) unit
+	$(MAKE) test-alerts
 	$(MAKE) check-headers
 	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
-	$(MAKE) -j2 -Oline test-lane-slurm test-lane-site
+	$(MAKE) -j3 -Oline test-lane-slurm test-lane-site test-lane-kafka
 	$(MAKE) memcheck
 
-# Real slurmctld 22.05.8/24.11.5/26.05.5 end to end, the layout guard, and the
-# fuzz targets over their corpus. (memcheck runs after the lanes: under
-# valgrind the host tests are some 20 times slower, and they are not made to
-# share the machine on top of that.)
+# Real slurmctld 22.05.8/24.11.5/26.05.5 end to end on Apache Kafka 4.x, the
+# layout guard, the fuzz targets over their corpus, and the consumers (schemas,
+# jobcomp-wait, jobcomp-sink). (memcheck runs after the lanes: under valgrind
+# the host tests are some 20 times slower, and they are not made to share the
+# machine on top of that.)
 test-lane-slurm:
 	$(MAKE) e2e
 	$(MAKE) e2e26
 	$(MAKE) layout-guard26
 	$(MAKE) fuzz-check
+	$(MAKE) test-consumers
 
-# What a site installs and connects to: the packages, and secured Kafka.
+# What a site installs and connects to: the packages, secured Kafka, and
+# Apache Kafka's own rules (and the 3.9 line).
 test-lane-site:
 	$(MAKE) test-packages
 	$(MAKE) e2e-secured
+	$(MAKE) e2e-kafka
+
+# A replicated Apache Kafka cluster under faults, and a lost acknowledgement.
+test-lane-kafka:
+	$(MAKE) idempotence-kafka
+	$(MAKE) e2e-cluster
 
 # One release of each jobcomp API family: 22.05 (set_location(loc)),
 # 23.02-24.11 without and with the job's identity (23.11+), 25.05+
@@ -103,7 +114,7 @@ unit:
 	$(CARGO) test --release
 	@set -e; for release in $(filter-out $(SLURM_VERSION),$(HOST_FAMILIES)); do \
 	  echo "== plugin host and spool faults on a Slurm $$release build"; \
-	  SLURM_VERSION=$$release $(CARGO) test --release --test plugin_host --test spool_faults; \
+	  SLURM_VERSION=$$release $(CARGO) test --release --test plugin_host --test spool_faults --test wakeups; \
 	done
 
 # Issue #25: the delivery thread's park and wake (also part of `unit`, which
