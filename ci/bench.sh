@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the plugin's benchmarks; results in bench/results/ (RESULTS.md,
 # bench.png, raw/*.json). See bench/README.md for what each part measures.
+# docs/performance.md shows how to run a subset (BENCH_CTLD_RUNS, BENCH_INPROC_SCENARIOS).
 #
 # Usage: ci/bench.sh [PART...]      (after `make build`; `make bench` does both)
 #   PART: inproc  in-process host, broker up / down / slow, one core (+ a perf
