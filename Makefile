@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-cluster e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -33,6 +33,7 @@ help:
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
 	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
+	@echo "make e2e-cluster                 a 3-broker Kafka cluster in network namespaces, 9 fault scenarios (docs/kafka-cluster.md)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
 	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
@@ -119,6 +120,14 @@ e2e: build
 # The same on 26.05.5 (Debian forky chroot), start events on and off.
 e2e26:
 	ci/e2e26.sh
+
+# Issue 23: a replicated Apache Kafka cluster (3 brokers + 3 controllers in
+# network namespaces jk23-k1..3, 10.213.23.0/24), a real slurmctld 24.11.5
+# (26.05.5 for the partition scenario) and the 9 fault scenarios, SchedMD's
+# plugin on 3 of them; prints docs/kafka-cluster.md's table. Ports
+# 21200-21299. Builds what it needs (ci/e2e-cluster.sh).
+e2e-cluster:
+	ci/e2e-cluster.sh
 
 # The run-time layout guard in the real slurmctld 26.05.5: plugins built with
 # a wrong layout (JK_TEST_FORCE_LAYOUT, test-only) are refused, slurmctld
