@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-cluster e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-cluster e2e-secured layout-guard26 kafka-selftest check-headers matrix demo bench fuzz fuzz-check memcheck clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -143,6 +143,12 @@ e2e-secured: build
 
 demo: deps build
 	ci/demo.sh
+
+# Apache Kafka's rig (ci/rig/kafka.sh) against itself: both pinned lines
+# installed from Maven Central (cached), single nodes, a 3-node cluster, a node
+# in a network namespace. Ports 21000-21049. Needs Java 17+ and Maven.
+kafka-selftest:
+	ci/rig/kafka-selftest.sh --netns
 
 bench: deps build
 	ci/bench.sh

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Self-check of ci/rig/kafka.sh against Apache Kafka itself.
+#
+# Usage: kafka-selftest.sh [--netns]
+#
+# 1. installs both pinned lines (4, 3.9) from Maven Central (cached);
+# 2. per line: one combined node with a SCRAM-SHA-512 user made at format
+#    time; a topic created with Kafka's topics tool; three messages (one not
+#    UTF-8, with key and header) produced with confluent-kafka
+#    (ci/rig/produce.py) and read back byte for byte (ci/rig/consume.py);
+#    the user listed by the configs tool; stop;
+# 3. a three-node 4.x cluster on loopback: all three voters in the quorum
+#    (metadata-quorum tool), an RF=3 topic with three replicas in sync,
+#    messages through it; stop;
+# 4. with --netns: one node inside a network namespace made here (veth pair,
+#    10.213.0.0/24), reached from the host through the veth; removed after.
+# Ports 21000-21049; work directory /tmp/kafka-rig-selftest.XXXX (removed on
+# success). Every timing is logged; nothing is asserted about speed.
+set -euo pipefail
+RIG_NAME=kafka-selftest
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+K=$RIG_DIR/kafka.sh
+NETNS=0
+[[ ${1:-} == --netns ]] && NETNS=1
+
+WORK=$(mktemp -d /tmp/kafka-rig-selftest.XXXX)
+STARTED=()
+NS=kafka-rig-st$$
+cleanup() {
+	local rc=$? d
+	for d in "${STARTED[@]}"; do
+		"$K" stop "$d" --grace 20 || true
+	done
+	if ((NETNS)); then
+		ip netns del "$NS" 2>/dev/null || true
+		ip link del krst-h 2>/dev/null || true
+	fi
+	if ((rc == 0)); then rm -rf "$WORK"; else log "FAILED; kept $WORK"; fi
+}
+trap cleanup EXIT
+
+ensure_venv
+PY=$RIG_VENV/bin/python
+
+# roundtrip BOOTSTRAP TOPIC: produce 3 messages, read them back byte-exact.
+roundtrip() {
+	local bs=$1 topic=$2
+	printf '%s\n' \
+		'{"key": "k1", "value": "hello kafka", "headers": {"h": "1"}}' \
+		'{"key": "k2", "value_b64": "AP/+gA=="}' \
+		'{"key": "k3", "value": "{\"job_id\": 3}"}' |
+		"$PY" "$RIG_DIR/produce.py" --bootstrap "$bs" --topic "$topic" >"$WORK/$topic.produced"
+	"$PY" "$RIG_DIR/consume.py" --bootstrap "$bs" --topic "$topic" --from-beginning --expect 3 \
+		--exact --linger 1 --timeout 60 >"$WORK/$topic.consumed"
+	"$PY" - "$WORK/$topic.consumed" <<'EOF'
+import base64, json, sys
+got = sorted((json.loads(l) for l in open(sys.argv[1])), key=lambda m: m["key"])
+want = [("k1", b"hello kafka"), ("k2", b"\x00\xff\xfe\x80"), ("k3", b'{"job_id": 3}')]
+assert [(m["key"], base64.b64decode(m["value_b64"])) for m in got] == want, got
+assert got[0]["headers"] == {"h": "1"}, got[0]["headers"]
+EOF
+	log "$topic on $bs: 3 messages produced and read back byte-exact"
+}
+
+t=$(now_ms)
+"$K" install 4 >/dev/null
+"$K" install 3.9 >/dev/null
+log "install 4 + 3.9: $(($(now_ms) - t)) ms"
+
+# --- single nodes, both lines ------------------------------------------------
+port=21000
+for v in 4 3.9; do
+	d=$WORK/single-$v
+	STARTED+=("$d")
+	t=$(now_ms)
+	"$K" start "$d" --version "$v" --port $port --scram-user jobcomp=jobcomp-secret
+	log "Kafka $v single node: start $(($(now_ms) - t)) ms"
+	bs=127.0.0.1:$port
+	"$K" tool "$v" topics --bootstrap-server "$bs" --create --topic selftest --partitions 2 --replication-factor 1
+	roundtrip "$bs" selftest
+	"$K" tool "$v" configs --bootstrap-server "$bs" --describe --entity-type users --entity-name jobcomp |
+		grep -q 'SCRAM-SHA-512' || die "SCRAM-SHA-512 user jobcomp not found on Kafka $v"
+	log "Kafka $v: SCRAM-SHA-512 user made at format time is listed"
+	t=$(now_ms)
+	"$K" stop "$d"
+	log "Kafka $v single node: stop $(($(now_ms) - t)) ms"
+	port=$((port + 10))
+done
+
+# --- three-node 4.x cluster ---------------------------------------------------
+cid=$("$K" cluster-id)
+quorum="1@127.0.0.1:21021,2@127.0.0.1:21023,3@127.0.0.1:21025"
+t=$(now_ms)
+for n in 1 2 3; do
+	d=$WORK/cluster-$n
+	STARTED+=("$d")
+	"$K" start "$d" --version 4 --node-id $n --port $((21018 + 2 * n)) --controller-port $((21019 + 2 * n)) \
+		--quorum "$quorum" --cluster-id "$cid" --heap 384m --no-wait
+done
+for n in 1 2 3; do "$K" wait "$WORK/cluster-$n"; done
+log "Kafka 4 three-node cluster: start $(($(now_ms) - t)) ms"
+bs=127.0.0.1:21020,127.0.0.1:21022,127.0.0.1:21024
+"$K" tool 4 metadata-quorum --bootstrap-server "$bs" describe --status | tee "$WORK/quorum.txt" >&2
+"$PY" - "$WORK/quorum.txt" <<'EOF'
+import json, re, sys
+text = open(sys.argv[1]).read()
+voters = json.loads(re.search(r"CurrentVoters:\s*(\[.*\])", text).group(1))
+ids = sorted(v["id"] if isinstance(v, dict) else v for v in voters)
+assert ids == [1, 2, 3], ids
+EOF
+log "quorum: voters 1, 2, 3"
+"$K" tool 4 topics --bootstrap-server "$bs" --create --topic rf3 --partitions 3 --replication-factor 3 \
+	--config min.insync.replicas=2
+# Every partition: three replicas, all in sync (polled: followers join the
+# ISR after their first fetch).
+rf3_in_sync() {
+	"$K" tool 4 topics --bootstrap-server "$bs" --describe --topic rf3 >"$WORK/rf3.txt"
+	[[ $(grep -cE 'Replicas: [0-9],[0-9],[0-9]\s+Isr: [0-9],[0-9],[0-9]' "$WORK/rf3.txt") == 3 ]]
+}
+wait_for 120 "every partition of rf3 with 3 replicas in sync" rf3_in_sync ||
+	die "topic rf3: not every partition has 3 replicas in sync: $(cat "$WORK/rf3.txt")"
+cat "$WORK/rf3.txt" >&2
+roundtrip "$bs" rf3
+t=$(now_ms)
+# All at once: a node stopped last alone has no quorum for its controlled
+# shutdown and would wait for SIGKILL.
+for n in 1 2 3; do "$K" stop "$WORK/cluster-$n" --grace 30 & done
+wait
+log "Kafka 4 three-node cluster: stop $(($(now_ms) - t)) ms"
+
+# --- a node inside a network namespace ---------------------------------------
+if ((NETNS)); then
+	ip netns add "$NS"
+	ip link add krst-h type veth peer name krst-n
+	ip link set krst-n netns "$NS"
+	ip addr add 10.213.0.1/24 dev krst-h
+	ip link set krst-h up
+	ip -n "$NS" addr add 10.213.0.2/24 dev krst-n
+	ip -n "$NS" link set krst-n up
+	ip -n "$NS" link set lo up
+	d=$WORK/netns
+	STARTED+=("$d")
+	t=$(now_ms)
+	"$K" start "$d" --version 4 --netns "$NS" --host 10.213.0.2 --port 21040
+	log "Kafka 4 in netns $NS: start $(($(now_ms) - t)) ms"
+	pid=$("$K" pid "$d")
+	[[ $(readlink "/proc/$pid/ns/net") == $(readlink "/proc/self/ns/net") ]] &&
+		die "the JVM runs in the host's network namespace"
+	roundtrip 10.213.0.2:21040 netns
+	"$K" stop "$d"
+fi
+log "OK"
