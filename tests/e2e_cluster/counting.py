@@ -29,6 +29,23 @@ class Arrival:
     recv: float  # time.time() when the consumer got it
 
 
+_said = {}
+
+
+def _quiet_log(msg):
+    """consume.py's progress lines, each kind at most once a minute (the
+    brokers are down on purpose: "metadata: ... transport failure" would
+    come every second)."""
+    kind = re.sub(r"\d+", "N", msg)[:60]
+    now = time.monotonic()
+    if now - _said.get(kind, -1e9) >= 60:
+        _said[kind] = now
+        print(f"consume: {msg}", file=sys.stderr, flush=True)
+
+
+consume.log = _quiet_log
+
+
 class TopicReader:
     """Every message of `topic`, as it arrives, in a background thread."""
 
@@ -46,7 +63,8 @@ class TopicReader:
         return self
 
     def _run(self):
-        reader = consume.Reader(self.args)
+        # librdkafka's own log off: its connection errors are the faults.
+        reader = consume.Reader(self.args, conf={"log_level": 0})
         try:
             while not self._stop.is_set():
                 msg = reader.poll(0.2)

@@ -11,13 +11,13 @@ with NOT_ENOUGH_REPLICAS instead of waiting on a leaderless cluster), and so
 that the active controller can be killed on its own. Cutting node i's link
 cuts off broker i and controller i together, as a machine losing its network.
 
-The nodes are started with ci/rig/kafka.sh (Apache Kafka from Maven Central)
+The nodes are started with ci/rig/kafka.sh (Apache Kafka from Maven Central,
+through tests/e2e/kafka_rig.py)
 once per run; a scenario stops, kills or cuts some of them, and restore()
 brings the cluster back (start what is stopped, heal links, wait for every
 replica of every topic to be in sync) before the next one.
 """
 
-import os
 import re
 import subprocess
 import time
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import jk
 from jk import RigError, log, run, wait_for
+from kafka_rig import ApacheKafka
 
 NETNS_SH = jk.RIG / "netns.sh"
 
 
 def kafka_sh():
-    """ci/rig/kafka.sh (JK_KAFKA_SH overrides, for trying another copy)."""
-    return Path(os.environ.get("JK_KAFKA_SH") or jk.RIG / "kafka.sh")
+    return jk.RIG / "kafka.sh"
 
 
 # Broker and controller settings that only make faults visible sooner (the
@@ -66,7 +66,8 @@ CLUSTER_PROPS = {
 
 
 class Node:
-    """One process of the cluster (a broker or a controller) in its namespace."""
+    """One process of the cluster (a broker or a controller) in its
+    namespace: a kafka_rig.ApacheKafka with its role."""
 
     def __init__(self, cluster, index, role):
         self.cluster = cluster
@@ -76,14 +77,24 @@ class Node:
         self.dir = cluster.dir / f"{role}{index}"
         self.netns = f"{cluster.prefix}-k{index}"
         self.host = f"{cluster.subnet}.{10 + index}"
+        self.port = cluster.broker_port if role == "broker" else cluster.controller_port
+        self.kafka = None  # made by start(): the cluster id is known then
 
     @property
     def name(self):
         return f"{self.role} {self.node_id} ({self.host})"
 
-    @property
-    def port(self):
-        return self.cluster.broker_port if self.role == "broker" else self.cluster.controller_port
+    def _kafka(self):
+        c = self.cluster
+        props = dict(CLUSTER_PROPS, **FAST_FAILURE_PROPS, **SMALL_NODE_PROPS)
+        if self.role == "broker":
+            # kafka.sh lists a controller listener too; a broker-only node
+            # must not have one.
+            props["listeners"] = f"PLAINTEXT://{self.host}:{c.broker_port}"
+        return ApacheKafka(self.dir, c.broker_port, version=c.version, host=self.host,
+                           controller_port=c.controller_port, node_id=self.node_id, quorum=c.quorum,
+                           cluster_id=c.cluster_id, props=props, heap=c.heap[self.role], netns=self.netns,
+                           roles=self.role)
 
     def pid(self):
         try:
@@ -96,33 +107,28 @@ class Node:
         return self.pid() is not None
 
     def start(self, wait=False):
-        c = self.cluster
-        props = self.dir.parent / f"{self.role}{self.index}.props"
-        lines = dict(CLUSTER_PROPS, **FAST_FAILURE_PROPS, **SMALL_NODE_PROPS)
-        if self.role == "broker":
-            # kafka.sh lists a controller listener too; a broker-only node
-            # must not have one.
-            lines["listeners"] = f"PLAINTEXT://{self.host}:{c.broker_port}"
-        props.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-        args = [kafka_sh(), "start", self.dir, "--version", c.version, "--host", self.host,
-                "--port", str(c.broker_port), "--controller-port", str(c.controller_port),
-                "--node-id", str(self.node_id), "--roles", self.role, "--quorum", c.quorum,
-                "--cluster-id", c.cluster_id, "--netns", self.netns, "--props", props,
-                "--heap", c.heap[self.role], "--no-wait"]
-        run(args, timeout=600)
+        if self.kafka is None:
+            self.kafka = self._kafka()
+        self.kafka.start(wait=False)
         if wait:
             self.wait_up()
 
     def wait_up(self, timeout=240):
         if self.role == "broker":
-            run([kafka_sh(), "wait", self.dir, "--timeout", str(timeout)], timeout=timeout + 30)
+            self.kafka.wait()
         else:
             wait_for(lambda: self.running() and jk.port_open(self.port, self.host), timeout,
                      f"{self.name} to listen", interval=0.5)
 
     def stop(self, kill=False):
-        args = [kafka_sh(), "stop", self.dir] + (["--kill"] if kill else ["--grace", "60"])
-        run(args, timeout=120)
+        if self.kafka is None:
+            self.kafka = self._kafka()
+        if kill:
+            self.kafka.kill()
+        else:
+            self.kafka.stop(grace=60)
+        if self.running():
+            raise RigError(f"{self.name} still running after stop")
 
     def rss_mib(self):
         pid = self.pid()
@@ -251,6 +257,9 @@ class KafkaCluster:
         ids = sorted(md.brokers)
         if ids != [b.node_id for b in self.brokers]:
             return f"brokers registered: {ids}"
+        missing = set(topics or ()) - set(md.topics)
+        if missing:
+            return f"topics {sorted(missing)} not in the metadata yet"
         for name, t in md.topics.items():
             if topics is not None and name not in topics:
                 continue
@@ -292,6 +301,17 @@ class KafkaCluster:
         self.wait_healthy(timeout, topics={name})
         md = self.metadata(name).topics[name]
         return {p.id: p.leader for p in md.partitions.values()}
+
+    def writable(self, name):
+        """Every partition of topic `name` has a leader and at least
+        min.insync.replicas (2) replicas in sync: a produce with acks=all
+        can succeed again."""
+        try:
+            t = self.metadata(name, timeout=3).topics.get(name)
+        except Exception:  # noqa: BLE001 - not yet
+            return False
+        return bool(t and t.error is None and t.partitions and
+                    all(p.leader >= 0 and len(p.isrs) >= 2 for p in t.partitions.values()))
 
     def add_partitions(self, name, total):
         from confluent_kafka.admin import NewPartitions
