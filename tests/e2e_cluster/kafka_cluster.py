@@ -78,13 +78,19 @@ class Node:
         self.netns = f"{cluster.prefix}-k{index}"
         self.host = f"{cluster.subnet}.{10 + index}"
         self.port = cluster.broker_port if role == "broker" else cluster.controller_port
-        self.kafka = None  # made by start(): the cluster id is known then
+        self._rig = None  # made when first needed: the cluster id is known then
 
     @property
     def name(self):
         return f"{self.role} {self.node_id} ({self.host})"
 
-    def _kafka(self):
+    @property
+    def kafka(self):
+        if self._rig is None:
+            self._rig = self._make_rig()
+        return self._rig
+
+    def _make_rig(self):
         c = self.cluster
         props = dict(CLUSTER_PROPS, **FAST_FAILURE_PROPS, **SMALL_NODE_PROPS)
         if self.role == "broker":
@@ -107,8 +113,6 @@ class Node:
         return self.pid() is not None
 
     def start(self, wait=False):
-        if self.kafka is None:
-            self.kafka = self._kafka()
         self.kafka.start(wait=False)
         if wait:
             self.wait_up()
@@ -121,8 +125,6 @@ class Node:
                      f"{self.name} to listen", interval=0.5)
 
     def stop(self, kill=False):
-        if self.kafka is None:
-            self.kafka = self._kafka()
         if kill:
             self.kafka.kill()
         else:

@@ -90,11 +90,12 @@ class Row:
 class Submitter:
     """sbatch in a loop (arrays of ARRAY jobs, each a short sleep), as fast as
     slurmctld takes them until `min_jobs` are submitted; then, while the
-    fault lasts (until stop()), one more array every PACE_S seconds, so that
+    fault lasts (until stop()), PACE_JOBS more every PACE_S seconds, so that
     jobs keep ending through a long fault without flooding slurmctld. A
     refused sbatch (slurmctld down) is tried again."""
 
     PACE_S = 2.0
+    PACE_JOBS = 5
 
     def __init__(self, cluster, rng, min_jobs, lengths=(0, 0.2, 0.5)):
         self.cluster = cluster
@@ -118,15 +119,16 @@ class Submitter:
     def _run(self):
         while not (self._stop.is_set() and self.jobs >= self.min_jobs):
             length = self.rng.choice(self.lengths)
+            size = ARRAY if self.jobs < self.min_jobs else self.PACE_JOBS
             try:
-                jid = self.cluster.sbatch(f"--array=0-{ARRAY - 1}", "-o", "/dev/null", "-J", "c23",
+                jid = self.cluster.sbatch(f"--array=0-{size - 1}", "-o", "/dev/null", "-J", "c23",
                                           "--wrap", f"sleep {length}")
             except RigError:
                 self.failures += 1
                 time.sleep(0.5)
                 continue
             self.ids.append(jid)
-            self.jobs += ARRAY
+            self.jobs += size
             if self.jobs >= self.min_jobs:
                 self._enough.set()
                 self._stop.wait(self.PACE_S)
@@ -204,6 +206,7 @@ class Ctx:
         self.cluster = None
         self.reader = None
         self.start_records = False
+        self.job_lengths = (0, 0.2, 0.5)  # seconds a job sleeps, one chosen per sbatch
         self.t_fault = None
         self.t_recover = None
 
@@ -262,7 +265,7 @@ class Ctx:
         """Submit at least MIN_JOBS jobs; `during(submitter)` runs meanwhile
         (the fault's own steps); returns once every submitted job has
         ended and min_seconds have passed since the fault."""
-        sub = Submitter(self.cluster, self.rng, MIN_JOBS).start()
+        sub = Submitter(self.cluster, self.rng, MIN_JOBS, lengths=self.job_lengths).start()
         try:
             if during is not None:
                 during(sub)
@@ -485,6 +488,7 @@ def s8_partitions_added(ctx):
     default is 5 minutes; it only decides how soon)."""
     kc = ctx.kc
     ctx.start_records = True
+    ctx.job_lengths = (1, 2, 3)
     ctx.setup(params="enable_job_start,topic_job_start={topic}",
               props={"topic.metadata.refresh.interval.ms": "1000"})
     ctx.warmup()
