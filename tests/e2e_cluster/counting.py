@@ -105,33 +105,41 @@ class Counts:
     arrived: int = 0
     lost: int = 0
     duplicated: int = 0  # extra copies of a record (same bytes; ours: same record id too)
-    reruns: int = 0  # another record of the same job and kind, with other bytes
+    reruns: int = 0  # another record of the same job and kind, with other bytes (Slurm ended it again)
     out_of_order: int = 0  # jobs whose finish is not after their start in one partition
     split: int = 0  # of those: start and finish in different partitions
     invalid: int = 0
     unexpected: int = 0  # records of jobs Slurm did not run
     complete_at: float | None = None  # when the last expected record first arrived
     problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
-    @property
-    def ok(self):
-        return not (self.lost or self.duplicated or self.out_of_order or self.invalid or self.unexpected
-                    or self.reruns or self.problems)
+    def ok(self, slurm_crashed=False):
+        """0 lost, 0 copies, 0 out of order, nothing invalid; records of jobs
+        Slurm does not know only after a slurmctld crash (it forgot them)."""
+        return not (self.lost or self.duplicated or self.out_of_order or self.invalid or self.problems
+                    or (self.unexpected and not slurm_crashed))
 
 
 def count(arrivals, jobs, *, start_records=False, started=None):
-    """arrivals: [Arrival]; jobs: the ids of the jobs Slurm ended (each must
-    have one finish record); start_records: each job of `started` (default:
-    all of `jobs`) must also have one start record, before its finish record
-    in the same partition.
+    """arrivals: [Arrival]; jobs: the jobs Slurm ended, {job id: @submit
+    (the record's UTC text) or None}, or just their ids (each must have one
+    finish record); start_records: each job of `started` (default: all of
+    `jobs`) must also have one start record, before its finish record in the
+    same partition.
+
+    A job is its id and, when given, its submit time: after a slurmctld
+    crash Slurm may hand out again the ids of jobs it had not saved, and
+    their records are other jobs' (reported as `unexpected`).
 
     A copy is a message whose (job, kind) was seen before with the same bytes
     (a copy under another jobcomp.record_id is a problem too: a consumer
     cannot drop it by the header); another message for the same (job, kind)
-    with other bytes is a re-run (Slurm ran the job again, e.g. after a
-    slurmctld crash) and reported apart."""
+    with other bytes is Slurm ending the job again (a requeue, or its end
+    not saved before a slurmctld crash): counted as `reruns`, apart."""
     c = Counts()
-    jobs = set(jobs)
+    if not isinstance(jobs, dict):
+        jobs = {j: None for j in jobs}
     started = set(jobs if started is None else started)
     c.expected = len(jobs) + (len(started) if start_records else 0)
     c.arrived = len(arrivals)
@@ -140,7 +148,8 @@ def count(arrivals, jobs, *, start_records=False, started=None):
         m = a.msg
         try:
             pairs = decode_record(m.value)
-            jobid = dict(pairs)["jobid"]
+            d = dict(pairs)
+            jobid = d["jobid"]
         except (ValueError, KeyError) as exc:
             c.invalid += 1
             c.problems.append(f"{m.partition}/{m.offset}: not a valid record: {exc}")
@@ -148,6 +157,8 @@ def count(arrivals, jobs, *, start_records=False, started=None):
         kind = record_kind(pairs)
         if m.key is not None and m.key != str(jobid).encode():
             c.problems.append(f"{m.partition}/{m.offset}: key {m.key!r} is not job id {jobid}")
+        if jobid in jobs and jobs[jobid] is not None and d.get("@submit") != jobs[jobid]:
+            jobid = (jobid, d.get("@submit"))  # an earlier job of that id, forgotten by Slurm
         rid = (m.headers or {}).get(RECORD_ID_HEADER)
         k = (jobid, kind)
         if k not in first:
@@ -162,8 +173,7 @@ def count(arrivals, jobs, *, start_records=False, started=None):
                                   f"at {m.partition}/{m.offset}")
         else:
             c.reruns += 1
-            c.problems.append(f"job {jobid}: a second {kind} record with other bytes or record id "
-                              f"at {m.partition}/{m.offset}")
+            c.notes.append(f"job {jobid}: another {kind} record (Slurm ended it again) at {m.partition}/{m.offset}")
     want = {(j, "finish") for j in jobs} | ({(j, "start") for j in started} if start_records else set())
     missing = want - set(first)
     c.lost = len(missing)
@@ -172,11 +182,11 @@ def count(arrivals, jobs, *, start_records=False, started=None):
     extra = {k for k in first if k not in want}
     c.unexpected = len(extra)
     if extra:
-        c.problems.append(f"records of jobs not expected: {sorted(extra)[:20]}")
+        c.notes.append(f"records of jobs Slurm does not know (any more): {sorted(map(str, extra))[:20]}")
     if not missing:
         c.complete_at = max(first[k][0].recv for k in want) if want else None
     if start_records:
-        for j in started & jobs:
+        for j in started & set(jobs):
             s, f = first.get((j, "start")), first.get((j, "finish"))
             if s is None or f is None:
                 continue

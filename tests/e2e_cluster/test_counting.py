@@ -50,7 +50,7 @@ def test_clean_topic_counts_nothing_wrong():
         t.put(j)
     c = count(t.arrivals, range(1, 11), start_records=True)
     assert (c.expected, c.arrived, c.lost, c.duplicated, c.out_of_order, c.reruns) == (20, 20, 0, 0, 0, 0)
-    assert c.ok and c.complete_at == 1019.0
+    assert c.ok() and c.complete_at == 1019.0
 
 
 def test_lost_copy_and_rerun_are_counted_apart():
@@ -61,7 +61,7 @@ def test_lost_copy_and_rerun_are_counted_apart():
     t.put(2, extra="x")  # another record of job 2: a re-run, not a copy
     c = count(t.arrivals, [1, 2, 3])
     assert (c.lost, c.duplicated, c.reruns) == (1, 1, 1)
-    assert c.complete_at is None and not c.ok
+    assert c.complete_at is None and not c.ok()
 
 
 def test_copy_under_another_record_id_is_a_copy_and_a_problem():
@@ -109,7 +109,24 @@ def test_records_of_unknown_jobs_and_invalid_values_fail():
     t.put(99)
     t.arrivals.append(Arrival(jk.Message(0, 9, b"1", b"{not json", None, {}), 2000.0))
     c = count(t.arrivals, [1])
-    assert (c.unexpected, c.invalid) == (1, 1) and not c.ok
+    assert (c.unexpected, c.invalid) == (1, 1) and not c.ok()
+
+
+def test_job_id_reused_after_a_crash_is_another_job():
+    """Slurm forgot job 1 (submitted at 12:00, not saved before a crash) and
+    gave its id to a job submitted at 12:05: both records are kept apart."""
+    t = Topic()
+    t.put(1)
+    old = t.arrivals[0].msg
+    old.value = old.value.replace(b'"@end"', b'"@submit":"2026-12-07T12:00:00","@end"')
+    t.put(1, extra="new")
+    new = t.arrivals[1].msg
+    new.value = new.value.replace(b'"@end"', b'"@submit":"2026-12-07T12:05:00","@end"')
+    c = count(t.arrivals, {1: "2026-12-07T12:05:00"})
+    assert (c.lost, c.reruns, c.unexpected, c.duplicated) == (0, 0, 1, 0)
+    assert c.ok(slurm_crashed=True) and not c.ok()
+    # Without the submit time the second record would be taken for a re-run.
+    assert count(t.arrivals, [1]).reruns == 1
 
 
 def test_error_lines_grouped_by_cause():
