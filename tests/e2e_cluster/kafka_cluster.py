@@ -320,6 +320,10 @@ class KafkaCluster:
         fut = self.admin().create_partitions([NewPartitions(name, total)], operation_timeout=30)[name]
         fut.result(timeout=60)
 
+    def isr(self, name):
+        md = self.metadata(name).topics[name]
+        return {p.id: sorted(p.isrs) for p in md.partitions.values()}
+
     def leaders(self, name):
         md = self.metadata(name).topics[name]
         return {p.id: p.leader for p in md.partitions.values()}
