@@ -53,7 +53,8 @@ mkdir -p "$JK_CLUSTER_OUT"
 phase "prerequisites"
 ci/install-deps.sh
 ensure_venv
-apt_install iproute2
+# ip (namespaces); Java 17 and Maven for Apache Kafka (ci/rig/kafka.sh).
+apt_install iproute2 openjdk-17-jre-headless maven
 ci/rig/kafka.sh install 4 >/dev/null
 
 phase "chroots (background) and plugin builds"
