@@ -25,19 +25,21 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-cluster e2e-secured layout-guard26 kafka-selftest check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-cluster e2e-secured layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
 	@echo "make install [PLUGINDIR=...] [BINDIR=...]  the plugin into PluginDir ($(PLUGINDIR)), jobcomp-kafka into $(BINDIR)"
 	@echo "make demo                        throwaway Slurm + Kafka broker, a few jobs, records shown as they arrive"
 	@echo "make test                        the whole suite: unit, plugin-in-a-host, header checks, real slurmctld end to end"
-	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (the README's Secured Kafka examples)"
+	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (docs/securing-kafka.md's examples)"
 	@echo "make e2e-cluster                 a 3-broker Kafka cluster in network namespaces, 9 fault scenarios (docs/kafka-cluster.md)"
+	@echo "make test-consumers              record schemas, jobcomp-wait, jobcomp-sink (Kafka, PostgreSQL, slurmctld)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
 	@echo "make fuzz-check                  the fuzz targets over their committed corpus, then 10 s each"
 	@echo "make memcheck                    the plugin-host and spool tests under valgrind memcheck"
+	@echo "make test-alerts                 the Prometheus alerting rules (promtool test rules), a few seconds"
 
 build:
 	@if [ -z "$(SLURM_VERSION)" ]; then \
@@ -60,7 +62,7 @@ deps:
 
 # The whole suite, as CI runs it. The builds and host tests first, then the
 # real-rig suites in two lanes side by side: they spend most of their time
-# waiting on daemons; their ports (e2e-secured 20300-20399, packages
+# waiting on daemons; their ports (e2e-secured 21100-21199, packages
 # 20410-20432, the others elsewhere) and directories are their own, and builds
 # into the shared target/ hold a lock (ci/build-plugin.sh). -Oline keeps lines
 # whole.
@@ -135,8 +137,8 @@ e2e-cluster:
 layout-guard26:
 	ci/layout-guard26.sh
 
-# TLS, SASL, Kerberos and OIDC with real peers (stunnel, KDC, OpenID provider);
-# the README's "Secured Kafka" examples. Own ports (20300-20399): may run next
+# TLS, SASL, Kerberos, OIDC and ACLs with real peers (Apache Kafka 4.x, KDC, OpenID provider);
+# docs/securing-kafka.md's examples. Own ports (21100-21199): may run next
 # to e2e and e2e26.
 e2e-secured: build
 	ci/e2e-secured.sh
@@ -149,6 +151,13 @@ demo: deps build
 # in a network namespace. Ports 21000-21049. Needs Java 17+ and Maven.
 kafka-selftest:
 	ci/rig/kafka-selftest.sh --netns
+
+# The consumers' side (issue #24, docs/consumers.md): the record schemas
+# (schema/), jobcomp-wait and jobcomp-sink (python/) on Apache Kafka 4,
+# PostgreSQL and a real slurmctld 22.05.8. Installs what it needs. Ports
+# 21600-21699 only: may run next to the other suites.
+test-consumers:
+	ci/consumers.sh
 
 bench: deps build
 	ci/bench.sh
@@ -168,6 +177,11 @@ fuzz-check:
 memcheck:
 	ci/memcheck.sh
 
+# The Prometheus alerting rules shipped in the packages, on series shaped like
+# the plugin's during an outage (promtool; installs it when missing). Seconds.
+test-alerts:
+	ci/test-alerts.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf build
@@ -183,11 +197,13 @@ clean:
 dist:
 	ci/packaging/dist.sh
 
+# HOMEPAGE=URL: the Homepage (.deb) / URL (RPM) field; none by default (the
+# project has no public home yet).
 deb:
-	ci/packaging/deb.sh $(SLURM_VERSION)
+	HOMEPAGE="$(HOMEPAGE)" ci/packaging/deb.sh $(SLURM_VERSION)
 
 rpm:
-	rpmbuild -tb --define "_topdir $(CURDIR)/build/rpm" $(if $(SLURM_VERSION),--define "slurm_version $(SLURM_VERSION)") "$$(ci/packaging/dist.sh)"
+	rpmbuild -tb --define "_topdir $(CURDIR)/build/rpm" $(if $(SLURM_VERSION),--define "slurm_version $(SLURM_VERSION)") $(if $(HOMEPAGE),--define "homepage $(HOMEPAGE)") "$$(ci/packaging/dist.sh)"
 
 test-packages:
 	ci/packaging/test.sh

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Secured Kafka end to end (tests/e2e_secured): TLS, mutual TLS, bad
-# certificates, SASL (SCRAM, PLAIN), Kerberos and OIDC, with our plugin in a
-# real slurmctld 22.05.8 (host) and real peers: tansu behind Debian's stunnel4,
-# noida-db, MIT's KDC, npm's oidc-provider. The JobCompLoc files are the
-# README's "Secured Kafka" examples. Called by `make e2e-secured`.
+# certificates, SCRAM, Kerberos, OIDC and ACLs, with our plugin in a real
+# slurmctld 22.05.8 (host) and real peers: Apache Kafka 4.x itself
+# (ci/rig/kafka.sh, one node for the session, a listener per case), MIT's
+# KDC, npm's oidc-provider. The JobCompLoc files are docs/securing-kafka.md's
+# examples; the broker's settings and the ACLs are the blocks of
+# docs/apache-kafka-security.md. Called by `make e2e-secured`.
 #
 #   ci/e2e-secured.sh [PYTEST ARGS...]      e.g. ci/e2e-secured.sh -k tls
 #
-# Ports: 127.0.0.1:20300-20399 only (tests/e2e_secured/secured.py), so it may
+# Ports: 127.0.0.1:21100-21199 only (tests/e2e_secured/secured.py), so it may
 # run next to ci/e2e.sh and ci/e2e26.sh. Prints a last line "N passed, M failed".
 # Environment: JK_E2E_KEEP=1 keeps the test directories (/tmp/jk-sec-<tag>).
 set -euo pipefail
@@ -26,7 +28,8 @@ mkdir -p "$OUT"
 phase "prerequisites"
 ci/install-deps.sh
 ci/rig/slurm-host.sh install
-ci/rig/tls.sh install
+deb_installed openssl || apt_install openssl
+ci/rig/kafka.sh install 4 >/dev/null
 ci/rig/kdc.sh install
 ci/rig/oidc.sh install
 e2e_install_pytest

@@ -4,6 +4,9 @@
 #   - build: clang/libclang (bindgen), pkg-config, and the -dev packages of the system
 #     libraries librdkafka links (ci/build-deps.txt: libssl, libsasl2, libcurl, zlib)
 #   - host rig: Slurm 22.05 daemons and headers (bookworm), debootstrap for the chroots
+# The Debian build dependencies of docs/installing.md ("Building by hand") are
+# these; `make unit` then runs that page's `make build` (the installed release)
+# and the suite's other targets `make build SLURM_VERSION=...`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 packages=(clang libclang-dev pkg-config make

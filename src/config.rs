@@ -176,6 +176,39 @@ const LIBRDKAFKA_SENSITIVE: [&str; 14] = [
     "ssl.keystore.password",
 ];
 
+/// Who the broker will take this JobCompLoc for, in the words of the
+/// properties that decide it, for an error line about a missing ACL: Kafka
+/// names the principal by the mechanism (the SASL user name, the Kerberos
+/// principal after the broker's sasl.kerberos.principal.to.local.rules, the
+/// OIDC token's subject, the client certificate's subject after
+/// ssl.principal.mapping.rules, else User:ANONYMOUS). Only what the file says;
+/// the broker's mapping is not known here.
+pub fn principal_hint<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut get = std::collections::HashMap::new();
+    for (key, value) in properties {
+        get.insert(key.trim(), value.trim());
+    }
+    let protocol = get.get("security.protocol").map(|v| v.to_ascii_uppercase()).unwrap_or_default();
+    let mechanism = get.get("sasl.mechanisms").or(get.get("sasl.mechanism")).map(|v| v.to_ascii_uppercase()).unwrap_or_default();
+    if protocol.starts_with("SASL") {
+        let named = |key: &str, then: &str| match get.get(key) {
+            Some(value) => format!("{key}={value}{then}"),
+            None => format!("{key} unset{then}"),
+        };
+        return match mechanism.as_str() {
+            "GSSAPI" => named("sasl.kerberos.principal", ", as the broker's sasl.kerberos.principal.to.local.rules map it"),
+            "OAUTHBEARER" => named("sasl.oauthbearer.client.id", ": the subject (sub) of its token"),
+            _ => named("sasl.username", ""),
+        };
+    }
+    match get.get("ssl.certificate.location") {
+        Some(path) if protocol == "SSL" => {
+            format!("the subject of ssl.certificate.location={path}, as the broker's ssl.principal.mapping.rules map it")
+        }
+        _ => "User:ANONYMOUS: no SASL login, no client certificate".to_string(),
+    }
+}
+
 /// True for properties whose value must never be logged: every property
 /// librdkafka treats as sensitive, and anything else named like a password,
 /// secret, token, private key or a config that may embed one. Deliberately
@@ -1328,4 +1361,23 @@ mod tests {
             assert!(matches!(&problems[..], [Problem::Error(text)] if text.contains(bad)), "{bad}: {problems:?}");
         }
     }
+    #[test]
+    fn principal_hint_names_what_decides_the_principal() {
+        let hint = |props: &[(&str, &str)]| principal_hint(props.iter().copied());
+        assert_eq!(
+            hint(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "SCRAM-SHA-512"), ("sasl.username", "slurm-jobcomp")]),
+            "sasl.username=slurm-jobcomp"
+        );
+        assert!(hint(&[("security.protocol", "sasl_plaintext"), ("sasl.mechanisms", "GSSAPI"),
+                       ("sasl.kerberos.principal", "slurm/ctld@EXAMPLE.ORG")])
+            .starts_with("sasl.kerberos.principal=slurm/ctld@EXAMPLE.ORG, as the broker's"));
+        assert!(hint(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "OAUTHBEARER"), ("sasl.oauthbearer.client.id", "c")])
+            .starts_with("sasl.oauthbearer.client.id=c: the subject"));
+        assert!(hint(&[("security.protocol", "SSL"), ("ssl.certificate.location", "/k/c.pem")])
+            .starts_with("the subject of ssl.certificate.location=/k/c.pem"));
+        assert!(hint(&[("security.protocol", "SSL")]).starts_with("User:ANONYMOUS"));
+        assert!(hint(&[("sasl.username", "ignored-without-sasl")]).starts_with("User:ANONYMOUS"));
+        assert_eq!(hint(&[("security.protocol", "SASL_SSL"), ("sasl.mechanisms", "PLAIN")]), "sasl.username unset");
+    }
+
 }

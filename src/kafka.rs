@@ -82,12 +82,20 @@ struct Shared {
     reports: Mutex<Vec<Report>>,
     /// Secret values of the configuration, scrubbed from librdkafka's log lines.
     secrets: Vec<String>,
+    /// librdkafka raised a fatal error: this producer sends nothing more.
+    fatal: std::sync::atomic::AtomicBool,
+    /// config::principal_hint of the configuration, for the error lines.
+    principal: String,
 }
 
 /// A librdkafka producer handle.
 pub struct Producer {
     rk: NonNull<rd::rd_kafka_t>,
     shared: *const Shared,
+    /// Who the broker takes this producer for ([`config::principal_hint`]).
+    principal: String,
+    /// The configuration it was made from, for [`Producer::renew`].
+    properties: Vec<(String, String)>,
 }
 
 // librdkafka handles are thread-safe; `shared` is only read through a Mutex.
@@ -174,8 +182,10 @@ impl Producer {
         unsafe {
             let conf = rd::rd_kafka_conf_new();
             let properties: Vec<(&str, &str)> = properties.into_iter().collect();
+            let given: Vec<(String, String)> = properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             let all: Vec<(&str, &str)> = defaults_for(&properties).into_iter().chain(properties).collect();
             let secrets = config::secret_values(all.iter().copied());
+            let principal = config::principal_hint(all.iter().copied());
             let mut verification_on = true;
             for &(key, value) in &all {
                 if let Err(reason) = conf_set(conf, key, value) {
@@ -197,7 +207,12 @@ impl Producer {
             }
             // A new producer (init again in the same slurmctld) reports afresh.
             CERTIFICATE_REPORTS.lock().failing.clear();
-            let shared = Box::into_raw(Box::new(Shared { reports: Mutex::new(Vec::new()), secrets }));
+            let shared = Box::into_raw(Box::new(Shared {
+                reports: Mutex::new(Vec::new()),
+                secrets,
+                fatal: Default::default(),
+                principal: principal.clone(),
+            }));
             rd::rd_kafka_conf_set_opaque(conf, shared as *mut c_void);
             rd::rd_kafka_conf_set_dr_msg_cb(conf, Some(on_delivery));
             rd::rd_kafka_conf_set_log_cb(conf, Some(on_log));
@@ -218,7 +233,7 @@ impl Producer {
                 errstr.len(),
             );
             match NonNull::new(rk) {
-                Some(rk) => Ok(Producer { rk, shared }),
+                Some(rk) => Ok(Producer { rk, shared, principal, properties: given }),
                 None => {
                     // `conf` is not destroyed: rd_kafka_new struct-copies it and,
                     // when it fails after that, frees the interceptor lists the copy
@@ -242,6 +257,30 @@ impl Producer {
 
     /// Hands one message to librdkafka (which copies it, headers included)
     /// without blocking. `opaque` comes back in the message's [`Report`].
+    /// Who the broker takes this producer for, as JobCompLoc says it
+    /// ([`config::principal_hint`]).
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// True once librdkafka raised a fatal error (e.g. the broker refused the
+    /// idempotent producer's id): this producer delivers nothing more.
+    pub fn is_fatal(&self) -> bool {
+        unsafe { (*self.shared).fatal.load(std::sync::atomic::Ordering::Relaxed) }
+    }
+
+    /// True when the fatal error was the broker refusing the principal an
+    /// idempotent producer (no WRITE on any topic).
+    pub fn fatal_was_cluster_authorization(&self) -> bool {
+        let code = unsafe { rd::rd_kafka_fatal_error(self.rk.as_ptr(), std::ptr::null_mut(), 0) };
+        code == Err::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED
+    }
+
+    /// A new producer from the same configuration (after a fatal error).
+    pub fn renew(&self) -> Result<Producer, SetupError> {
+        Producer::new(self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
     pub fn produce(
         &self,
         topic: &CStr,
@@ -364,6 +403,14 @@ fn err_text(code: rd::rd_kafka_resp_err_t) -> String {
     unsafe { CStr::from_ptr(rd::rd_kafka_err2str(code)).to_string_lossy().into_owned() }
 }
 
+/// True when a delivery failed because the broker denies this principal
+/// WRITE (or DESCRIBE) on the topic: `reason` is librdkafka's text of the
+/// error (a delivery report's, or produce()'s while the topic's metadata says
+/// so). An administrator fixes it with an ACL; the record waits meanwhile.
+pub fn is_topic_authorization_failure(reason: &str) -> bool {
+    reason.contains(&err_text(Err::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED))
+}
+
 /// Errors that say the message itself can never be accepted as it is.
 fn is_refusal(code: rd::rd_kafka_resp_err_t) -> bool {
     matches!(
@@ -434,6 +481,26 @@ unsafe extern "C" fn on_error(rk: *mut rd::rd_kafka_t, code: c_int, reason: *con
             return;
         }
         let reason = scrubbed(rk, reason);
+        if code == Err::RD_KAFKA_RESP_ERR__FATAL as c_int {
+            let shared = if rk.is_null() { None } else { (rd::rd_kafka_opaque(rk) as *const Shared).as_ref() };
+            if let Some(shared) = shared {
+                shared.fatal.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            let cluster_denied = reason.contains(&err_text(Err::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED));
+            let line = if cluster_denied {
+                format!(
+                    "{reason}: the broker refuses the principal configured in JobCompLoc ({}) an idempotent producer: \
+                     it has WRITE on no topic; grant WRITE on the topic (kafka-acls --add --allow-principal \
+                     User:<that principal> --operation Write --topic <topic>). Records are kept; a new producer is \
+                     tried every minute",
+                    shared.map_or("", |s| s.principal.as_str())
+                )
+            } else {
+                format!("{reason}: records are kept; a new producer is tried every minute")
+            };
+            sink(3, "ERROR", &line);
+            return;
+        }
         if code == Err::RD_KAFKA_RESP_ERR__SSL as c_int && is_certificate_refusal("", &reason) {
             // Named once, with its cause, by on_cert_verify; in the debug log only.
             sink(7, "ERROR", &reason);

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! `jobcomp-kafka` (src/ops) on StateSaveLocations made with the plugin's own
 //! writers: the spool's SnapshotLog and DeliveryLog, the state file's writer,
-//! and a refused record as the delivery thread sets it aside.
+//! and a refused record as the delivery thread sets it aside. The status, dump
+//! and verify commands of docs/operating.md's synopsis are run here; resend by
+//! tests/e2e/test_monitoring.py.
 
 use jobcomp_kafka::ops::cli::{self, EXIT_PROBLEMS, EXIT_TOO_OLD, EXIT_UNREADABLE};
 use jobcomp_kafka::ops::inspect::{self, StateDir};

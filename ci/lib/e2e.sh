@@ -4,19 +4,31 @@
 # Sourced after common.sh; the caller sets T0 (now_ms) first.
 
 E2E_PYTEST_VERSION=8.4.2
+# The record schemas (schema/) are checked with jsonschema (tests/e2e/jk.py
+# validates every record the suites consume).
+E2E_JSONSCHEMA_VERSION=4.26.0
 
 phase() { log "[$(((($(now_ms) - T0) + 500) / 1000))s] $*"; }
 
-# The rigs' venv with the pinned pytest (under the venv lock: ci/e2e.sh and
-# ci/e2e26.sh may run at the same time).
+# The rigs' venv with the pinned pytest and jsonschema (under the venv lock:
+# ci/e2e.sh, ci/e2e26.sh and ci/consumers.sh may run at the same time).
 e2e_install_pytest() {
 	ensure_venv
 	with_lock "$RIG_CACHE/venv.lock" _e2e_install_pytest
 }
 _e2e_install_pytest() {
-	if [[ $("$RIG_VENV/bin/python" -c 'import pytest; print(pytest.__version__)' 2>/dev/null) != "$E2E_PYTEST_VERSION" ]]; then
-		log "pip install pytest==$E2E_PYTEST_VERSION into $RIG_VENV"
-		"$RIG_VENV/bin/python" -m pip install -q --disable-pip-version-check "pytest==$E2E_PYTEST_VERSION" >&2
+	venv_pip_pin pytest "$E2E_PYTEST_VERSION"
+	venv_pip_pin jsonschema "$E2E_JSONSCHEMA_VERSION"
+}
+
+# venv_pip_pin DIST VERSION [PIP SPEC]: pip install SPEC (default
+# DIST==VERSION) into the rigs' venv unless DIST is at VERSION there. The
+# caller holds the venv lock.
+venv_pip_pin() {
+	local dist=$1 version=$2 spec=${3:-$1==$2}
+	if [[ $("$RIG_VENV/bin/python" -c 'import sys; from importlib.metadata import version; print(version(sys.argv[1]))' "$dist" 2>/dev/null) != "$version" ]]; then
+		log "pip install $spec into $RIG_VENV"
+		"$RIG_VENV/bin/python" -m pip install -q --disable-pip-version-check "$spec" >&2
 	fi
 }
 

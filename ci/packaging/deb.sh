@@ -9,7 +9,9 @@
 #   build/packages/jobcomp-kafka_0.1.0+slurm24.11.5-1_amd64.deb
 #   Environment: CARGO_TARGET_DIR (kept between builds: only this crate is
 #   rebuilt), JK_DEB_STAGE (the staging directory; default build/deb),
-#   JK_INSTALL_BUILD_DEPS=1 (apt-get install unmet Build-Depends first).
+#   JK_INSTALL_BUILD_DEPS=1 (apt-get install unmet Build-Depends first),
+#   HOMEPAGE (the project's public address for the Homepage field; none by
+#   default: the project has no public home yet).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/../.." && pwd)
@@ -47,6 +49,10 @@ for f in control changelog; do
 	rm "$stage/debian/$f.in"
 done
 echo "$slurm" >"$stage/debian/slurm-version"
+if [[ -n ${HOMEPAGE:-} ]]; then
+	sed -i "s|^Standards-Version: .*|&\nHomepage: $HOMEPAGE|" "$stage/debian/control"
+	sed -i '/no-homepage-field/d' "$stage/debian/jobcomp-kafka.lintian-overrides"
+fi
 
 # No Debian cargo (bookworm's is too old anyway): the toolchain is rustup's,
 # named by the build profile instead of Build-Depends.

@@ -3,7 +3,7 @@
 # when present): dpkg-buildpackage + debhelper + lintian for `make deb`, Debian's
 # rpm (rpmbuild, rpmspec) for `make rpm`, fakeroot for both.
 set -euo pipefail
-packages=(dpkg-dev debhelper lintian fakeroot rpm file)
+packages=(dpkg-dev debhelper lintian fakeroot rpm rpm2cpio cpio file man-db)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

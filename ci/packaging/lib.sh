@@ -30,3 +30,18 @@ print(" ".join(map(str, ids)))')
 state_digest() {
 	(cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum)
 }
+
+# check_man_page FILE...: each man page (plain or compressed) renders with
+# man-db and groff's warnings on, and prints none (an unknown macro, a line
+# that cannot be broken, a bad escape: each a warning on stderr).
+check_man_page() {
+	command -v man >/dev/null || die "man (man-db) is not installed"
+	local page warnings
+	for page in "$@"; do
+		[[ -f $page ]] || die "no man page $page"
+		warnings=$(MANWIDTH=80 LC_ALL=C.UTF-8 man --warnings -l "$page" 2>&1 >/dev/null) ||
+			die "man -l $page failed: $warnings"
+		[[ -z $warnings ]] || die "man -l $page warns:"$'\n'"$warnings"
+	done
+	log "man pages render without warnings: $*"
+}

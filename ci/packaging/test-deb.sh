@@ -13,6 +13,9 @@
 #  5. another slurmctld release (a stand-in .deb of slurmctld X.Y.Z+1): dpkg -i
 #     fails on our Breaks (left unconfigured), and apt-get installs it only by
 #     removing our package: no plugin is left that could not load.
+# Steps 1-2 run the Debian commands of README.md ("The shortest path") and
+# docs/installing.md ("Debian / Ubuntu package"): deb.sh is `make deb`, with
+# JK_INSTALL_BUILD_DEPS=1 for its apt-get install of the build dependencies.
 # Usage: ci/packaging/test-deb.sh trixie|forky
 set -euo pipefail
 suite=${1:?usage: test-deb.sh trixie|forky}
@@ -90,6 +93,14 @@ installed slurm-wlm-kafka-plugin && die "slurm-wlm-kafka-plugin is still install
 [[ -f $root/usr/share/doc/jobcomp-kafka/README.md.gz ]] || die "no README in /usr/share/doc/jobcomp-kafka"
 [[ $(ch dpkg -S /usr/sbin/jobcomp-kafka) == "jobcomp-kafka: /usr/sbin/jobcomp-kafka" ]] || die "no /usr/sbin/jobcomp-kafka in the package"
 [[ -f $root/usr/share/man/man8/jobcomp-kafka.8.gz ]] || die "no jobcomp-kafka(8) man page"
+[[ -f $root/usr/share/jobcomp-kafka/schema/24.11/finish.schema.json && -f $root/usr/share/jobcomp-kafka/schema/common.schema.json ]] ||
+	die "no record schemas in /usr/share/jobcomp-kafka/schema"
+[[ -f $root/usr/share/man/man5/jobcomp_kafka.5.gz ]] || die "no jobcomp_kafka(5) man page"
+check_man_page "$root/usr/share/man/man8/jobcomp-kafka.8.gz" "$root/usr/share/man/man5/jobcomp_kafka.5.gz"
+cmp -s "$root/usr/share/jobcomp-kafka/jobcomp-kafka.rules.yml" "$PKG_TOP/ci/packaging/alerts/jobcomp-kafka.rules.yml" ||
+	die "the package lacks the alerting rules in /usr/share/jobcomp-kafka/"
+compgen -G "$root/usr/share/doc/jobcomp-kafka/docs/operating.md*" >/dev/null || die "no docs/ in /usr/share/doc/jobcomp-kafka"
+[[ -z $(dpkg-deb -f "$deb" Homepage) ]] || die "Homepage names an address the project has not published: $(dpkg-deb -f "$deb" Homepage)"
 log "installed over slurm-wlm-kafka-plugin (removed); $plugin belongs to jobcomp-kafka"
 
 # 3. slurmctld loads it; records arrive.

@@ -71,7 +71,7 @@ print(f"{len(crates)} crates vendored, all from crates.io with Cargo.lock's chec
 sys.exit(1 if problems else 0)
 PY
 
-# 2. Offline build: README's "offline source build" commands, in a network
+# 2. Offline build: docs/installing.md's "Offline source build" commands, in a network
 # namespace with loopback only and an empty CARGO_HOME. The build directory is
 # kept between runs (CARGO_TARGET_DIR): a warm run rebuilds this crate only.
 rm -rf "$tree" && mkdir -p "$tree_parent"
@@ -97,7 +97,8 @@ mkdir -p "$dir"
 "$PKG_TOP/ci/rig/tansu.sh" start "$broker_dir" 20412 >/dev/null
 printf 'bootstrap.servers=%s\n' "$bootstrap" >"$dir/jobcomp_kafka.conf"
 chmod 0600 "$dir/jobcomp_kafka.conf"
-# make install into a private PluginDir (the host's system directory is shared
+# make install into a private PluginDir (docs/installing.md, "Installing it into
+# the PluginDir", with PLUGINDIR=) (the host's system directory is shared
 # with the other suites).
 (cd "$tree" && make install SLURM_VERSION=$slurm PLUGINDIR="$dir/plugins" CARGO="$cargo_bin" >/dev/null)
 "$PKG_TOP/ci/rig/slurm-host.sh" start "$dir" --fresh --cluster jkdist --plugindir "$dir/plugins" \

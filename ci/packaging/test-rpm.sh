@@ -64,6 +64,16 @@ done
 # rpm compresses man pages or not depending on the build host's macros.
 grep -qE -- '^-rw-r--r-- /usr/share/man/man8/jobcomp-kafka\.8(\.gz|\.bz2|\.xz|\.zst)?$' <<<"$files" ||
 	die "rpm lacks the jobcomp-kafka(8) man page; has:"$'\n'"$files"
+grep -qE -- '^-rw-r--r-- /usr/share/man/man5/jobcomp_kafka\.5(\.gz|\.bz2|\.xz|\.zst)?$' <<<"$files" ||
+	die "rpm lacks the jobcomp_kafka(5) man page; has:"$'\n'"$files"
+for want in "-rw-r--r-- /usr/share/jobcomp-kafka/jobcomp-kafka.rules.yml" "-rw-r--r-- /usr/share/doc/jobcomp-kafka/docs/operating.md"; do
+	grep -qxF -- "$want" <<<"$files" || die "rpm lacks '$want'; has:"$'\n'"$files"
+done
+[[ $(rpm -qp --qf '%{URL}' "$rpm" 2>/dev/null) == "(none)" ]] || die "rpm URL names an address the project has not published"
+# The man pages as packaged, rendered with warnings on.
+rm -rf "$topdir/payload" && mkdir -p "$topdir/payload"
+(cd "$topdir/payload" && rpm2cpio "$rpm" | cpio -idm --quiet ./usr/share/man/\*)
+check_man_page "$topdir"/payload/usr/share/man/man8/jobcomp-kafka.8* "$topdir"/payload/usr/share/man/man5/jobcomp_kafka.5*
 # RHEL: /usr/share/licenses/jobcomp-kafka; Debian's rpm 4.18 adds -<version>.
 grep -qE -- "^-rw-r--r-- /usr/share/licenses/jobcomp-kafka(-$PKG_VERSION)?/COPYING$" <<<"$files" || die "rpm lacks the license"
 requires=$(rpm -qpR "$rpm" 2>/dev/null)

@@ -14,7 +14,9 @@
 #                             own process group: DIR/kafka.pid, DIR/kafka.log,
 #                             DIR/server.properties. Returns once the node
 #                             serves metadata to a real client (confluent-kafka
-#                             AdminClient: this node among the brokers).
+#                             AdminClient: this node among the brokers; a
+#                             controller-only node: its controller listener
+#                             accepts connections).
 #     --version V             Kafka version or alias (default 4)
 #     --host ADDR             listen/advertise address (default 127.0.0.1)
 #     --port P                client listener PLAINTEXT://ADDR:P (required)
@@ -271,6 +273,11 @@ ready_check() {
 	ns=$(cat "$dir/netns" 2>/dev/null || true)
 	local pre=()
 	[[ -n $ns ]] && pre=(ip netns exec "$ns")
+	if [[ $(cat "$dir/roles" 2>/dev/null || echo broker) != *broker* ]]; then
+		# A controller alone serves no client metadata: its listener is up.
+		"${pre[@]}" bash -c ". '$RIG_LIB_DIR/common.sh'; port_open '$(cat "$dir/host")' '$(cat "$dir/controller.port")'"
+		return
+	fi
 	"${pre[@]}" "$RIG_VENV/bin/python" - "$dir/client.properties" "$(cat "$dir/node.id")" <<'EOF'
 import sys
 from confluent_kafka.admin import AdminClient
@@ -403,6 +410,8 @@ cmd_start() {
 	echo "-Xmx$heap" >"$dir/heap"
 	echo "$host:$port" >"$dir/bootstrap"
 	echo "$cport" >"$dir/controller.port"
+	echo "$host" >"$dir/host"
+	echo "$roles" >"$dir/roles"
 	if [[ -n $netns ]]; then echo "$netns" >"$dir/netns"; else rm -f "$dir/netns"; fi
 	if [[ -n $client_cfg ]]; then
 		cp "$client_cfg" "$dir/client.properties"

@@ -11,7 +11,9 @@
 #                                   database, and start krb5kdc on 127.0.0.1:PORT (UDP and
 #                                   TCP); writes DIR/krb5kdc.pid, logs to DIR/kdc.log
 #   kdc.sh keytab DIR PRINCIPAL KEYTAB
-#                                   add PRINCIPAL (random key) and write its key to KEYTAB
+#                                   add PRINCIPAL (random key) unless it exists, and write
+#                                   a new key of it to KEYTAB (older keytabs of it then
+#                                   hold an old key)
 #   kdc.sh principal DIR PRINCIPAL  add PRINCIPAL (random key) only (e.g. a service)
 #   kdc.sh stop DIR                 stop krb5kdc (by PID)
 # Clients use the KDC with KRB5_CONFIG=DIR/krb5.conf.
@@ -86,6 +88,11 @@ kadmin() { # DIR QUERY
 		{ tail -n 5 "$dir/kadmin.out" >&2; die "kadmin.local -q '$2' failed"; }
 }
 
+has_principal() { # DIR PRINCIPAL
+	kdc_env "$1"
+	kadmin.local -r "$(cat "$1/realm")" -q "getprinc $2" 2>/dev/null | grep -q "^Principal: $2\$"
+}
+
 cmd=${1:-}
 (($#)) && shift
 case $cmd in
@@ -93,7 +100,7 @@ install) apt_install "${KDC_PACKAGES[@]}" ;;
 start) cmd_start "$@" ;;
 keytab)
 	(($# == 3)) || die "usage: $0 keytab DIR PRINCIPAL KEYTAB"
-	kadmin "$1" "addprinc -randkey $2"
+	has_principal "$1" "$2" || kadmin "$1" "addprinc -randkey $2"
 	rm -f "$3"
 	kadmin "$1" "ktadd -k $3 $2"
 	chmod 0600 "$3"

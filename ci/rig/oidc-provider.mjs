@@ -4,6 +4,11 @@
 // token's exp and sub). Started by ci/rig/oidc.sh; every token-endpoint
 // outcome is one JSON line on stdout (the rig's log), for the tests.
 //
+// Tokens for the scope OIDC_SCOPE are for the audience "kafka" (the broker);
+// tokens for the scope "other-api" are for the audience "other-api" (another
+// service: what a client configured with the wrong scope gets, and a broker
+// expecting "kafka" must refuse).
+//
 // Environment: OIDC_PORT, OIDC_CERT, OIDC_KEY, OIDC_CLIENT_ID,
 // OIDC_CLIENT_SECRET, OIDC_SCOPE.
 import fs from 'node:fs';
@@ -18,6 +23,7 @@ const env = (name) => {
 const port = Number(env('OIDC_PORT'));
 const scope = env('OIDC_SCOPE');
 const issuer = `https://127.0.0.1:${port}`;
+const OTHER = 'other-api';
 const say = (o) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...o }) + '\n');
 
 const provider = new Provider(issuer, {
@@ -29,15 +35,17 @@ const provider = new Provider(issuer, {
     response_types: [],
     token_endpoint_auth_method: 'client_secret_basic',
   }],
-  scopes: [scope],
+  scopes: [scope, OTHER],
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => 'urn:jobcomp-kafka:broker',
+      defaultResource: (ctx) => (ctx.oidc.params?.scope === OTHER ? `urn:${OTHER}` : 'urn:jobcomp-kafka:broker'),
       useGrantedResource: () => true,
-      getResourceServerInfo: () => ({ scope, audience: 'kafka', accessTokenFormat: 'jwt', accessTokenTTL: 600 }),
+      getResourceServerInfo: (ctx, resource) => (resource === `urn:${OTHER}`
+        ? { scope: OTHER, audience: OTHER, accessTokenFormat: 'jwt', accessTokenTTL: 600 }
+        : { scope, audience: 'kafka', accessTokenFormat: 'jwt', accessTokenTTL: 600 }),
     },
   },
 });

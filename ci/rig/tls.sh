@@ -11,7 +11,11 @@
 #                                  and the bad ones: other-ca.pem (a CA that signed
 #                                  nothing here), expired.pem/.key (valid 2020-01-01
 #                                  to 2020-01-02), wronghost.pem/.key (for
-#                                  kafka.invalid / 127.0.0.2 only)
+#                                  kafka.invalid / 127.0.0.2 only), broker.pem/.key
+#                                  (CN=kafka-broker, IP:127.0.0.1: an Apache Kafka
+#                                  broker's own certificate, server and client), and
+#                                  other-client.pem/.key (CN=slurmctld, issued by
+#                                  other-ca: a client certificate a broker must refuse)
 #   tls.sh start DIR PORT BACKEND_PORT CERT KEY [--verify CA]
 #                                  stunnel accepting TLS on 127.0.0.1:PORT with CERT/KEY,
 #                                  forwarding to 127.0.0.1:BACKEND_PORT; with --verify it
@@ -74,6 +78,13 @@ cmd_certs() {
 	leaf expired localhost "IP:127.0.0.1,DNS:localhost" serverAuth -startdate 20200101000000Z -enddate 20200102000000Z
 	leaf wronghost kafka.invalid "IP:127.0.0.2,DNS:kafka.invalid" serverAuth -days $days
 	leaf client slurmctld "DNS:slurmctld" clientAuth -days $days
+	leaf broker kafka-broker "IP:127.0.0.1,DNS:localhost" serverAuth,clientAuth -days $days
+	# The same subject as client.pem, issued by the other CA.
+	openssl req -newkey rsa:2048 -nodes -keyout "$d/other-client.key" -out "$d/other-client.csr" -subj "/CN=slurmctld" \
+		2>/dev/null
+	openssl x509 -req -in "$d/other-client.csr" -CA "$d/other-ca.pem" -CAkey "$d/other-ca.key" -CAcreateserial \
+		-days $days -out "$d/other-client.pem" 2>/dev/null || die "openssl x509 failed for other-client"
+	rm -f "$d/other-client.csr"
 	# The client's key encrypted (PKCS#8, AES-256): librdkafka needs ssl.key.password.
 	openssl pkcs8 -topk8 -v2 aes-256-cbc -in "$d/client.key" -out "$d/client.key.enc" -passout "pass:$pw"
 	mv "$d/client.key.enc" "$d/client.key"

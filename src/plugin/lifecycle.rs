@@ -122,6 +122,8 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         claim: replay.claim.clone(),
         failures_since_summary: 0,
         last_failure: String::new(),
+        denied_topics: Default::default(),
+        next_renewal: Instant::now(),
         last_summary: Instant::now(),
         syncer: None,
         reconfigured: false,

@@ -120,6 +120,22 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         log(level, message);
         return;
     }
+    if facility == "FAIL" {
+        if let Some(alert) = client_certificate_alert(message) {
+            // The broker's refusal of slurmctld's certificate: one error line
+            // naming it (librdkafka's own is a transport failure like any other).
+            let now = std::time::Instant::now();
+            let line = format!(
+                "the broker refused slurmctld's TLS client certificate (TLS alert \"{alert}\"): \
+                 ssl.certificate.location in JobCompLoc must name a valid certificate issued by a CA the \
+                 broker trusts (its ssl.truststore), with ssl.key.location its key; records are kept and retried \
+                 (librdkafka: {message})"
+            );
+            let first = REPEATS.lock().first_in_window(&format!("client certificate refused: {alert}"), now);
+            log(if first { Level::Error } else { Level::Debug }, &line);
+            return;
+        }
+    }
     let mut level = match level {
         // A broker connection failure: librdkafka reconnects by itself, and any
         // record it costs is reported by us at error level.
@@ -130,6 +146,8 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         // A token the OpenID provider refused, or Cyrus SASL's own words on a
         // failed GSSAPI start: the error callback reports the same text.
         0..=3 if facility == "OIDC" || facility == "LIBSASL" => Level::Debug,
+        // A fatal error: the error callback reports it with what follows (kafka.rs).
+        0..=3 if facility == "FATAL" => Level::Debug,
         0..=3 => Level::Error,
         4 => Level::Warning,
         5 | 6 => Level::Verbose,
@@ -145,6 +163,20 @@ pub fn librdkafka_line(level: i32, facility: &str, message: &str) {
         level = Level::Debug;
     }
     log(level, &format!("librdkafka {facility}: {message}"));
+}
+
+/// The TLS alert a broker sends when it refuses the client's certificate
+/// (OpenSSL's words in librdkafka's FAIL line), if `message` reports one.
+pub fn client_certificate_alert(message: &str) -> Option<&'static str> {
+    const ALERTS: [&str; 6] = [
+        "bad certificate",
+        "certificate required",
+        "unknown ca",
+        "certificate unknown",
+        "certificate expired",
+        "certificate revoked",
+    ];
+    ALERTS.into_iter().find(|alert| message.contains(&format!(" alert {alert}")))
 }
 
 static KINIT_FAILURES: parking_lot::Mutex<KinitFailures> = parking_lot::Mutex::new(KinitFailures { last: None });
@@ -226,6 +258,17 @@ fn repeat_key(message: &str) -> String {
 mod tests {
     use super::*;
     use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_broker_refusing_the_client_certificate_is_recognised() {
+        let line = "[thrd:ssl://127.0.0.1:21103/bootstrap]: ssl://127.0.0.1:21103/bootstrap: Receive failed: \
+                    error:0A000412:SSL routines::sslv3 alert bad certificate: SSL alert number 42 (after 9ms in state APIVERSION_QUERY)";
+        assert_eq!(client_certificate_alert(line), Some("bad certificate"));
+        assert_eq!(client_certificate_alert("... tlsv13 alert certificate required: SSL alert number 116"), Some("certificate required"));
+        // Our own refusal of the broker's certificate is another line (crate::kafka names it).
+        assert_eq!(client_certificate_alert("SSL handshake failed: certificate verify failed"), None);
+        assert_eq!(client_certificate_alert("Connect to ipv4#127.0.0.1:9093 failed: Connection refused"), None);
+    }
 
     #[test]
     fn a_repeated_line_is_logged_once_per_window() {

@@ -51,6 +51,8 @@ def pytest_configure(config):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line("markers", "releases(*r): run only in the sessions of these releases")
     config.addinivalue_line("markers", "mixcheck: checks of the background job mix (run last)")
+    # Every record consumed is checked against this release's schema (jk.check_contract).
+    jk.CONTRACT_RELEASE = config.getoption("--release")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -164,3 +166,12 @@ def numbers(release, request):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     jk.terminal_summary(terminalreporter, exitstatus, config, "jobcomp/kafka e2e numbers")
+
+
+@pytest.fixture(autouse=True)
+def record_contract():
+    """Every record a test consumed (jk.Broker.consume) is valid against its
+    series' schema in schema/ (jk.check_contract)."""
+    yield
+    bad = jk.take_contract_violations()
+    assert not bad, f"{len(bad)} record(s) break the schema: " + "; ".join(bad[:10])

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from record_schema import contract_problems
+
 REPO = Path(__file__).resolve().parents[2]
 RIG = REPO / "ci" / "rig"
 # The Debian suite of the chroot that runs each Slurm series (ci/rig/slurm-chroot.sh,
@@ -221,6 +223,7 @@ class Broker:
             msgs.append(Message(o["partition"], o["offset"], key, value, o["timestamp_ms"], o["headers"]))
         if p.returncode not in (0, 3, 5):
             raise RigError(f"consume.py exited {p.returncode}: {_show(p.stderr)}")
+        check_contract(topic, msgs)
         return Consumed(msgs, p.returncode, p.stderr.decode("utf-8", "replace"))
 
     def topics(self):
@@ -276,6 +279,44 @@ def record_id_problems(messages):
             bad.append(f"{RECORD_ID_HEADER} {rid} at {seen[rid]} and {m.partition}/{m.offset}")
         seen[rid] = f"{m.partition}/{m.offset}"
     return bad
+
+
+# --- the record contract (schema/) -----------------------------------------------
+
+# The Slurm release of the running suite (set by each suite's conftest.py):
+# every record Broker.consume returns is validated against that series'
+# schema (schema/<series>/finish.schema.json, or start.schema.json for a
+# record with state null, 25.05+). What breaks it is collected here, and the
+# suites' autouse fixture record_contract fails the test that consumed it.
+CONTRACT_RELEASE = None
+CONTRACT_VIOLATIONS = []
+
+
+def check_contract(topic, messages):
+    """Validate each message that holds a JSON object (anything else is left
+    to the text-form checks, decode_record) against CONTRACT_RELEASE's
+    schema; a finish record, or from 25.05 on a start record when its state
+    is null."""
+    if CONTRACT_RELEASE is None:
+        return
+    starts = series_key(CONTRACT_RELEASE) >= "2505"
+    for m in messages:
+        try:
+            rec = json.loads((m.value or b"").decode("utf-8", "replace").rstrip("\0"))
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        start = starts and "state" in rec and rec["state"] is None
+        for prob in contract_problems(rec, CONTRACT_RELEASE, start):
+            CONTRACT_VIOLATIONS.append(f"topic {topic} {m.partition}/{m.offset} job {rec.get('jobid')}: {prob}")
+
+
+def take_contract_violations():
+    """The violations collected so far (and forget them)."""
+    out = list(CONTRACT_VIOLATIONS)
+    CONTRACT_VIOLATIONS.clear()
+    return out
 
 
 # --- the record's text form --------------------------------------------------
@@ -470,6 +511,8 @@ def schema_problems(pairs, release, *, start=False):
             problems.append(f"{k}={v!r} is not exit:signal")
         elif k in ("sluid", "original_sluid") and not SLUID_RE.match(v):
             problems.append(f"{k}={v!r} is not s + 13 Crockford base32 characters")
+    # The published contract: the series' JSON Schema (schema/).
+    problems += contract_problems(d, release, start)
     return problems
 
 

@@ -1,4 +1,5 @@
-"""What an administrator sees (issue 12), on the real rig: slurmctld 22.05.8 on
+"""What an administrator sees (issue 12), on the real rig (docs/operating.md's
+`jobcomp-kafka` commands, resend included): slurmctld 22.05.8 on
 the host, a tansu broker, the plugin's metrics file and the jobcomp-kafka tool.
 
 Ports: 127.0.0.1:20600 (this test's own broker, down at first), 20601/20602

@@ -28,6 +28,9 @@ from mix26 import MIX_EXTRA_CONF, Mix
 import jk
 from rig26 import CHROOT_ROOT, KAFKA_PROPS, RELEASE, Broker, RigError, log
 
+# Every record consumed is checked against 26.05's schema (jk.check_contract).
+jk.CONTRACT_RELEASE = RELEASE
+
 # name -> (plugin, JobCompParams, DebugFlags ("": none))
 RUNS = {
     "on": ("ours", "enable_job_start,send_script,send_comment,flush_timeout=1000", "JobComp"),
@@ -130,3 +133,12 @@ def numbers(request):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     jk.terminal_summary(terminalreporter, exitstatus, config, "jobcomp/kafka e2e 26.05.5 numbers")
+
+
+@pytest.fixture(autouse=True)
+def record_contract():
+    """Every record a test consumed (jk.Broker.consume) is valid against its
+    series' schema in schema/ (jk.check_contract)."""
+    yield
+    bad = jk.take_contract_violations()
+    assert not bad, f"{len(bad)} record(s) break the schema: " + "; ".join(bad[:10])

@@ -4,7 +4,9 @@ plugin in a real slurmctld (Slurm 22.05.8 on the host). Run by ci/e2e-secured.sh
 
   pytest tests/e2e_secured
 
-Ports 127.0.0.1:20300-20399 only (secured.PORTS). Directories under
+Ports 127.0.0.1:21100-21199 only (secured.LISTENERS, PORTS). One Apache
+Kafka 4.x node, one MIT KDC and one OpenID provider serve the whole session
+(fixture `kafka`); each test makes its own slurmctld, topic and ACLs. Directories under
 /tmp/jk-sec-<tag>/ (<tag> from JK_E2E_TAG, else the pid), removed after a
 passing session, kept after a failure (or with JK_E2E_KEEP=1).
 """
@@ -62,7 +64,7 @@ def examples():
 
 @pytest.fixture(scope="session")
 def certs(session_dir, examples):
-    """CA, server, client (key encrypted with the README's mtls password) and
+    """CA, server, client (key encrypted with docs/securing-kafka.md's mtls password) and
     the bad certificates, made by ci/rig/tls.sh."""
     d = session_dir / "certs"
     pw = secured.example_property(examples["mtls"], "ssl.key.password")
@@ -70,9 +72,49 @@ def certs(session_dir, examples):
     return d
 
 
+@pytest.fixture(scope="session")
+def kdc(session_dir):
+    """MIT's KDC (ci/rig/kdc.sh) for the session: the broker logs in to it
+    at start-up."""
+    k = secured.RigProcess("kdc.sh", session_dir / "kdc", secured.KDC_PORT, secured.REALM)
+    k.start()
+    yield k
+    k.stop()
+
+
+@pytest.fixture(scope="session")
+def provider(session_dir, certs, examples):
+    """The OpenID provider (ci/rig/oidc.sh) with docs/securing-kafka.md's OIDC client,
+    for the session: the broker reads its JWKS. Tests read its log from
+    their own offset (provider_events)."""
+    text = examples["oidc"]
+    p = secured.RigProcess("oidc.sh", session_dir / "oidc", secured.PROVIDER_PORT, certs / "server.pem",
+                           certs / "server.key", secured.example_property(text, "sasl.oauthbearer.client.id"),
+                           secured.example_property(text, "sasl.oauthbearer.client.secret"),
+                           secured.example_property(text, "sasl.oauthbearer.scope"))
+    p.start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka(session_dir, certs, kdc, provider, examples):
+    """Apache Kafka 4.x, one node for the session, a listener per case
+    (secured.SecuredKafka); docs/securing-kafka.md's SCRAM user made at format time."""
+    secured.broker_certs(certs)
+    text = examples["scram"]
+    k = secured.SecuredKafka(session_dir / "kafka", certs, kdc.dir, scram_users={
+        secured.example_property(text, "sasl.username"): secured.example_property(text, "sasl.password")})
+    try:
+        k.start()
+        yield k
+    finally:
+        k.stop()
+
+
 @pytest.fixture
 def stack(request, session_dir):
-    """Brokers and clusters made by a test, stopped at its end."""
+    """slurmctld clusters made by a test, stopped at its end."""
     made = []
     yield made
     for thing in reversed(made):

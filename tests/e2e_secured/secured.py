@@ -1,12 +1,15 @@
 """Helpers of the secured-Kafka end-to-end tests (tests/e2e_secured).
 
 Real parts only: Slurm 22.05.8's slurmctld on the host (through jk.Cluster and
-ci/rig/slurm-host.sh), tansu as the broker (ci/rig/tansu.sh), Debian's stunnel4
-as its TLS endpoint with certificates made by openssl (ci/rig/tls.sh), MIT's
-KDC (ci/rig/kdc.sh). The JobCompLoc files are the README's "Secured Kafka"
-examples with only host names, ports and directories replaced.
+ci/rig/slurm-host.sh); Apache Kafka 4.x itself (ci/rig/kafka.sh, through
+kafka_rig.ApacheKafka) as the broker, ONE node for the whole session with a
+listener per security setting (SecuredKafka below); certificates made by
+openssl (ci/rig/tls.sh); MIT's KDC (ci/rig/kdc.sh); npm's oidc-provider
+(ci/rig/oidc.sh). The JobCompLoc files are docs/securing-kafka.md's
+examples with only host names, ports and directories replaced; the broker's
+settings and the ACLs are docs/apache-kafka-security.md's blocks.
 
-Ports: only 127.0.0.1:20300-20399 (PORTS below), so that this suite can run
+Ports: only 127.0.0.1:21100-21199 (PORTS below), so that this suite can run
 next to the other end-to-end suites.
 """
 
@@ -21,24 +24,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 
 import jk  # noqa: E402
 from jk import RIG, Message, RigError, log, run, wait_for  # noqa: E402
+from kafka_rig import ApacheKafka  # noqa: E402
 
-README = jk.REPO / "README.md"
+EXAMPLES_DOC = jk.REPO / "docs" / "securing-kafka.md"
+SECURITY_DOC = jk.REPO / "docs" / "apache-kafka-security.md"
 
-# Every port of this suite (127.0.0.1 only): (broker's plaintext listener,
-# TLS endpoint in front of it) and (slurmctld, slurmd) per test.
-PORTS = {
-    "tls": {"broker": (20300, 20301), "cluster": (20310, 20311)},
-    "mtls": {"broker": (20302, 20303), "cluster": (20312, 20313)},
-    "wrong-ca": {"broker": (20304, 20305), "cluster": (20314, 20315)},
-    "expired": {"broker": (20306, 20307), "cluster": (20316, 20317)},
-    "wrong-host": {"broker": (20308, 20309), "cluster": (20318, 20319)},
-    "scram": {"broker": (20320, 20321), "cluster": (20322, 20323)},
-    "plain": {"broker": (20324, None), "cluster": (20326, 20327)},
-    "kerberos": {"broker": (20330, None), "cluster": (20332, 20333), "kdc": 20334},
-    "oidc": {"broker": (20340, 20341), "cluster": (20342, 20343), "provider": 20344},
+# Every port of this suite (127.0.0.1 only). The broker's listeners: the
+# controller's and the broker's own (mutual TLS with the broker's
+# certificate, the super user), then one per case.
+LISTENERS = {
+    "CONTROLLER": 21100, "BROKER": 21101, "TLS": 21102, "MTLS": 21103, "EXPIRED": 21104,
+    "WRONGHOST": 21105, "SCRAM": 21106, "GSSAPI": 21107, "OIDC": 21108,
 }
+KDC_PORT = 21110
+PROVIDER_PORT = 21111
+# (slurmctld, slurmd) per test case.
+PORTS = {name: {"cluster": (21120 + 2 * i, 21121 + 2 * i)} for i, name in enumerate(
+    ["tls", "mtls", "mtls-other-ca", "wrong-ca", "expired", "wrong-host", "scram", "scram256", "scram-wrong",
+     "kerberos", "kerberos-bad", "oidc", "oidc-audience", "oidc-secret", "acl", "acl-none"])}
+REALM = "EXAMPLE.ORG"
+# The broker's own Kerberos service principal: librdkafka asks for
+# <sasl.kerberos.service.name>/<the broker's host as it connects to it>.
+BROKER_KRB_PRINCIPAL = f"kafka/127.0.0.1@{REALM}"
 
-# What the README's examples name, and what the tests put there instead.
+# What docs/securing-kafka.md's examples name, and what the tests put there instead.
 EXAMPLE_HOST_PORTS = ("kafka1.example.org:9093", "kafka1.example.org:9092")
 EXAMPLE_DIR = "/etc/slurm/kafka/"
 
@@ -48,12 +57,46 @@ EXAMPLE_DIR = "/etc/slurm/kafka/"
 TEST_PROPS = {"message.timeout.ms": "120000", "reconnect.backoff.max.ms": "1000"}
 
 
+def doc_blocks(kind, path=SECURITY_DOC):
+    """{name: text} of the `<!-- KIND: NAME -->` code blocks of a doc."""
+    text = Path(path).read_text()
+    found = dict(re.findall(r"<!-- " + re.escape(kind) + r": (\S+) -->\n```[a-z]*\n(.*?)```", text, re.S))
+    if not found:
+        raise RigError(f"no {kind} blocks in {path}")
+    return found
+
+
+# What docs/apache-kafka-security.md names, and what the suite puts there.
+DOC_HOST = "kafka1.example.org"
+DOC_ADMIN_PORT = "9091"
+DOC_BROKER_DIR = "/etc/kafka/"
+DOC_TOPIC = "hpc1"
+
+
+def localize_doc(text, broker_dir, topic=None):
+    """A docs block with the suite's host, ports, directory, OpenID provider
+    (and topic) in place of the doc's; nothing else changes."""
+    text = text.replace(f"{DOC_HOST}:{DOC_ADMIN_PORT}", f"127.0.0.1:{LISTENERS['BROKER']}")
+    text = text.replace(DOC_HOST, "127.0.0.1").replace(EXAMPLE_IDP, f"127.0.0.1:{PROVIDER_PORT}")
+    text = text.replace(DOC_BROKER_DIR, str(broker_dir).rstrip("/") + "/")
+    if topic:
+        text = re.sub(r"(--topic\s+)" + re.escape(DOC_TOPIC) + r"\b", r"\g<1>" + topic, text)
+    return text
+
+
+def acl_operations():
+    """The operations the docs' kafka-acls block grants the plugin."""
+    ops = re.findall(r"--operation\s+(\S+)", doc_blocks("kafka-acls")["plugin"])
+    assert ops, "no --operation in the docs' kafka-acls block"
+    return ops
+
+
 def readme_examples():
-    """{name: text} of the README's `<!-- secured-example: NAME -->` blocks."""
-    text = README.read_text()
+    """{name: text} of docs/securing-kafka.md's `<!-- secured-example: NAME -->` blocks."""
+    text = EXAMPLES_DOC.read_text()
     found = dict(re.findall(r"<!-- secured-example: (\S+) -->\n```[a-z]*\n(.*?)```", text, re.S))
     if not found:
-        raise RigError(f"no secured-example blocks in {README}")
+        raise RigError(f"no secured-example blocks in {EXAMPLES_DOC}")
     return found
 
 
@@ -64,12 +107,12 @@ def example_property(text, key):
     raise KeyError(key)
 
 
-# The README's OpenID provider (token endpoint https://idp.example.org:8443/token).
+# docs/securing-kafka.md's OpenID provider (token endpoint https://idp.example.org:8443/token).
 EXAMPLE_IDP = "idp.example.org:8443"
 
 
 def localize(text, bootstrap, conf_dir, idp=None):
-    """The README example with the broker's address (and the OpenID
+    """The docs/securing-kafka.md example with the broker's address (and the OpenID
     provider's), and the directory of its files replaced; nothing else
     changes."""
     for hp in EXAMPLE_HOST_PORTS:
@@ -81,7 +124,7 @@ def localize(text, bootstrap, conf_dir, idp=None):
 
 class RigProcess:
     """A daemon started by a ci/rig script `start DIR ...` and stopped by
-    `stop DIR` (noida.sh, kdc.sh, oidc.sh)."""
+    `stop DIR` (kdc.sh, oidc.sh)."""
 
     def __init__(self, script, dir, *args):
         self.script = RIG / script
@@ -103,7 +146,7 @@ def host_release():
 
 class SecuredCluster(jk.Cluster):
     """A host cluster (Slurm 22.05) whose JobCompLoc file is `conf_text`
-    (a localized README example) plus TEST_PROPS."""
+    (a localized docs/securing-kafka.md example) plus TEST_PROPS."""
 
     def __init__(self, *, conf_text, **kw):
         super().__init__(bootstrap=None, **kw)
@@ -116,12 +159,15 @@ class SecuredCluster(jk.Cluster):
         os.chmod(self.dir / "kafka.conf", 0o600)
 
     def plugin_lines(self, since=0):
-        """The slurmctld log's jobcomp/kafka lines after byte offset `since`."""
-        try:
-            data = self.log_path.read_bytes()[since:]
-        except OSError:
-            return []
-        return [ln for ln in data.decode("utf-8", "replace").splitlines() if "jobcomp/kafka" in ln]
+        """The slurmctld log's jobcomp/kafka lines after byte offset `since`.
+        The plugin's start-up line ("jobcomp/kafka: started: ...") must be in
+        the log first: without it no line can come, and a check that there
+        are none would prove nothing."""
+        data = self.log_path.read_bytes().decode("utf-8", "replace")
+        if "jobcomp/kafka: started: " not in data:
+            raise RigError(f"{self.log_path}: no start-up line of the plugin (jobcomp/kafka: started: ...)")
+        data = self.log_path.read_bytes()[since:].decode("utf-8", "replace")
+        return [ln for ln in data.splitlines() if "jobcomp/kafka" in ln]
 
     def log_size(self):
         try:
@@ -136,14 +182,20 @@ class SecuredCluster(jk.Cluster):
         wait_for(lambda: not jk.pid_alive(pid), 60, f"slurmctld {pid} to exit after scontrol shutdown")
 
 
-def start_cluster(stack, release, session_dir, name, conf_text, ports=None):
+def start_cluster(stack, release, session_dir, name, conf_text, kafka=None, principal=None, ports=None):
     """A started SecuredCluster named after the test case `name`, with the
     cluster ports of PORTS[ports or name], stopped at the end of the test
-    (through `stack`)."""
+    (through `stack`). With `kafka`: its topic made first, and with
+    `principal` the docs' ACLs granted to it on that topic."""
     ctld, slurmd = PORTS[ports or name]["cluster"]
+    topic = f"jk-sec-{name}"
+    if kafka is not None:
+        kafka.create_topic(topic)
+        if principal:
+            kafka.grant(principal, topic)
     c = SecuredCluster(release=release, name=f"jksec{name.replace('-', '')}", dir=session_dir / f"cluster-{name}",
                        ctld_port=ctld, slurmd_port=slurmd, plugin="ours", conf_text=conf_text,
-                       topic=f"jk-sec-{name}", params="flush_timeout=1000")
+                       topic=topic, params="flush_timeout=1000")
     stack.append(c)
     c.start()
     return c
@@ -156,63 +208,6 @@ def saved_at_shutdown(c, ids):
     _, saved = jk.read_state_file(c.state_dir / "jobcomp_kafka_state")
     assert sorted(j for j, _ in saved) == sorted(ids), f"saved {[j for j, _ in saved]}, jobs {sorted(ids)}"
     return saved
-
-
-class TlsBroker:
-    """tansu on 127.0.0.1:plain_port, advertised as 127.0.0.1:tls_port where
-    stunnel accepts TLS and forwards to it (clients must come back through
-    the TLS port). tls_port None: tansu alone, advertised as itself."""
-
-    def __init__(self, dir, plain_port, tls_port, tansu_args=()):
-        self.dir = Path(dir)
-        self.plain_port = plain_port
-        self.tls_port = tls_port
-        self.tansu_args = list(tansu_args)
-        self.tansu_pid = None
-
-    @property
-    def bootstrap(self):
-        return f"127.0.0.1:{self.tls_port or self.plain_port}"
-
-    def start_tansu(self):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tansu = run([RIG / "tansu.sh", "bin"], timeout=300).stdout.decode().strip()
-        jk.wait_bindable([self.plain_port], 60)
-        adv = self.tls_port or self.plain_port
-        logf = open(self.dir / "tansu.log", "ab")
-        import subprocess
-        p = subprocess.Popen([tansu, "broker", "--listener-url", f"tcp://127.0.0.1:{self.plain_port}",
-                              "--advertised-listener-url", f"tcp://127.0.0.1:{adv}",
-                              "--storage-engine", "memory://tansu/", *self.tansu_args],
-                             stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True)
-        logf.close()
-        self.tansu_pid = p.pid
-        self._proc = p
-        wait_for(lambda: jk.port_open(self.plain_port), 20, f"tansu on {self.plain_port}")
-        log(f"tansu pid {p.pid} on 127.0.0.1:{self.plain_port} (advertised {adv}) {' '.join(self.tansu_args)}")
-
-    def start_tls(self, cert, key, verify=None):
-        args = [RIG / "tls.sh", "start", self.dir, self.tls_port, self.plain_port, cert, key]
-        if verify:
-            args += ["--verify", verify]
-        jk.wait_bindable([self.tls_port], 60)
-        run(args, timeout=300)
-
-    def stop_tls(self):
-        run([RIG / "tls.sh", "stop", self.dir], check=False, timeout=30)
-
-    def stop(self):
-        if self.tls_port:
-            self.stop_tls()
-        if self.tansu_pid and jk.pid_alive(self.tansu_pid):
-            os.kill(self.tansu_pid, 15)
-            try:
-                self._proc.wait(3)
-            except Exception:  # noqa: BLE001 - tansu 0.6 takes > 5 s on SIGTERM
-                os.kill(self.tansu_pid, 9)
-                self._proc.wait(10)
-        self.tansu_pid = None
 
 
 def consume(bootstrap, conf, topic, expect, timeout=60.0, linger=3.0):
@@ -256,7 +251,7 @@ def consume(bootstrap, conf, topic, expect, timeout=60.0, linger=3.0):
 
 
 def lay_out_conf_dir(conf_dir, certs, files):
-    """Copy `files` {name under conf_dir: path in certs} (the README's file
+    """Copy `files` {name under conf_dir: path in certs} (docs/securing-kafka.md's file
     names), mode 0600, as an administrator lays out /etc/slurm/kafka/."""
     conf_dir = Path(conf_dir)
     conf_dir.mkdir(parents=True, exist_ok=True)
@@ -264,3 +259,197 @@ def lay_out_conf_dir(conf_dir, certs, files):
     for name, src in files.items():
         shutil.copyfile(Path(certs) / src, conf_dir / name)
         os.chmod(conf_dir / name, 0o600)
+
+
+# --- Apache Kafka with a listener per security setting -------------------------
+
+def broker_certs(certs):
+    """The broker's PEM keystores (key then certificate) from tls.sh's
+    certificates: its own (CN=kafka-broker), and for the refusal cases the
+    expired one and the one for another host."""
+    certs = Path(certs)
+    for name in ("broker", "expired", "wronghost"):
+        (certs / f"{name}-keystore.pem").write_bytes((certs / f"{name}.key").read_bytes() + (certs / f"{name}.pem").read_bytes())
+        os.chmod(certs / f"{name}-keystore.pem", 0o600)
+
+
+class SecuredKafka(ApacheKafka):
+    """One Apache Kafka 4.x node (ci/rig/kafka.sh) for the whole session, with
+    the listeners of LISTENERS and docs/apache-kafka-security.md's settings.
+    The suite's own additions (not in the doc): the EXPIRED and WRONGHOST
+    listeners, whose certificates are the bad ones, and the ports.
+
+    The tests read and administer it as the super user (the broker's own
+    certificate) through the BROKER listener: admin(), create_topic(), grant()."""
+
+    def __init__(self, dir, certs, kdc_dir, *, scram_users):
+        self.certs = Path(certs)
+        self.conf = Path(dir) / "etc"
+        ports = LISTENERS
+        names = [n for n in ports]
+        listeners = ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in names)
+        advertised = ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in names if n != "CONTROLLER")
+        proto = {"CONTROLLER": "SSL", "BROKER": "SSL", "TLS": "SSL", "MTLS": "SSL", "EXPIRED": "SSL",
+                 "WRONGHOST": "SSL", "SCRAM": "SASL_SSL", "GSSAPI": "SASL_PLAINTEXT", "OIDC": "SASL_SSL"}
+        docs = doc_blocks("kafka-broker")
+        jvm = doc_blocks("kafka-jvm")
+        lines = [
+            "# the suite's listeners (docs/apache-kafka-security.md shows the same names)",
+            f"listeners={listeners}",
+            f"advertised.listeners={advertised}",
+            "listener.security.protocol.map=" + ",".join(f"{n}:{proto[n]}" for n in names),
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=BROKER",
+            f"controller.quorum.voters=1@127.0.0.1:{ports['CONTROLLER']}",
+            "# the suite's refusal cases: a listener with an expired certificate, one for another host",
+            f"listener.name.expired.ssl.keystore.location={self.certs}/expired-keystore.pem",
+            f"listener.name.wronghost.ssl.keystore.location={self.certs}/wronghost-keystore.pem",
+            "# (their fix replaces the certificate while the broker runs: another subject)",
+            "listener.name.expired.ssl.allow.dn.changes=true",
+            "listener.name.wronghost.ssl.allow.dn.changes=true",
+            "listener.name.wronghost.ssl.allow.san.changes=true",
+        ]
+        for name in ("common", "mtls", "scram", "gssapi", "oidc"):
+            lines += [f"# docs/apache-kafka-security.md kafka-broker: {name}", localize_doc(docs[name], self.conf).rstrip("\n")]
+        jvm_opts = []
+        for name in ("gssapi", "oidc"):
+            jvm_opts += localize_doc(jvm[name], self.conf).split()
+        self.admin_conf = {"bootstrap.servers": f"127.0.0.1:{ports['BROKER']}", "security.protocol": "SSL",
+                           "ssl.ca.location": str(self.certs / "ca.pem"),
+                           "ssl.certificate.location": str(self.certs / "broker.pem"),
+                           "ssl.key.location": str(self.certs / "broker.key")}
+        super().__init__(dir, ports["BROKER"], version="4", controller_port=ports["CONTROLLER"],
+                         props="\n".join(lines) + "\n", client_config=self.admin_conf,
+                         command_config=str(self.conf / "admin.properties"), scram_users=scram_users,
+                         jvm_opts=jvm_opts, heap="512m", start_timeout=300)
+        self.kdc_dir = Path(kdc_dir)
+        self._admin = None
+
+    def _start_argv(self, wait):
+        argv = super()._start_argv(wait)
+        # The same users for SCRAM-SHA-256 (docs/securing-kafka.md: it works the same way).
+        for name, password in self.scram_users.items():
+            argv += ["--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]"]
+        return argv
+
+    def lay_out(self):
+        """/etc/kafka/ as the doc names it: ssl/ (CA, keystore), the broker's
+        keytab, krb5.conf, admin.properties."""
+        (self.conf / "ssl").mkdir(parents=True, exist_ok=True)
+        os.chmod(self.conf, 0o700)
+        for src, dst in (("ca.pem", "ssl/ca.pem"), ("broker-keystore.pem", "ssl/broker-keystore.pem")):
+            shutil.copyfile(self.certs / src, self.conf / dst)
+        shutil.copyfile(self.kdc_dir / "krb5.conf", self.conf / "krb5.conf")
+        run([RIG / "kdc.sh", "keytab", self.kdc_dir, BROKER_KRB_PRINCIPAL, self.conf / "kafka.keytab"])
+        (self.conf / "admin.properties").write_text(
+            "security.protocol=SSL\nssl.truststore.type=PEM\n"
+            f"ssl.truststore.location={self.conf}/ssl/ca.pem\nssl.keystore.type=PEM\n"
+            f"ssl.keystore.location={self.conf}/ssl/broker-keystore.pem\n")
+
+    def start(self, wait=True):
+        self.lay_out()
+        super().start(wait)
+
+    @property
+    def log_path(self):
+        return self.dir / "kafka.log"
+
+    def log_size(self):
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_lines(self, since, pattern):
+        """The broker's log lines after byte offset `since` matching `pattern`."""
+        data = self.log_path.read_bytes()[since:].decode("utf-8", "replace")
+        return [ln for ln in data.splitlines() if re.search(pattern, ln)]
+
+    def refused_connections(self, since, listener):
+        """Connections the broker refused on LISTENERS[listener] after `since`:
+        its Selector's "Failed authentication" lines (TLS handshake or SASL)."""
+        return self.log_lines(since, rf"Failed authentication with /127\.0\.0\.1 \(channelId=127\.0\.0\.1:{LISTENERS[listener]}-")
+
+    def admin(self):
+        from confluent_kafka.admin import AdminClient
+        if self._admin is None:
+            self._admin = AdminClient(self.admin_conf)
+        return self._admin
+
+    def create_topic(self, name, partitions=1, rf=1, configs=None):
+        from confluent_kafka.admin import NewTopic
+        for f in self.admin().create_topics([NewTopic(name, partitions, rf, config=configs or {})]).values():
+            f.result(60)
+
+    def grant(self, principal, topic, operations=None):
+        """The docs' ACLs (acl_operations()) for `principal` on `topic`,
+        through the Admin API (the test of the ACL block itself runs the
+        kafka-acls command verbatim)."""
+        from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+        ops = [getattr(AclOperation, o.upper()) for o in (operations or acl_operations())]
+        bindings = [AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, principal, "*", op,
+                               AclPermissionType.ALLOW) for op in ops]
+        for f in self.admin().create_acls(bindings).values():
+            f.result(60)
+
+    def set_listener_keystore(self, listener, path):
+        """Replace a listener's certificate while the broker runs (dynamic
+        broker config): the fix of a bad broker certificate."""
+        from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+        key = f"listener.name.{listener.lower()}.ssl.keystore.location"
+        res = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+            ConfigEntry(key, str(path), incremental_operation=AlterConfigOpType.SET)])
+        for f in self.admin().incremental_alter_configs([res]).values():
+            f.result(60)
+
+    def read(self, topic, expect, timeout=60.0, linger=3.0):
+        """The topic from its beginning, as the super user."""
+        conf = {k: v for k, v in self.admin_conf.items() if k != "bootstrap.servers"}
+        return consume(self.admin_conf["bootstrap.servers"], conf, topic, expect, timeout=timeout, linger=linger)
+
+    def stop(self, grace=30):
+        self._admin = None
+        super().stop(grace)
+
+
+def check_delivered(msgs, ids, prefix, saved=None):
+    """Each job's record exactly once, valid, keyed by its job id, with one
+    record id; byte for byte `saved` {job id: bytes} when given."""
+    by_job = {}
+    for m in msgs:
+        rec = dict(jk.decode_record(m.value))
+        by_job.setdefault(rec["jobid"], []).append(rec)
+        assert m.key == str(rec["jobid"]).encode()
+    assert sorted(by_job) == sorted(ids), f"jobs in the topic {sorted(by_job)}, submitted {sorted(ids)}"
+    assert all(len(v) == 1 for v in by_job.values()), {k: len(v) for k, v in by_job.items() if len(v) > 1}
+    assert not jk.record_id_problems(msgs), jk.record_id_problems(msgs)
+    for recs in by_job.values():
+        assert recs[0]["state"] == "COMPLETED" and recs[0]["job_name"].startswith(prefix)
+    if saved is not None:
+        for m in msgs:
+            assert m.value == saved[int(m.key)], f"job {int(m.key)}: delivered bytes differ from the saved ones"
+
+
+# How long a refusal is watched after its error line: with
+# reconnect.backoff.max.ms=1000 (TEST_PROPS) a dozen more attempts.
+WATCH_S = 15
+
+
+def one_error_line(c, kafka, listener, cause, since_log, since_broker, what):
+    """A refused setting: the error line naming `cause` (a regex) comes,
+    then for WATCH_S more seconds, with the broker refusing at least two
+    connection attempts in that window, slurmctld's log holds exactly one
+    jobcomp/kafka error line. Returns it."""
+    def cause_lines():
+        return [ln for ln in c.plugin_lines(since_log) if re.search(cause, ln)]
+
+    wait_for(cause_lines, 90, f"the error line of {what} ({cause})")
+    time.sleep(WATCH_S)
+    errors = [ln for ln in c.plugin_lines(since_log) if re.search(r"\berror: ", ln)]
+    attempts = len(kafka.refused_connections(since_broker, listener)) if listener else None
+    jk.note_number(f"{what}: {len(errors)} error line(s) in slurmctld's log, {attempts} connection(s) refused by "
+                   f"the broker on {listener}: {errors[:1]}")
+    if listener:
+        assert attempts >= 2, f"the broker refused {attempts} connection(s) on {listener}: the window proves no flood"
+    assert len(cause_lines()) == 1 and len(errors) == 1, "\n".join(errors[:20])
+    return errors[0]

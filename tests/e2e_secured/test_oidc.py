@@ -1,44 +1,35 @@
-"""OIDC (sasl.oauthbearer.method=oidc) from the plugin in a real slurmctld
-22.05.8: a token from a real OpenID provider (npm oidc-provider over HTTPS,
-ci/rig/oidc.sh) with the client-credentials grant, proven by the provider's
-own log of its token endpoint.
+"""OIDC (SASL OAUTHBEARER, sasl.oauthbearer.method=oidc) from the plugin in a
+real slurmctld 22.05.8 to Apache Kafka 4.x itself, which validates every
+token against the OpenID provider's JWKS, expected issuer and audience
+(OAuthBearerValidatorCallbackHandler; the docs' blocks). The provider is a
+real one (npm oidc-provider over HTTPS, ci/rig/oidc.sh), shared by the
+session; each test reads its log from the test's own offset.
 
-- The README's OIDC example (SASL_SSL through stunnel to tansu): the plugin
-  gets its token (provider: grant.success, client_credentials, the README's
-  client and scope) and connects to the broker with it; tansu 0.6.0 cannot
-  validate OAUTHBEARER tokens, so nothing is delivered there, and nothing
-  is lost (every record saved at shutdown).
-- The same client against noida-db over SASL_PLAINTEXT (it takes OAUTHBEARER
-  without checking the token): every record delivered with that token.
-- A wrong client secret: the provider refuses (invalid_client), one clear
-  error line in slurmctld's log, nothing lost.
-A broker that validates the token's signature is NOT part of this: none
-that runs here does.
+- docs/securing-kafka.md's OIDC example: the plugin gets a token (client-credentials
+  grant, docs/securing-kafka.md's client and scope), the broker accepts it; every record
+  delivered once, principal User:<client id> (the token's sub), the only
+  one granted;
+- a token for another audience (the plugin configured with another
+  service's scope; the provider issues it): refused by the broker (its log
+  names the audience), one error line, nothing lost; after the scope is
+  fixed and slurmctld restarted, every record delivered once;
+- a wrong client secret: the provider refuses (invalid_client), one error
+  line, nothing lost.
 """
 
 import json
-import re
-import time
 
 import secured
-from secured import PORTS, RigProcess, TlsBroker, consume, jk, lay_out_conf_dir, localize, start_cluster
+from secured import LISTENERS, PROVIDER_PORT, jk, lay_out_conf_dir, localize, one_error_line, start_cluster
 
 N_JOBS = 4
+OTHER_SCOPE = "other-api"  # ci/rig/oidc-provider.mjs: tokens for the audience "other-api"
 
 
-def _provider(stack, session_dir, certs, examples, secret=None):
-    text = examples["oidc"]
-    p = RigProcess("oidc.sh", session_dir / "oidc", PORTS["oidc"]["provider"], certs / "server.pem",
-                   certs / "server.key", secured.example_property(text, "sasl.oauthbearer.client.id"),
-                   secret or secured.example_property(text, "sasl.oauthbearer.client.secret"),
-                   secured.example_property(text, "sasl.oauthbearer.scope"))
-    stack.append(p.start())
-    return p
-
-
-def _token_events(p, event):
+def _events(provider, since, event):
+    data = (provider.dir / "oidc.log").read_bytes()[since:].decode("utf-8", "replace")
     out = []
-    for ln in (p.dir / "oidc.log").read_text(errors="replace").splitlines():
+    for ln in data.splitlines():
         if ln.startswith("{"):
             o = json.loads(ln)
             if o.get("event") == event:
@@ -46,83 +37,82 @@ def _token_events(p, event):
     return out
 
 
-def _noida_cluster(stack, release, session_dir, certs, text, name):
-    """noida-db and a cluster with the README's OIDC example over
-    SASL_PLAINTEXT (noida-db has no TLS listener). Returns (cluster, port)."""
-    port = PORTS["oidc"]["broker"][0]
-    jk.wait_bindable([port], 60)
-    stack.append(RigProcess("noida.sh", session_dir / f"noida-{name}", port).start())
+def _log_size(provider):
+    return (provider.dir / "oidc.log").stat().st_size
+
+
+def _conf(session_dir, certs, examples, name, replace=None):
     conf_dir = session_dir / f"etc-{name}"
     lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
-    idp = f"127.0.0.1:{PORTS['oidc']['provider']}"
-    local = localize(text, f"127.0.0.1:{port}", conf_dir, idp=idp).replace(
-        "security.protocol=SASL_SSL", "security.protocol=SASL_PLAINTEXT")
-    assert "security.protocol=SASL_PLAINTEXT" in local
-    return start_cluster(stack, release, session_dir, name, local, ports="oidc"), port
+    text = localize(examples["oidc"], f"127.0.0.1:{LISTENERS['OIDC']}", conf_dir, idp=f"127.0.0.1:{PROVIDER_PORT}")
+    for key, value in (replace or {}).items():
+        old = f"{key}={secured.example_property(examples['oidc'], key)}\n"
+        assert old in text
+        text = text.replace(old, f"{key}={value}\n")
+    return text
 
 
-def test_oidc_readme_example_gets_a_token(release, session_dir, certs, examples, stack, numbers):
+def _principal(examples):
+    return "User:" + secured.example_property(examples["oidc"], "sasl.oauthbearer.client.id")
+
+
+def test_oidc_token_validated_by_the_broker_delivers(release, session_dir, certs, examples, kafka, provider, stack,
+                                                     numbers):
     text = examples["oidc"]
-    p = _provider(stack, session_dir, certs, examples)
-    plain, tls = PORTS["oidc"]["broker"]
-    b = TlsBroker(session_dir / "broker-oidc", plain, tls, tansu_args=["--authentication"])
-    stack.append(b)
-    b.start_tansu()
-    b.start_tls(certs / "server.pem", certs / "server.key")
-    conf_dir = session_dir / "etc-oidc"
-    lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
-    idp = f"127.0.0.1:{PORTS['oidc']['provider']}"
-    c = start_cluster(stack, release, session_dir, "oidc", localize(text, b.bootstrap, conf_dir, idp=idp))
-    grants = jk.wait_for(lambda: _token_events(p, "grant.success"), 60, "the provider's grant to the plugin")
-    g = grants[0]
-    numbers(f"OpenID provider: {g}")
-    assert g["grant_type"] == "client_credentials" and g["path"] == "/token"
-    assert g["client_id"] == secured.example_property(text, "sasl.oauthbearer.client.id")
-    assert g["scope"] == secured.example_property(text, "sasl.oauthbearer.scope")
+    since = _log_size(provider)
+    c = start_cluster(stack, release, session_dir, "oidc", _conf(session_dir, certs, examples, "oidc"),
+                      kafka=kafka, principal=_principal(examples))
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidc-")
-    # The plugin took its token to the broker, through the TLS endpoint.
-    jk.wait_for(lambda: "accepted connection" in (b.dir / "stunnel.log").read_text(), 30,
-                "a TLS connection to the broker")
-    assert secured.example_property(text, "sasl.oauthbearer.client.secret") not in c.log_text()
-    # tansu cannot validate an OAUTHBEARER token: nothing is delivered, and
-    # nothing is lost.
-    saved = secured.saved_at_shutdown(c, ids)
-    numbers(f"OIDC to tansu: {len(saved)} of {N_JOBS} record(s) saved at shutdown")
-
-
-def test_oidc_token_delivers_through_noida(release, session_dir, certs, examples, stack, numbers):
-    text = examples["oidc"]
-    p = _provider(stack, session_dir, certs, examples)
-    c, port = _noida_cluster(stack, release, session_dir, certs, text, "oidcnoida")
-    ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidcn-")
-    msgs = consume(f"127.0.0.1:{port}", {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
-                                         "sasl.username": "reader", "sasl.password": "x",
-                                         "receive.message.max.bytes": 100000000, "fetch.max.bytes": 50000000},
-                   c.finish_topic, expect=N_JOBS)
-    got = sorted(dict(jk.decode_record(m.value))["jobid"] for m in msgs)
-    grants = _token_events(p, "grant.success")
-    numbers(f"OIDC to noida-db: records expected={N_JOBS} received={len(msgs)}; provider grants={len(grants)}")
-    assert got == sorted(ids)
+    msgs = kafka.read(c.finish_topic, expect=N_JOBS)
+    grants = _events(provider, since, "grant.success")
+    numbers(f"OIDC: records expected={N_JOBS} received={len(msgs)}; provider grants={len(grants)}: "
+            f"{grants[:1]}")
     assert grants and all(g["client_id"] == secured.example_property(text, "sasl.oauthbearer.client.id")
-                          for g in grants)
+                          and g["scope"] == secured.example_property(text, "sasl.oauthbearer.scope")
+                          and g["grant_type"] == "client_credentials" for g in grants), grants
+    secured.check_delivered(msgs, ids, "oidc-")
+    assert not [ln for ln in c.plugin_lines() if "error:" in ln]
+    assert secured.example_property(text, "sasl.oauthbearer.client.secret") not in c.log_text()
 
 
-def test_oidc_wrong_secret_one_error_line_nothing_lost(release, session_dir, certs, examples, stack, numbers):
-    text = examples["oidc"]
-    p = _provider(stack, session_dir, certs, examples, secret="the-provider-expects-another-secret")
-    c, _ = _noida_cluster(stack, release, session_dir, certs, text, "oidcbad")
-    ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidcb-")
-    refused = jk.wait_for(lambda: _token_events(p, "grant.error"), 60, "the provider refusing the client")
+def test_oidc_token_for_another_audience_refused_by_the_broker(release, session_dir, certs, examples, kafka, provider,
+                                                                stack, numbers):
+    since, since_broker = _log_size(provider), kafka.log_size()
+    c = start_cluster(stack, release, session_dir, "oidc-audience",
+                      _conf(session_dir, certs, examples, "oidc-audience", {"sasl.oauthbearer.scope": OTHER_SCOPE}),
+                      kafka=kafka, principal=_principal(examples))
+    ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidca-")
+    line = one_error_line(c, kafka, "OIDC", r"error: .*SASL.*authentication", 0, since_broker,
+                          "OIDC, token for another audience")
+    numbers(f"OIDC token for another audience: {line.split('jobcomp/kafka: ', 1)[-1][:220]}")
+    # The provider issued it; the broker refused it for its audience.
+    assert [g for g in _events(provider, since, "grant.success") if g["scope"] == OTHER_SCOPE]
+    assert kafka.log_lines(since_broker, rf"Audience \(aud\) claim \[{OTHER_SCOPE}\] doesn't contain an acceptable"
+                                         r" identifier\. Expected kafka")
+    saved = dict(secured.saved_at_shutdown(c, ids))
+    c.conf_text = _conf(session_dir, certs, examples, "oidc-audience")
+    c.write_kafka_conf()
+    c.start_ctld()
+    msgs = kafka.read(c.finish_topic, expect=N_JOBS, linger=4)
+    numbers(f"OIDC token for another audience: after the fix: records expected={N_JOBS} received={len(msgs)}")
+    secured.check_delivered(msgs, ids, "oidca-", saved)
+
+
+def test_oidc_wrong_secret_one_error_line_nothing_lost(release, session_dir, certs, examples, kafka, provider, stack,
+                                                       numbers):
+    since = _log_size(provider)
+    c = start_cluster(stack, release, session_dir, "oidc-secret",
+                      _conf(session_dir, certs, examples, "oidc-secret",
+                            {"sasl.oauthbearer.client.secret": "the-provider-expects-another-secret"}),
+                      kafka=kafka, principal=_principal(examples))
+    ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidcs-")
+    refused = jk.wait_for(lambda: _events(provider, since, "grant.error"), 60, "the provider refusing the client")
     assert refused[0]["error"] == "invalid_client", refused[0]
-
-    def token_errors():
-        return [ln for ln in c.plugin_lines() if "error:" in ln and re.search(r"token|OIDC|oauth", ln, re.I)]
-
-    jk.wait_for(token_errors, 60, "an error line about the token")
-    time.sleep(10)
-    errors = [ln for ln in c.plugin_lines() if "error:" in ln]
-    numbers(f"OIDC wrong secret: provider {refused[0]['error']} x{len(_token_events(p, 'grant.error'))}; "
-            f"{len(errors)} error line(s): {errors[:1]}")
-    assert len(errors) == 1, "\n".join(errors[:10])
+    # No token, so no connection reaches the broker: the provider's refusals
+    # are the attempts counted in the window.
+    line = one_error_line(c, kafka, None, r"(?i)error: .*(token|OIDC|oauth)", 0, 0, "OIDC, wrong client secret")
+    attempts = _events(provider, since, "grant.error")
+    numbers(f"OIDC wrong secret: provider {refused[0]['error']} x{len(attempts)}; {line.split('jobcomp/kafka: ', 1)[-1][:200]}")
+    assert len(attempts) >= 2, f"the provider refused {len(attempts)} request(s): the window proves no flood"
     saved = secured.saved_at_shutdown(c, ids)
     numbers(f"OIDC wrong secret: {len(saved)} of {N_JOBS} record(s) saved at shutdown")

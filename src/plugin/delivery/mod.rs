@@ -16,7 +16,7 @@ pub(super) use figures::{counters_for, Stats};
 use super::hot_spool::HotSpool;
 use super::sync_thread::Syncer;
 use super::{Command, Counters, Settings, Topic, ACTIVE_WINDOW, BATCH, STALLED_AFTER};
-use crate::kafka::Producer;
+use crate::kafka::{self, Producer};
 use crate::names::NameCache;
 use crate::release::Release;
 use crate::slurm::log;
@@ -95,6 +95,11 @@ pub(super) struct Delivery {
     pub(super) claim: Option<PathBuf>,
     pub(super) failures_since_summary: u64,
     pub(super) last_failure: String,
+    /// Topics the broker denies this principal (a missing ACL), each named
+    /// by one error line until a record to it is delivered again.
+    pub(super) denied_topics: std::collections::HashSet<String>,
+    /// When a producer that raised a fatal error may next be replaced.
+    pub(super) next_renewal: Instant,
     pub(super) last_summary: Instant,
     /// The thread that runs the periodic fdatasync (`None` until first needed).
     pub(super) syncer: Option<Syncer>,
@@ -201,6 +206,7 @@ impl Delivery {
                 std::thread::sleep(self.settings.params.tick.min(wake.saturating_duration_since(Instant::now())));
             }
             self.serve_reports(0);
+            self.renew_after_fatal_error();
             self.requeue_due();
             self.drain_queue();
             if let Some(hot) = &self.hot {
@@ -402,6 +408,45 @@ impl Delivery {
     /// while records waited: an outage, in which new records will wait too.
     pub(super) fn kafka_stalled(&self) -> bool {
         self.producer().is_none() || (!self.records.is_empty() && self.waiting_since.elapsed() >= STALLED_AFTER)
+    }
+
+    /// librdkafka's fatal errors (the broker refused the idempotent producer's
+    /// id: no WRITE ACL at all) end a producer for good. The records wait
+    /// (librdkafka purged its queue); at most once a minute a new producer is
+    /// made from the same JobCompLoc and every waiting record is queued again,
+    /// in order. A record that was in flight may then be delivered twice.
+    fn renew_after_fatal_error(&mut self) {
+        let now = Instant::now();
+        if now < self.next_renewal || !self.producer().is_some_and(|p| p.is_fatal()) {
+            return;
+        }
+        self.next_renewal = now + super::RETRY_MAX;
+        let reports = self.producer().map(|producer| {
+            producer.purge(kafka::PURGE_QUEUE | kafka::PURGE_INFLIGHT | kafka::PURGE_NON_BLOCKING);
+            producer.poll(0)
+        });
+        for report in reports.unwrap_or_default() {
+            self.handle_report(report);
+        }
+        if self.producer().is_some_and(|p| p.fatal_was_cluster_authorization()) {
+            // Its error line named the principal and the missing WRITE: the
+            // topic denials that follow are the same story, not a new line.
+            for topic in [&self.settings.topic, &self.settings.start_topic] {
+                self.denied_topics.insert(topic.to_string_lossy().into_owned());
+            }
+        }
+        let Some(renewed) = self.producer().map(|producer| producer.renew()) else { return };
+        match renewed {
+            Ok(renewed) => {
+                log::debug("a new Kafka producer after a fatal error");
+                self.kafka = Kafka::Producer(renewed);
+                let mut ids: Vec<u64> = self.records.keys().copied().collect();
+                ids.sort_unstable();
+                self.queue = ids.into();
+                self.retry.clear();
+            }
+            Err(e) => log::error(&format!("cannot make a new Kafka producer after a fatal error: {}", e.reason)),
+        }
     }
 
     pub(super) fn producer(&self) -> Option<&Producer> {

@@ -4,7 +4,7 @@
 
 use super::{Delivery, Pending};
 use super::super::{QUEUED_PAYLOAD_BUDGET, RECORD_ID_HEADER, REFUSED_DIR, RETRY_FIRST, RETRY_MAX, OUTAGE_SUMMARY_EVERY};
-use crate::kafka::ProduceError;
+use crate::kafka::{self, ProduceError};
 use crate::metrics::FailureKind;
 use crate::record::{self, RecordOptions};
 use crate::slurm::log;
@@ -191,10 +191,24 @@ impl Delivery {
 
     /// A delivery failed: try again after a growing delay.
     pub(super) fn failed(&mut self, id: u64, why: &str) {
+        let principal = self.producer().map(|p| p.principal().to_string()).unwrap_or_default();
         let Some(pending) = self.records.get_mut(&id) else { return };
         pending.attempts += 1;
         let delay = RETRY_FIRST.saturating_mul(1 << pending.attempts.min(6)).min(RETRY_MAX);
-        if pending.attempts == 1 && self.failures_since_summary == 0 {
+        if kafka::is_topic_authorization_failure(why) {
+            // A missing ACL: one error line per topic (until it is granted),
+            // whatever the number of records waiting for it.
+            let topic = pending.topic.to_string_lossy().into_owned();
+            if self.denied_topics.insert(topic.clone()) {
+                log::error(&format!(
+                    "topic {topic}: the broker denies WRITE on it to the principal configured in JobCompLoc \
+                     ({principal}): {why}. Records are kept and retried; grant it, e.g. kafka-acls --add \
+                     --allow-principal User:<that principal> --operation Write --topic {topic}"
+                ));
+            } else {
+                log::debug(&format!("job {}: record not delivered ({why}); retry in {delay:?}", pending.job_id));
+            }
+        } else if pending.attempts == 1 && self.failures_since_summary == 0 {
             log::warning(&format!(
                 "job {}: record not delivered ({why}); it is kept and retried (further failures are summarised every minute)",
                 pending.job_id

@@ -32,6 +32,9 @@ impl Delivery {
                     self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
                 }
                 self.stats.delivered(&pending.topic, pending.event);
+                if !self.denied_topics.is_empty() {
+                    self.denied_topics.remove(&report.topic);
+                }
                 if self.settings.debug {
                     log::info(&format!(
                         "job {} record delivered to {} [{partition}] at offset {offset}",
