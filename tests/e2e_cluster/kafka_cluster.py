@@ -19,7 +19,6 @@ replica of every topic to be in sync) before the next one.
 """
 
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -341,14 +340,3 @@ class KafkaCluster:
     def rss(self):
         return {f"{n.role} {n.node_id}": n.rss_mib() for n in self.nodes}
 
-
-def processes_in_netns(prefix):
-    """PIDs still running in our namespaces (for a final check)."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    pids = []
-    for line in out.splitlines():
-        ns = line.split()[0] if line.strip() else ""
-        if re.fullmatch(rf"{re.escape(prefix)}-k\d+", ns):
-            p = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
-            pids += [int(x) for x in p]
-    return pids
