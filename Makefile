@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site test-lane-kafka unit wakeups e2e e2e26 e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site test-lane-kafka unit wakeups e2e e2e26 e2e-cluster e2e-cluster-all e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -35,6 +35,8 @@ help:
 	@echo "make e2e-secured                 TLS, SASL, Kerberos, OIDC end to end (docs/securing-kafka.md's examples)"
 	@echo "make e2e-kafka                   Apache Kafka's rules (missing topic, oversized record), ours and SchedMD's; the mix into Kafka 3.9"
 	@echo "make idempotence-kafka           a lost produce acknowledgement against Apache Kafka: duplicates counted"
+	@echo "make e2e-cluster                 a 3-broker Kafka cluster in network namespaces, the fault scenarios that pass today"
+	@echo "make e2e-cluster-all             all 9 fault scenarios and SchedMD's on 3 (docs/kafka-cluster.md); 6, 8, 9 fail today"
 	@echo "make test-consumers              record schemas, jobcomp-wait, jobcomp-sink (Kafka, PostgreSQL, slurmctld)"
 	@echo "make bench                       benchmarks (results in bench/results/)"
 	@echo "make fuzz [FUZZ_SECONDS=60]      every parser of outside input fuzzed, FUZZ_SECONDS each (tests/fuzz)"
@@ -141,6 +143,26 @@ e2e: build
 # The same on 26.05.5 (Debian forky chroot), start events on and off.
 e2e26:
 	ci/e2e26.sh
+
+# Issue 23: a replicated Apache Kafka cluster (3 brokers + 3 controllers in
+# network namespaces jk23-k1..3, 10.213.23.0/24) and a real slurmctld 24.11.5
+# (26.05.5 for the partition scenario). Ports 21200-21299. Builds what it
+# needs (ci/e2e-cluster.sh).
+# e2e-cluster (in `make test`): the scenarios our plugin passes today, each
+# required to lose, double and reorder nothing: 1 leader killed, 2 rolling
+# restart, 3 two brokers down, 4 controller killed, 5 a broker cut off, 7 the
+# first bootstrap broker down at start.
+# e2e-cluster-all: all 9 and SchedMD's plugin on 1, 3 and 6 (docs/kafka-
+# cluster.md's table). It exits 1 today: scenario 6 (all down longer than
+# message.timeout.ms: records re-sent as new messages), 8 (partitions added:
+# a job's finish in another partition than its start) and 9 (slurmctld killed:
+# the spool replays records Kafka had) are open defects of the plugin.
+E2E_CLUSTER_PASSING := 1,2,3,4,5,7
+e2e-cluster:
+	ci/e2e-cluster.sh --scenarios $(E2E_CLUSTER_PASSING)
+
+e2e-cluster-all:
+	ci/e2e-cluster.sh
 
 # The run-time layout guard in the real slurmctld 26.05.5: plugins built with
 # a wrong layout (JK_TEST_FORCE_LAYOUT, test-only) are refused, slurmctld

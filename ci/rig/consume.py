@@ -131,11 +131,13 @@ class Reader:
     last batch's base offset + 1, which lies inside the last batch.
     """
 
-    def __init__(self, args):
+    def __init__(self, args, conf=None):
+        """conf: librdkafka properties that replace the ones below (a caller
+        that reads through broker faults quiets librdkafka's log)."""
         self.args = args
         self.topic = args.topic
         self.consumer = Consumer(
-            {
+            dict({
                 "bootstrap.servers": args.bootstrap,
                 # Unique group, never committed: every run reads independently.
                 "group.id": f"jk-consume-{uuid.uuid4()}",
@@ -151,7 +153,7 @@ class Reader:
                 "topic.metadata.refresh.interval.ms": 1000,
                 "reconnect.backoff.max.ms": 500,
                 "log_level": 3,
-            }
+            }, **(conf or {}))
         )
         self.assigned = set()
         self.eof = set()  # partitions read up to their current end

@@ -51,7 +51,7 @@ class ApacheKafka(Broker):
 
     def __init__(self, dir, port, *, version="4", host="127.0.0.1", controller_port=None, node_id=1,
                  quorum=None, cluster_id=None, props=None, client_config=None, command_config=None,
-                 scram_users=None, jaas=None, jvm_opts=(), heap=None, netns=None, start_timeout=240):
+                 scram_users=None, jaas=None, jvm_opts=(), heap=None, netns=None, start_timeout=240, roles=None):
         super().__init__(dir, port)
         self.version = version
         self.host = host
@@ -68,6 +68,10 @@ class ApacheKafka(Broker):
         self.heap = heap
         self.netns = netns
         self.start_timeout = start_timeout
+        # process.roles: None for kafka.sh's default (broker,controller);
+        # "controller" for a controller-only node (it serves no metadata to
+        # clients: start it with wait=False), "broker" for a broker-only one.
+        self.roles = roles
 
     @property
     def bootstrap(self):
@@ -103,6 +107,8 @@ class ApacheKafka(Broker):
             argv += ["--heap", self.heap]
         if self.netns:
             argv += ["--netns", self.netns]
+        if self.roles:
+            argv += ["--roles", self.roles]
         if not wait:
             argv.append("--no-wait")
         return argv
