@@ -70,6 +70,10 @@ fi
 BG_PIDS=()
 phase "builds done"
 
+phase "the counting, on synthetic messages (no broker)"
+e2e_install_pytest
+"$RIG_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/e2e_cluster/test_counting.py
+
 # A run that died may have left namespaces (and brokers in them) behind.
 ci/rig/netns.sh down "$PREFIX"
 phase "scenarios (output in $JK_CLUSTER_OUT/run.log)"
