@@ -40,6 +40,9 @@ def release():
     assert rel.startswith("22.05"), f"the host's Slurm is {rel}; this suite runs 22.05 on the host"
     so = jk.REPO / "build" / f"slurm-{rel}" / "jobcomp_kafka.so"
     assert so.is_file(), f"{so} missing: make build"
+    # Every record secured.check_delivered sees is checked against this
+    # release's schema (jk.check_contract).
+    jk.CONTRACT_RELEASE = rel
     return rel
 
 

@@ -413,8 +413,12 @@ class SecuredKafka(ApacheKafka):
 
 
 def check_delivered(msgs, ids, prefix, saved=None):
-    """Each job's record exactly once, valid, keyed by its job id, with one
+    """Each job's record exactly once, valid (its text form, and the record
+    contract: schema/ of the host's release), keyed by its job id, with one
     record id; byte for byte `saved` {job id: bytes} when given."""
+    jk.check_contract("secured", msgs)
+    bad = jk.take_contract_violations()
+    assert not bad, f"{len(bad)} record(s) break the schema: " + "; ".join(bad[:10])
     by_job = {}
     for m in msgs:
         rec = dict(jk.decode_record(m.value))
