@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck host-tests clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -91,15 +91,16 @@ test-lane-site:
 # the state-file format follow the release the crate is built for.
 HOST_FAMILIES := 22.05.8 23.02.7 24.11.5 26.05.5
 
-# Unit tests for the installed release, then the plugin loaded by a C host
-# against librdkafka's mock cluster (tests/plugin_host.rs, tests/spool_faults.rs)
-# for every other family: same target directory, so only this crate is rebuilt.
+# Unit tests for the installed release, then every test that loads the plugin
+# in the C host against librdkafka's mock cluster (HOST_TESTS) for every other
+# family: same target directory, so only this crate is rebuilt.
+HOST_TESTS := plugin_host spool_faults startup_without_kafka metrics_host jobcomploc_secrets layout_guard
 unit:
 	ci/check-build-deps.sh
 	$(CARGO) test --release
 	@set -e; for release in $(filter-out $(SLURM_VERSION),$(HOST_FAMILIES)); do \
-	  echo "== plugin host and spool faults on a Slurm $$release build"; \
-	  SLURM_VERSION=$$release $(CARGO) test --release --test plugin_host --test spool_faults; \
+	  echo "== $(HOST_TESTS) on a Slurm $$release build"; \
+	  SLURM_VERSION=$$release $(CARGO) test --release $(addprefix --test ,$(HOST_TESTS)); \
 	done
 
 # Our struct declarations against Debian's real Slurm sources (22.05.8, 24.11.5)
@@ -151,7 +152,11 @@ fuzz-check:
 
 # The unsafe code under valgrind memcheck: the plugin in the C host, the spool.
 memcheck:
-	ci/memcheck.sh
+	HOST_TESTS="$(HOST_TESTS)" ci/memcheck.sh
+
+# The list above, for ci/memcheck.sh run by hand.
+host-tests:
+	@echo $(HOST_TESTS)
 
 clean:
 	$(CARGO) clean

@@ -318,6 +318,27 @@ impl Reply {
     }
 }
 
+/// JK_HOST_STARTS (set by ci/memcheck.sh): one line "PID TEST-BINARY" appended
+/// per host started, so that memcheck can require one valgrind log per host
+/// (a host that ran without the wrapper has none). Whether or not a wrapper
+/// is in use: the list is what the wrapper's logs are checked against.
+fn register_host_start(pid: u32) {
+    let Some(path) = std::env::var_os("JK_HOST_STARTS") else { return };
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    // One write of a short line to an O_APPEND file: lines of parallel tests
+    // and of test binaries run one after the other do not mix.
+    let line = format!("{pid} {}\n", binary.split('-').next().unwrap_or(&binary));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .unwrap_or_else(|e| panic!("cannot append to JK_HOST_STARTS {}: {e}", Path::new(&path).display()));
+}
+
 /// A running C host (a slurmctld stand-in with the plugin loaded).
 pub struct Host {
     child: Child,
@@ -359,6 +380,7 @@ impl Host {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        register_host_start(child.id());
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
