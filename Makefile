@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck host-tests clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site unit e2e e2e26 e2e-secured layout-guard26 check-headers matrix demo bench fuzz fuzz-check memcheck host-tests rig-selftest clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -149,6 +149,14 @@ fuzz:
 
 fuzz-check:
 	ci/fuzz.sh check
+
+# The rigs themselves, no project code (ci/rig/selftest.sh): the consumer
+# every e2e test reads with (byte-exact, --exact, exit codes), tansu, the host
+# and chroot Slurm rigs with their restart and kill -9, each auth type. Ports
+# 19092, 16817/16818, 26817/26818 (not used by the other suites). ~5 min.
+rig-selftest:
+	ci/install-deps.sh
+	ci/rig/selftest.sh kafka host chroot auth
 
 # The unsafe code under valgrind memcheck: the plugin in the C host, the spool.
 memcheck:
