@@ -1162,6 +1162,19 @@ pub fn only(all: &BTreeMap<u32, Vec<u8>>, jobs: impl IntoIterator<Item = u32>) -
     jobs.into_iter().map(|j| (j, all.get(&j).unwrap_or_else(|| panic!("no reference for job {j}")).clone())).collect()
 }
 
+/// A start that must take nothing over from an earlier run, ended with fini:
+/// its log is the one meant (the start-up line), it has no "producing N ...
+/// again" line (init logs one for what it takes from the state file or the
+/// spool, before it returns), and fini left no state file at `state_file`.
+/// Unlike counting messages after a wait, this does not depend on how soon a
+/// second copy would have arrived.
+pub fn assert_took_nothing_over(log: &[String], state_file: &Path, what: &str) {
+    let _ = error_lines(log);
+    let again: Vec<&String> = log.iter().filter(|l| l.contains("producing ") && l.contains(" again from ")).collect();
+    assert!(again.is_empty(), "{what}: this start produced records again: {again:?}");
+    assert!(!state_file.exists(), "{what}: fini left a state file {}", state_file.display());
+}
+
 /// The error lines of a host's log, after proving the log is the one meant:
 /// it holds the plugin's start-up line (a line that must be there), so an
 /// empty or lost log cannot pass a "no error" check.
