@@ -43,19 +43,26 @@ read -ra HOST_TESTS <<<"${HOST_TESTS:-$(make -s --no-print-directory host-tests)
 export JK_HOST_WRAPPER="${valgrind[*]} --log-file=$logs/host.%p.log"
 export JK_HOST_STARTS=$logs/host-starts
 : >"$JK_HOST_STARTS"
+# A failing test does not stop the run: the logs are still examined (a host
+# that exits with valgrind's error exit code fails its test).
+failed=()
 for t in "${HOST_TESTS[@]}"; do
   case $t in
-    plugin_host) cargo test --release --test "$t" "$@" ;;
-    *) cargo test --release --test "$t" "$@" -- --test-threads=1 ;;
+    plugin_host) cargo test --release --test "$t" "$@" || failed+=("$t") ;;
+    *) cargo test --release --test "$t" "$@" -- --test-threads=1 || failed+=("$t") ;;
   esac
 done
 unset JK_HOST_WRAPPER JK_HOST_STARTS
 
 # The spool's own tests, the test binary under valgrind.
 CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="${valgrind[*]} --log-file=$logs/unit.%p.log" \
-  cargo test --release --lib spool
+  cargo test --release --lib spool || failed+=("spool unit tests")
 
 fail=0
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "memcheck: tests failed under valgrind: ${failed[*]}" >&2
+  fail=1
+fi
 # Every host started has its log, written by valgrind (its preamble names the
 # tool); every test binary started hosts (with no test filter given).
 missing=0
