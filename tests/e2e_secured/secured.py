@@ -116,12 +116,12 @@ class SecuredCluster(jk.Cluster):
         os.chmod(self.dir / "kafka.conf", 0o600)
 
     def plugin_lines(self, since=0):
-        """The slurmctld log's jobcomp/kafka lines after byte offset `since`."""
-        try:
-            data = self.log_path.read_bytes()[since:]
-        except OSError:
-            return []
-        return [ln for ln in data.decode("utf-8", "replace").splitlines() if "jobcomp/kafka" in ln]
+        """The slurmctld log's jobcomp/kafka lines after byte offset `since`.
+        The log must hold the plugin's start-up line (a line that must be
+        there), so that a "no error" check cannot pass on a log not read."""
+        data = self.log_path.read_bytes()
+        assert b"jobcomp/kafka: started: " in data, f"no start-up line of the plugin in {self.log_path}"
+        return [ln for ln in data[since:].decode("utf-8", "replace").splitlines() if "jobcomp/kafka" in ln]
 
     def log_size(self):
         try:
@@ -191,6 +191,19 @@ class TlsBroker:
         self._proc = p
         wait_for(lambda: jk.port_open(self.plain_port), 20, f"tansu on {self.plain_port}")
         log(f"tansu pid {p.pid} on 127.0.0.1:{self.plain_port} (advertised {adv}) {' '.join(self.tansu_args)}")
+
+    def tls_connections(self):
+        """Connections stunnel accepted on the TLS port so far (its log has a
+        line for each)."""
+        try:
+            return (self.dir / "stunnel.log").read_text(errors="replace").count("accepted connection")
+        except OSError:
+            return 0
+
+    def wait_retries(self, since, what, timeout=90):
+        """Waits until at least two more connections than `since` reached the
+        TLS port: a client that keeps retrying was watched while it did."""
+        wait_for(lambda: self.tls_connections() >= since + 2, timeout, f"two more connection attempts ({what})")
 
     def start_tls(self, cert, key, verify=None):
         args = [RIG / "tls.sh", "start", self.dir, self.tls_port, self.plain_port, cert, key]

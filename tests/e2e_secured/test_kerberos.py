@@ -112,5 +112,11 @@ def test_kerberos_keytab_without_the_principal_one_error_line(release, session_d
     errors = [ln for ln in c.plugin_lines() if "error:" in ln]
     numbers(f"keytab without the principal: {len(errors)} error line(s): {errors[:2]}")
     assert len(errors) == 1, "\n".join(errors[:10])
+    # kinit failed on the keytab, before asking the KDC: its log (read: it
+    # has the KDC's own start-up lines) has no AS-REQ naming the principal.
+    kdc_text = (kdc.dir / "kdc.log").read_text(errors="replace")
+    assert kdc_text.strip(), "the KDC's log is empty: not the log meant"
+    as_reqs = [ln for ln in kdc_text.splitlines() if "AS_REQ " in ln and principal in ln]
+    assert as_reqs == [], "\n".join(as_reqs[:5])
     saved = secured.saved_at_shutdown(c, ids)
     numbers(f"keytab without the principal: {len(saved)} of {N_JOBS} record(s) saved at shutdown")

@@ -26,9 +26,11 @@ from secured import PORTS, RigProcess, TlsBroker, consume, jk, lay_out_conf_dir,
 N_JOBS = 4
 
 
-def _provider(stack, session_dir, certs, examples, secret=None):
+def _provider(stack, session_dir, certs, examples, name, secret=None):
+    """A provider of its own for test `name` (its own directory and log): a
+    test's grants are its own, never an earlier test's."""
     text = examples["oidc"]
-    p = RigProcess("oidc.sh", session_dir / "oidc", PORTS["oidc"]["provider"], certs / "server.pem",
+    p = RigProcess("oidc.sh", session_dir / f"oidc-{name}", PORTS["oidc"]["provider"], certs / "server.pem",
                    certs / "server.key", secured.example_property(text, "sasl.oauthbearer.client.id"),
                    secret or secured.example_property(text, "sasl.oauthbearer.client.secret"),
                    secured.example_property(text, "sasl.oauthbearer.scope"))
@@ -63,7 +65,7 @@ def _noida_cluster(stack, release, session_dir, certs, text, name):
 
 def test_oidc_readme_example_gets_a_token(release, session_dir, certs, examples, stack, numbers):
     text = examples["oidc"]
-    p = _provider(stack, session_dir, certs, examples)
+    p = _provider(stack, session_dir, certs, examples, "readme")
     plain, tls = PORTS["oidc"]["broker"]
     b = TlsBroker(session_dir / "broker-oidc", plain, tls, tansu_args=["--authentication"])
     stack.append(b)
@@ -92,7 +94,7 @@ def test_oidc_readme_example_gets_a_token(release, session_dir, certs, examples,
 
 def test_oidc_token_delivers_through_noida(release, session_dir, certs, examples, stack, numbers):
     text = examples["oidc"]
-    p = _provider(stack, session_dir, certs, examples)
+    p = _provider(stack, session_dir, certs, examples, "noida")
     c, port = _noida_cluster(stack, release, session_dir, certs, text, "oidcnoida")
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidcn-")
     msgs = consume(f"127.0.0.1:{port}", {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": "PLAIN",
@@ -109,7 +111,7 @@ def test_oidc_token_delivers_through_noida(release, session_dir, certs, examples
 
 def test_oidc_wrong_secret_one_error_line_nothing_lost(release, session_dir, certs, examples, stack, numbers):
     text = examples["oidc"]
-    p = _provider(stack, session_dir, certs, examples, secret="the-provider-expects-another-secret")
+    p = _provider(stack, session_dir, certs, examples, "badsecret", secret="the-provider-expects-another-secret")
     c, _ = _noida_cluster(stack, release, session_dir, certs, text, "oidcbad")
     ids = c.run_jobs(N_JOBS, timeout=90, prefix="oidcb-")
     refused = jk.wait_for(lambda: _token_events(p, "grant.error"), 60, "the provider refusing the client")
@@ -120,6 +122,9 @@ def test_oidc_wrong_secret_one_error_line_nothing_lost(release, session_dir, cer
 
     jk.wait_for(token_errors, 60, "an error line about the token")
     time.sleep(10)
+    # The window saw the token request retried (the provider's log), or "one
+    # line" would prove nothing.
+    jk.wait_for(lambda: len(_token_events(p, "grant.error")) >= 2, 90, "the provider refusing a second request")
     errors = [ln for ln in c.plugin_lines() if "error:" in ln]
     numbers(f"OIDC wrong secret: provider {refused[0]['error']} x{len(_token_events(p, 'grant.error'))}; "
             f"{len(errors)} error line(s): {errors[:1]}")

@@ -109,8 +109,10 @@ def test_bad_certificate_one_error_line_nothing_lost(case, release, session_dir,
 
     jk.wait_for(cause_lines, 60, f"an error line naming the cause ({bad['cause']})")
     # librdkafka keeps reconnecting (reconnect.backoff.max.ms=1000): watch
-    # long enough for a dozen more attempts.
+    # long enough for a dozen more attempts, and at least two seen by stunnel.
+    attempts = b.tls_connections()
     time.sleep(15)
+    b.wait_retries(attempts, f"the {case} handshake retried")
     lines = c.plugin_lines()
     errors = [ln for ln in lines if " error: " in ln or ln.split("]", 1)[-1].lstrip().startswith("error:")]
     tls_lines = [ln for ln in lines if re.search(r"SSL|TLS|certificate|handshake", ln, re.I)
