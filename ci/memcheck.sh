@@ -74,7 +74,7 @@ while read -r pid binary; do
 done <"$logs/host-starts"
 hosts=$(wc -l <"$logs/host-starts")
 host_logs=$(find "$logs" -name 'host.*.log' | wc -l)
-if [ "$missing" -gt 0 ] || [ "$host_logs" -ne "$hosts" ]; then
+if [ "$hosts" -eq 0 ] || [ "$missing" -gt 0 ] || [ "$host_logs" -ne "$hosts" ]; then
   echo "memcheck: $hosts hosts started, $host_logs host logs, $missing hosts without one" >&2
   fail=1
 fi
