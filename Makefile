@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site test-lane-kafka unit wakeups e2e e2e26 e2e-cluster e2e-cluster-all e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck test-alerts clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site test-lane-kafka unit wakeups e2e e2e26 e2e-cluster e2e-cluster-all e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck host-tests rig-selftest test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -108,15 +108,21 @@ test-lane-kafka:
 # the state-file format follow the release the crate is built for.
 HOST_FAMILIES := 22.05.8 23.02.7 24.11.5 26.05.5
 
-# Unit tests for the installed release, then the plugin loaded by a C host
-# against librdkafka's mock cluster (tests/plugin_host.rs, tests/spool_faults.rs)
-# for every other family: same target directory, so only this crate is rebuilt.
+# Unit tests for the installed release, then the tests that load the plugin in
+# the C host against librdkafka's mock cluster (HOST_TESTS) for every other
+# family: same target directory, so only this crate is rebuilt. layout_guard
+# is left out of the loop for now: on a 23.02.7 build its
+# a_host_of_every_other_layout_is_refused_without_a_fault fails (a record of
+# another layout is taken; 23_02_2 and 23_02_7 differ only in part_record),
+# an open finding of issue 21; it passes on 26.05.5 and on the installed release.
+HOST_TESTS := plugin_host spool_faults startup_without_kafka metrics_host jobcomploc_secrets layout_guard
+FAMILY_TESTS := $(filter-out layout_guard,$(HOST_TESTS)) wakeups
 unit:
 	ci/check-build-deps.sh
 	$(CARGO) test --release
 	@set -e; for release in $(filter-out $(SLURM_VERSION),$(HOST_FAMILIES)); do \
-	  echo "== plugin host and spool faults on a Slurm $$release build"; \
-	  SLURM_VERSION=$$release $(CARGO) test --release --test plugin_host --test spool_faults --test wakeups; \
+	  echo "== $(FAMILY_TESTS) on a Slurm $$release build"; \
+	  SLURM_VERSION=$$release $(CARGO) test --release $(addprefix --test ,$(FAMILY_TESTS)); \
 	done
 
 # Issue #25: the delivery thread's park and wake (also part of `unit`, which
@@ -221,9 +227,21 @@ fuzz:
 fuzz-check:
 	ci/fuzz.sh check
 
+# The rigs themselves, no project code (ci/rig/selftest.sh): the consumer
+# every e2e test reads with (byte-exact, --exact, exit codes), tansu, the host
+# and chroot Slurm rigs with their restart and kill -9, each auth type. Ports
+# 19092, 16817/16818, 26817/26818 (not used by the other suites). ~5 min.
+rig-selftest:
+	ci/install-deps.sh
+	ci/rig/selftest.sh kafka host chroot auth
+
 # The unsafe code under valgrind memcheck: the plugin in the C host, the spool.
 memcheck:
-	ci/memcheck.sh
+	HOST_TESTS="$(HOST_TESTS)" ci/memcheck.sh
+
+# The list above, for ci/memcheck.sh run by hand.
+host-tests:
+	@echo $(HOST_TESTS)
 
 # The Prometheus alerting rules shipped in the packages, on series shaped like
 # the plugin's during an outage (promtool; installs it when missing). Seconds.

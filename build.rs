@@ -70,15 +70,18 @@ fn main() {
         )),
     };
 
-    if let Some(forced) = forced_layout(source_tree.is_some()) {
+    let mut variant = None;
+    if let Some((forced, moved)) = forced_layout(source_tree.is_some()) {
         println!(
             "cargo:warning=JK_TEST_FORCE_LAYOUT={}: TEST-ONLY build with Slurm {release}'s plugin_version but the \
-             struct layout measured on {}; slurmctld {release} must refuse it at run time (layout guard). \
+             struct layout measured on {}{}; slurmctld {release} must refuse it at run time (layout guard). \
              Never install this build.",
             forced.tag(),
-            forced.measured_on()
+            forced.measured_on(),
+            moved.map(|m| format!(" with {}", m.describe())).unwrap_or_default()
         );
         layout = forced;
+        variant = moved;
     } else if source_tree.is_none() && release.layout_is_assumed() {
         println!(
             "cargo:warning=Slurm {release} is newer than {}, the newest {}.{:02} release whose struct layout was \
@@ -93,7 +96,10 @@ fn main() {
     }
 
     for each in Layout::ALL {
-        let header = Path::new("slurm-headers").join(format!("layout_{}.h", each.tag()));
+        let mut header = Path::new("slurm-headers").join(format!("layout_{}.h", each.tag()));
+        if let Some(moved) = variant.filter(|_| each == layout) {
+            header = moved.write_header(&header, &out_dir);
+        }
         generate(&header, &[], &out_dir.join(format!("layout_{}.rs", each.tag())));
     }
 
@@ -134,6 +140,8 @@ fn main() {
          pub const LAYOUT: crate::release::Layout = crate::release::Layout::{:?};\n\
          /// True when the layout comes from a real Slurm source tree (SLURM_SRC_DIR).\n\
          pub const LAYOUT_FROM_SOURCE: bool = {};\n\
+         /// TEST-ONLY (JK_TEST_FORCE_LAYOUT=<tag>+<variant>): how LAYOUT was changed.\n\
+         pub const LAYOUT_TEST_VARIANT: Option<&str> = {:?};\n\
          /// The bindgen module of the layout used at run time.\n\
          pub use {} as layout;\n",
         release.major,
@@ -141,6 +149,7 @@ fn main() {
         release.micro,
         layout,
         source_tree.is_some(),
+        variant.map(|m| m.describe()),
         layout_module
     );
     fs::write(out_dir.join("target.rs"), target).expect("write target.rs");
@@ -149,16 +158,74 @@ fn main() {
 /// JK_TEST_FORCE_LAYOUT=<tag> (e.g. 26_05_3), for tests only: build with
 /// that layout whatever the release, to prove that the run-time layout guard
 /// refuses a wrong layout inside a real slurmctld (tests/layout_guard26).
-fn forced_layout(from_source: bool) -> Option<Layout> {
-    let tag = env::var("JK_TEST_FORCE_LAYOUT").ok().filter(|t| !t.trim().is_empty())?;
+/// `<tag>+<variant>` (e.g. 26_05_5+job_id_moved): that layout with one
+/// job_record member moved ([`Moved`]), slurm_conf_t left as it is: what a
+/// site patch to job_record_t does, which the slurm_conf check at init cannot
+/// see and the record checks must.
+fn forced_layout(from_source: bool) -> Option<(Layout, Option<Moved>)> {
+    let text = env::var("JK_TEST_FORCE_LAYOUT").ok().filter(|t| !t.trim().is_empty())?;
     if from_source {
         fail("JK_TEST_FORCE_LAYOUT and SLURM_SRC_DIR exclude each other");
     }
-    let layout = Layout::ALL.iter().copied().find(|l| l.tag() == tag.trim());
-    Some(layout.unwrap_or_else(|| {
+    let (tag, variant) = match text.trim().split_once('+') {
+        Some((tag, variant)) => (tag, Some(variant)),
+        None => (text.trim(), None),
+    };
+    let layout = Layout::ALL.iter().copied().find(|l| l.tag() == tag).unwrap_or_else(|| {
         let tags: Vec<&str> = Layout::ALL.iter().map(|l| l.tag()).collect();
-        fail(&format!("JK_TEST_FORCE_LAYOUT={tag:?} is not one of {}", tags.join(", ")))
-    }))
+        fail(&format!("JK_TEST_FORCE_LAYOUT={text:?}: {tag:?} is not one of {}", tags.join(", ")))
+    });
+    let moved = variant.map(|v| match v {
+        "job_id_moved" => Moved::JobId,
+        _ => fail(&format!("JK_TEST_FORCE_LAYOUT={text:?}: the only variant is +job_id_moved")),
+    });
+    Some((layout, moved))
+}
+
+/// A TEST-ONLY change to a layout's job_record declaration.
+#[derive(Clone, Copy)]
+enum Moved {
+    /// `job_id` moved 4 bytes on, into the padding that follows it (the
+    /// member declared next must be `char _padN[4];`).
+    JobId,
+}
+
+impl Moved {
+    fn describe(self) -> &'static str {
+        match self {
+            Moved::JobId => "job_record.job_id moved 4 bytes on (TEST-ONLY)",
+        }
+    }
+
+    /// Writes the layout's header with the member moved into `out_dir` and
+    /// returns its path; fails the build if the header is not as expected.
+    fn write_header(self, header: &Path, out_dir: &Path) -> PathBuf {
+        let text = fs::read_to_string(header).unwrap_or_else(|e| fail(&format!("{}: {e}", header.display())));
+        let lines: Vec<&str> = text.lines().collect();
+        fn bad(header: &Path, what: &str) -> ! {
+            fail(&format!("JK_TEST_FORCE_LAYOUT +job_id_moved: {} {what}", header.display()))
+        }
+        let start = lines.iter().position(|l| l.starts_with("struct job_record {")).unwrap_or_else(|| bad(header, "has no struct job_record"));
+        let at = start
+            + lines[start..].iter().position(|l| l.trim_start().starts_with("uint32_t job_id;")).unwrap_or_else(|| bad(header, "declares no job_id"));
+        let pad = lines[at + 1].trim();
+        if !(pad.starts_with("char _pad") && pad.ends_with("[4];")) {
+            bad(header, "has no 4 bytes of padding after job_id")
+        }
+        let offset: usize = lines[at]
+            .split("/*")
+            .nth(1)
+            .and_then(|c| c.trim().trim_end_matches("*/").trim().parse().ok())
+            .unwrap_or_else(|| bad(header, "gives no offset for job_id"));
+        let assert_old = format!("_Static_assert(offsetof(struct job_record, job_id) == {offset},");
+        let assert_new = format!("_Static_assert(offsetof(struct job_record, job_id) == {},", offset + 4);
+        let mut out: Vec<String> = lines.iter().map(|l| l.replace(&assert_old, &assert_new)).collect();
+        out.swap(at, at + 1);
+        out[at + 1] = format!("\tuint32_t job_id;\t/* {} (TEST-ONLY: moved from {offset}) */", offset + 4);
+        let path = out_dir.join(format!("{}+job_id_moved.h", header.file_stem().unwrap().to_string_lossy()));
+        fs::write(&path, out.join("\n") + "\n").expect("write the moved header");
+        path
+    }
 }
 
 /// A table layout for a release that has none (built from a source tree): the

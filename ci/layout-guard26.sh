@@ -9,8 +9,8 @@
 # 2. builds, while the forky chroot is built (once per machine):
 #    - the plugin for 26.05.5 (make build SLURM_VERSION=26.05.5),
 #    - TEST-ONLY plugins with 26.05.5's plugin_version but another layout
-#      (JK_TEST_FORCE_LAYOUT=<tag>, for each tag in JK_GUARD_LAYOUTS) into
-#      build/layout-guard/,
+#      (JK_TEST_FORCE_LAYOUT=<tag>, for each tag in JK_GUARD_LAYOUTS, and
+#      26_05_5+job_id_moved) into build/layout-guard/,
 # 3. runs the tests on 127.0.0.1 ports 20101 (broker), 20110/20111 (cluster):
 #    this suite's own range 20100-20199, free of the other suites' ports.
 # Everything it starts is stopped by PID, also on failure or Ctrl-C.
@@ -52,12 +52,15 @@ ci/rig/slurm-chroot.sh build "$ROOT" >"$LOGDIR/chroot-build.log" 2>&1 &
 CHROOT_PID=$!
 BG_PIDS+=("$CHROOT_PID")
 mkdir -p build/layout-guard
+PROFILE_DIR=${CARGO_TARGET_DIR:-target}/release
 build_forced() { # LAYOUT: a plugin for $RELEASE that assumes LAYOUT (test-only switch)
 	SLURM_VERSION=$RELEASE JK_TEST_FORCE_LAYOUT=$1 cargo build --release --lib --quiet
-	install -m 0755 target/release/libjobcomp_kafka.so "build/layout-guard/jobcomp_kafka-$RELEASE-as-$1.so"
+	install -m 0755 "$PROFILE_DIR/libjobcomp_kafka.so" "build/layout-guard/jobcomp_kafka-$RELEASE-as-$1.so"
 }
-for layout in $JK_GUARD_LAYOUTS; do
-	with_lock "$(build_lock target/release)" build_forced "$layout"
+# And 26.05.5's own layout with one job_record member moved (slurm_conf_t as
+# it is): refused by the record checks, not at init.
+for layout in $JK_GUARD_LAYOUTS 26_05_5+job_id_moved; do
+	with_lock "$(build_lock "$PROFILE_DIR")" build_forced "$layout"
 done
 # Last, so that target/ is left with the ordinary build.
 make --no-print-directory build SLURM_VERSION="$RELEASE"

@@ -86,6 +86,16 @@ pub fn failure_line(release: Release, layout: &str, refusal: &Refusal) -> String
     )
 }
 
+/// The line (verbose) once the first records after init passed every check:
+/// how many, and how many of them slurmctld's own find_job_record confirmed
+/// (0 outside slurmctld, where that check is skipped: a test host).
+pub fn verified_line(layout: &str, records: u32, lookups: u64) -> String {
+    format!(
+        "layout guard: the struct layout {layout} verified on {records} job record(s), \
+         {lookups} of them found by slurmctld's find_job_record"
+    )
+}
+
 /// How the layout is named in the error line.
 pub fn layout_name(layout: Layout, from_source: bool) -> String {
     if from_source {

@@ -272,8 +272,11 @@ fn delivers_50_jobs_with_their_fields() {
 
 // ---------------------------------------------------------------------------
 
-/// topic= and poll_interval= are honoured; a reconfigure (set_location) that
-/// changes the topic sends later records to the new topic.
+/// topic= and poll_interval= are taken (the start-up line shows
+/// poll_interval=1 s, the reconfigure line the new poll_interval=3 s); a
+/// reconfigure (set_location) that changes the topic sends later records to
+/// the new topic. (What poll_interval paces, the outage summary, is not timed
+/// here.)
 #[test]
 fn topic_poll_interval_and_reconfigure() {
     let rig = Rig::new("jk_topics", &[]);
@@ -293,7 +296,7 @@ fn topic_poll_interval_and_reconfigure() {
     assert!(reported, "5 delivery reports logged; log:\n{}", host.log_text());
 
     // Reconfigure: JobCompParams re-read through set_location.
-    host.conf(&[("params", "topic=jk_second,poll_interval=1")]);
+    host.conf(&[("params", "topic=jk_second,poll_interval=3")]);
     host.ok("set_location");
     host.ok("jobs 5 6");
     assert_eq!(rig.kafka.wait_count("jk_second", 5, 20 * SEC), 5, "log:\n{}", host.log_text());
@@ -315,12 +318,31 @@ fn topic_poll_interval_and_reconfigure() {
     let problems: Vec<&String> =
         log.iter().filter(|l| l.contains("poll_interval") && (l.starts_with("error:") || l.contains("warning"))).collect();
     assert!(problems.is_empty(), "a valid poll_interval is accepted: {problems:?}");
+    // The values in use, as the start-up and reconfigure lines give them.
+    assert_eq!(settings_lines(&log, "started: "), ["poll_interval=1 s"], "log:\n{}", log.join("\n"));
+    assert_eq!(settings_lines(&log, "reconfigured: "), ["poll_interval=3 s"], "log:\n{}", log.join("\n"));
 }
 
-/// An invalid poll_interval is an error line and falls back to the default:
-/// no busy loop (SchedMD's plugin spins a core at 100% with it).
+/// The poll_interval=... part of every log line containing `what` (the
+/// start-up line "started: ", the reconfigure line "reconfigured: ").
+fn settings_lines(log: &[String], what: &str) -> Vec<String> {
+    log.iter()
+        .filter(|l| l.contains(what))
+        .map(|l| {
+            l.split(", ")
+                .find(|part| part.starts_with("poll_interval="))
+                .unwrap_or_else(|| panic!("no poll_interval= in {l:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// An invalid poll_interval (0: SchedMD's plugin spins a core at 100% with it)
+/// is one error line, and the default (2 s) is the interval in use, as the
+/// start-up line shows; records flow. That no core spins is not timed here
+/// (CPU time on a shared machine is no test): `make bench` measures it.
 #[test]
-fn invalid_poll_interval_is_reported_and_does_not_spin() {
+fn invalid_poll_interval_is_reported_and_the_default_applies() {
     let rig = Rig::new("jk_badpoll", &[]);
     let mut host = rig.started("poll_interval=0");
     assert!(
@@ -330,16 +352,12 @@ fn invalid_poll_interval_is_reported_and_does_not_spin() {
     );
     host.ok("job id=1");
     assert_eq!(rig.kafka.wait_count(&rig.cluster, 1, 20 * SEC), 1);
-    // Printed, not asserted (CPU time on a shared machine is no test): the
-    // busy loop itself is measured by `make bench`.
-    let before = host.cpu_time();
-    host.ok("sleep 2000");
-    println!("CPU used by the idle host in 2 s: {:?}", host.cpu_time() - before);
     host.ok("fini");
     let log = host.quit();
     let errors: Vec<&String> = error_lines(&log);
     assert_eq!(errors.len(), 1, "one error line, for poll_interval=0: {errors:?}");
     assert!(errors[0].contains("poll_interval"), "{errors:?}");
+    assert_eq!(settings_lines(&log, "started: "), ["poll_interval=2 s"], "log:\n{}", log.join("\n"));
 }
 
 // ---------------------------------------------------------------------------
@@ -1121,10 +1139,11 @@ fn backlog_drains_without_waiting_for_poll_interval() {
     host.quit();
 }
 
-/// After a reconfigure from poll_interval=3600 to 1 the delivery report is
-/// served and logged (within a generous 60 s, far below the old interval).
+/// After a reconfigure from poll_interval=3600 to 1 the new interval is the
+/// one in use (the reconfigure line), and a delivery report is served and
+/// logged (within a generous 60 s, far below the old interval).
 ///
-/// NOT proven here: that the shorter interval itself applies at once. The
+/// NOT proven here: that the shorter interval applies at once. The
 /// delivery thread serves reports every tick while a record is queued or in
 /// flight, whatever poll_interval is; poll_interval only paces the outage
 /// summary, itself at most once per 60 s (OUTAGE_SUMMARY_EVERY). A mutation
@@ -1132,7 +1151,7 @@ fn backlog_drains_without_waiting_for_poll_interval() {
 /// `next_poll` kept on reconfigure) passes this test; catching it takes an
 /// outage of over a minute, left to a slower test.
 #[test]
-fn shorter_poll_interval_applies_at_once_after_reconfigure() {
+fn delivery_reports_are_served_after_a_reconfigure_from_a_long_poll_interval() {
     let rig = Rig::new("jk_repoll", &[]);
     let mut host = rig.host("poll_interval=3600");
     host.conf(&[("debug", "1")]);
@@ -1148,8 +1167,10 @@ fn shorter_poll_interval_applies_at_once_after_reconfigure() {
     let reported = host.wait_log(&["delivered"], 1, 60 * SEC);
     println!("poll_interval 3600 -> 1 by reconfigure: delivery report logged={reported} after {:?}", arrived.elapsed());
     host.ok("fini");
-    host.quit();
-    assert!(reported, "the delivery report is served within the new 1 s interval");
+    let log = host.quit();
+    assert!(reported, "the delivery report is served, long before the old interval of an hour");
+    assert_eq!(settings_lines(&log, "started: "), ["poll_interval=3600 s"], "log:\n{}", log.join("\n"));
+    assert_eq!(settings_lines(&log, "reconfigured: "), ["poll_interval=1 s"], "log:\n{}", log.join("\n"));
 }
 
 /// A record with NULL strings and pointers (no partition record, qos,

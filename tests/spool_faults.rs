@@ -190,9 +190,9 @@ fn spool_files(state: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
     files
 }
 
-/// A crash leaves a spool; then bits are flipped in it and a torn entry is
-/// appended. The next start reports the damage with an error line naming the
-/// file, cuts the torn tail, and still delivers every record: each one is in the
+/// A crash leaves a spool; then bits are flipped in two of its files and a
+/// torn entry is appended. The next start reports the damage with exactly one
+/// error line per damaged file, naming it, cuts the torn tail, and still delivers every record: each one is in the
 /// spool twice (its job fields and its JSON text), and one intact copy suffices.
 #[test]
 fn damaged_spool_files_are_reported_and_the_rest_delivered() {
@@ -233,12 +233,17 @@ fn damaged_spool_files_are_reported_and_the_rest_delivered() {
     let log = host.log_text();
     host.ok("fini");
     host.quit();
-    let damage_lines = log.lines().filter(|l| l.starts_with("error:") && l.contains("checksum")).count();
+    let damage_lines: Vec<&str> = log.lines().filter(|l| l.starts_with("error:") && l.contains("checksum")).collect();
     let messages = rig.kafka.read_all(&rig.cluster);
     let tally = Tally::of(&messages, all.iter().copied());
-    println!("damaged spool: {damage_lines} damage line(s); {tally}");
-    assert!(damage_lines >= 1, "the damage is reported with an error line; log:\n{log}");
-    assert!(log.contains("jobcomp_kafka_spool/seg-"), "the line names the file; log:\n{log}");
+    println!("damaged spool: {} damage line(s); {tally}", damage_lines.len());
+    // Two files damaged: exactly two error lines, one naming each file.
+    assert_eq!(damage_lines.len(), 2, "one error line per damaged file; log:\n{log}");
+    for file in [&snaps[0], &dlvs[0]] {
+        let named = format!("spool file {}: ", file.display());
+        let naming: Vec<&&str> = damage_lines.iter().filter(|l| l.contains(&named)).collect();
+        assert_eq!(naming.len(), 1, "one damage line names {}; lines: {damage_lines:#?}", file.display());
+    }
     // The broker was down until the restart: nothing was in flight.
     assert_exact("damaged spool", &messages, reference, &BTreeSet::new(), 0);
     assert!(tally.lost.is_empty(), "{tally}");
@@ -318,7 +323,8 @@ fn acknowledged_records_are_not_produced_again_after_a_crash() {
     let mut host = rig.started("");
     host.ok("sleep 2000");
     host.ok("fini");
-    host.quit();
+    let log = host.quit();
+    assert_took_nothing_over(&log, &rig.state_file(), "the start after kill -9");
     let messages = rig.kafka.read_all(&rig.cluster);
     let tally = Tally::of(&messages, all.iter().copied());
     println!("acknowledged then kill -9: {tally}");

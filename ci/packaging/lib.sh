@@ -9,13 +9,20 @@ PKG_VERSION=$("$PKG_TOP/ci/packaging/version.sh" "$PKG_TOP/Cargo.toml")
 mkdir -p "$PKG_CACHE"
 
 # expect_records BOOTSTRAP TOPIC JOBID...: every job's record arrives (key =
-# job id, value JSON with that jobid), within a generous bound.
+# job id, value JSON with that jobid), within a generous bound, and nothing
+# else: --exact reads on for 3 s after the last one expected, and an extra
+# copy fails.
 expect_records() {
 	local bootstrap=$1 topic=$2
 	shift 2
-	local out
+	local out rc=0
 	out=$("$PKG_TOP/ci/rig/consume.sh" --bootstrap "$bootstrap" --topic "$topic" --from-beginning \
-		--expect "$#" --timeout 90) || die "only part of the $# record(s) for job(s) $* reached $topic: $out"
+		--expect "$#" --exact --linger 3 --timeout 90) || rc=$?
+	case $rc in
+	0) ;;
+	5) die "more than the $# record(s) for job(s) $* reached $topic: $out" ;;
+	*) die "only part of the $# record(s) for job(s) $* reached $topic (consume.sh exit $rc): $out" ;;
+	esac
 	local got
 	got=$(printf '%s\n' "$out" | "$RIG_VENV/bin/python" -c '
 import json, sys

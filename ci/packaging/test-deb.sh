@@ -177,14 +177,13 @@ grep -q "jobcomp-kafka .* breaks slurmctld" "$PKG_CACHE/dpkg-other-$suite.log" |
 	die "dpkg -i slurmctld $other failed, but not for our Breaks: $(cat "$PKG_CACHE/dpkg-other-$suite.log")"
 log "dpkg -i slurmctld $other: not configured ($(grep -m1 -o 'jobcomp-kafka .* breaks slurmctld.*' "$PKG_CACHE/dpkg-other-$suite.log"))"
 # apt resolves the state dpkg left (-f): it installs the requested release only
-# by removing our package.
-apt_in install -y -f "/tmp/slurmctld_$other-1_amd64.deb" >"$PKG_CACHE/apt-other-$suite.log" 2>&1 || true
-if [[ $(ch dpkg-query -W -f='${Version}' slurmctld) == "$other-1" ]]; then
-	installed jobcomp-kafka && die "slurmctld $other installed and jobcomp-kafka (for $slurm) kept"
-	[[ ! -e $root$plugin ]] || die "slurmctld $other installed and $plugin left behind"
-	log "apt-get install slurmctld $other removed jobcomp-kafka (and its plugin)"
-else
-	installed jobcomp-kafka || die "apt-get refused slurmctld $other but removed jobcomp-kafka"
-	log "apt-get refused slurmctld $other; jobcomp-kafka stays"
-fi
+# by removing our package, as the README says ("apt removes this package to do
+# it"); that outcome and no other.
+apt_in install -y -f "/tmp/slurmctld_$other-1_amd64.deb" >"$PKG_CACHE/apt-other-$suite.log" 2>&1 ||
+	die "apt-get install slurmctld $other failed: $(tail -n 20 "$PKG_CACHE/apt-other-$suite.log")"
+[[ $(ch dpkg-query -W -f='${Version}' slurmctld) == "$other-1" ]] ||
+	die "apt-get install slurmctld $other left slurmctld $(ch dpkg-query -W -f='${Version}' slurmctld)"
+installed jobcomp-kafka && die "slurmctld $other installed and jobcomp-kafka (for $slurm) kept"
+[[ ! -e $root$plugin ]] || die "slurmctld $other installed and $plugin left behind"
+log "apt-get install slurmctld $other removed jobcomp-kafka (and its plugin)"
 log "PASS: Debian package on $suite (Slurm $slurm) in $(($(now_ms) - t0)) ms"

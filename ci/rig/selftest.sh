@@ -2,6 +2,7 @@
 # Self-test of the rigs against the real parts (no project code involved).
 #
 # Usage: selftest.sh [kafka] [host] [chroot] [auth]   (default: kafka host chroot)
+# `make rig-selftest` runs all four (about 5 minutes).
 #   kafka   tansu + consume.py: byte-exact round trip (NUL, invalid UTF-8,
 #           binary/absent keys, headers, empty/null/1 MiB values), --exact,
 #           --until-end, timeout exit 3, --follow
@@ -49,6 +50,7 @@ test_kafka() {
 	local dir t0 py
 	dir=$(mktemp -d /tmp/jk-rig-st-kafka.XXXX)
 	CLEANUPS+=("'$RIG_DIR/tansu.sh' stop '$dir'; rm -rf '$dir'")
+	ensure_venv
 	t0=$(now_ms)
 	"$RIG_DIR/tansu.sh" start "$dir" "$TANSU_PORT"
 	log "tansu start (venv present): $(($(now_ms) - t0)) ms"
@@ -277,7 +279,9 @@ test_chroot() {
 	log "chroot cluster stop: $(($(now_ms) - t0)) ms"
 	check "no process of the chroot rig left" test -z "$(rig_pids "$dir")"
 	cleanup
-	check "unmount" "$rig" unmount "$ROOT"
+	# The chroot is shared with the other suites' rigs (make test runs them
+	# side by side): unmounted only when none of them runs there.
+	"$rig" unmount "$ROOT" >/dev/null 2>&1 || log "chroot left mounted: other rigs run in it"
 }
 
 # --- auth: what works where ---------------------------------------------------
@@ -308,7 +312,7 @@ test_auth() {
 		fi
 		cleanup
 	done
-	"$RIG_DIR/slurm-chroot.sh" unmount "$ROOT"
+	"$RIG_DIR/slurm-chroot.sh" unmount "$ROOT" >/dev/null 2>&1 || log "chroot left mounted: other rigs run in it"
 }
 
 parts=("$@")

@@ -13,13 +13,14 @@
 //! - slurm_conf is checked at init (`host::read_settings`); a refusal there
 //!   refuses the layout the same way.
 
+use super::host;
 use super::job::{self, JobRead, Reader};
 use super::log;
 use super::memory::{Checked, Trusted};
 use crate::guard::{self, NotTaken, Refusal};
 use crate::release::Layout;
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// Records read checked after each init before the layout is trusted.
 pub const RECORDS_TO_VERIFY: u32 = 3;
@@ -30,6 +31,8 @@ const REFUSED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(UNVERIFIED);
 static VERIFIED_RECORDS: AtomicU32 = AtomicU32::new(0);
+/// find_job_record calls counted by `host` when the verification began.
+static LOOKUPS_AT_RESET: AtomicU64 = AtomicU64::new(0);
 static NOT_TAKEN: NotTaken = NotTaken::new();
 
 /// init: verify the layout again on the next records. A refused layout stays
@@ -37,6 +40,16 @@ static NOT_TAKEN: NotTaken = NotTaken::new();
 pub fn reset() {
     let _ = STATE.compare_exchange(VERIFIED, UNVERIFIED, Ordering::Relaxed, Ordering::Relaxed);
     VERIFIED_RECORDS.store(0, Ordering::Relaxed);
+    LOOKUPS_AT_RESET.store(host::job_record_lookups(), Ordering::Relaxed);
+}
+
+/// The layout as the guard's lines name it.
+fn layout_name() -> String {
+    let mut name = guard::layout_name(crate::target::LAYOUT, crate::target::LAYOUT_FROM_SOURCE);
+    if let Some(variant) = crate::target::LAYOUT_TEST_VARIANT {
+        name.push_str(&format!(" with {variant}"));
+    }
+    name
 }
 
 /// True once the layout was refused in this process.
@@ -50,8 +63,7 @@ pub fn refuse(refusal: &Refusal, now: i64) {
         return;
     }
     NOT_TAKEN.start(now);
-    let layout = guard::layout_name(crate::target::LAYOUT, crate::target::LAYOUT_FROM_SOURCE);
-    log::error(&guard::failure_line(crate::target::RELEASE, &layout, refusal));
+    log::error(&guard::failure_line(crate::target::RELEASE, &layout_name(), refusal));
 }
 
 /// A record refused because the layout was: counted, a line a minute.
@@ -99,8 +111,15 @@ unsafe fn trusted<'a>(reader: Reader, job: *const c_void, now: i64) -> Result<Jo
 unsafe fn verify<'a>(reader: Reader, job: *const c_void, now: i64) -> Option<JobRead<'a>> {
     match checked(reader, job, now) {
         Ok(read) => {
-            if VERIFIED_RECORDS.fetch_add(1, Ordering::Relaxed) + 1 >= RECORDS_TO_VERIFY {
-                let _ = STATE.compare_exchange(UNVERIFIED, VERIFIED, Ordering::Relaxed, Ordering::Relaxed);
+            let records = VERIFIED_RECORDS.fetch_add(1, Ordering::Relaxed) + 1;
+            if records >= RECORDS_TO_VERIFY
+                && STATE.compare_exchange(UNVERIFIED, VERIFIED, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            {
+                // Once per init: how the layout was verified, the lookups in
+                // slurmctld's own find_job_record included (none outside
+                // slurmctld, where that check is skipped).
+                let lookups = host::job_record_lookups() - LOOKUPS_AT_RESET.load(Ordering::Relaxed);
+                log::verbose(&guard::verified_line(&layout_name(), records, lookups));
             }
             Some(read)
         }

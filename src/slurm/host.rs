@@ -11,6 +11,7 @@ use crate::plugin::HostSettings;
 use once_cell::sync::OnceCell;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bit 46 of slurm_conf.debug_flags: `DebugFlags=JobComp` (named Elasticsearch
 /// in 22.05) in every supported series.
@@ -106,6 +107,14 @@ pub enum JobLookup {
 
 type FindJobRecordFn = unsafe extern "C" fn(u32) -> *const c_void;
 static FIND_JOB_RECORD: OnceCell<Option<FindJobRecordFn>> = OnceCell::new();
+/// find_job_record calls made in this process (the guard's count of records
+/// it checked against slurmctld's own lookup).
+static LOOKUPS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times find_job_record was called in this process.
+pub fn job_record_lookups() -> u64 {
+    LOOKUPS.load(Ordering::Relaxed)
+}
 
 /// find_job_record(job_id) of slurmctld (a hash lookup under the job lock the
 /// caller holds; no system call). Used by the guard's checked reads only.
@@ -116,8 +125,11 @@ pub fn find_job_record(job_id: u32) -> JobLookup {
         (!f.is_null()).then(|| unsafe { std::mem::transmute::<*mut c_void, FindJobRecordFn>(f) })
     });
     match function {
-        // SAFETY: see above; the caller holds the job lock (log_record's contract).
-        Some(find) => JobLookup::Found(unsafe { find(job_id) }),
+        Some(find) => {
+            LOOKUPS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: see above; the caller holds the job lock (log_record's contract).
+            JobLookup::Found(unsafe { find(job_id) })
+        }
         None => JobLookup::NoLookup,
     }
 }

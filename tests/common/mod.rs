@@ -318,6 +318,27 @@ impl Reply {
     }
 }
 
+/// JK_HOST_STARTS (set by ci/memcheck.sh): one line "PID TEST-BINARY" appended
+/// per host started, so that memcheck can require one valgrind log per host
+/// (a host that ran without the wrapper has none). Whether or not a wrapper
+/// is in use: the list is what the wrapper's logs are checked against.
+fn register_host_start(pid: u32) {
+    let Some(path) = std::env::var_os("JK_HOST_STARTS") else { return };
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    // One write of a short line to an O_APPEND file: lines of parallel tests
+    // and of test binaries run one after the other do not mix.
+    let line = format!("{pid} {}\n", binary.split('-').next().unwrap_or(&binary));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()))
+        .unwrap_or_else(|e| panic!("cannot append to JK_HOST_STARTS {}: {e}", Path::new(&path).display()));
+}
+
 /// A running C host (a slurmctld stand-in with the plugin loaded).
 pub struct Host {
     child: Child,
@@ -359,6 +380,7 @@ impl Host {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        register_host_start(child.id());
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
@@ -1151,6 +1173,19 @@ pub fn assert_exact(
 /// The subset of `all` with the job ids in `jobs`.
 pub fn only(all: &BTreeMap<u32, Vec<u8>>, jobs: impl IntoIterator<Item = u32>) -> BTreeMap<u32, Vec<u8>> {
     jobs.into_iter().map(|j| (j, all.get(&j).unwrap_or_else(|| panic!("no reference for job {j}")).clone())).collect()
+}
+
+/// A start that must take nothing over from an earlier run, ended with fini:
+/// its log is the one meant (the start-up line), it has no "producing N ...
+/// again" line (init logs one for what it takes from the state file or the
+/// spool, before it returns), and fini left no state file at `state_file`.
+/// Unlike counting messages after a wait, this does not depend on how soon a
+/// second copy would have arrived.
+pub fn assert_took_nothing_over(log: &[String], state_file: &Path, what: &str) {
+    let _ = error_lines(log);
+    let again: Vec<&String> = log.iter().filter(|l| l.contains("producing ") && l.contains(" again from ")).collect();
+    assert!(again.is_empty(), "{what}: this start produced records again: {again:?}");
+    assert!(!state_file.exists(), "{what}: fini left a state file {}", state_file.display());
 }
 
 /// The error lines of a host's log, after proving the log is the one meant:

@@ -64,6 +64,18 @@ def pytest_configure(config):
     jk.CONTRACT_RELEASE = config.getoption("--release")
 
 
+# How many tests a whole session of each release runs (the directory, no -k or
+# -m: ci/e2e.sh). A `releases(...)` marker that no longer names the session's
+# release (the host's Slurm changed) would deselect its tests without a word:
+# a whole session selects exactly this many and runs every one of them.
+SESSION_TESTS = {"22.05.8": 8, "24.11.5": 7}
+
+
+def _whole_session(config):
+    return not config.option.keyword and not config.option.markexpr and all(
+        os.path.isdir(a) for a in config.args)
+
+
 def pytest_collection_modifyitems(config, items):
     rel = config.getoption("--release")
     keep, drop = [], []
@@ -78,6 +90,31 @@ def pytest_collection_modifyitems(config, items):
     # The checks of the mix wait for it: everything else first.
     keep.sort(key=lambda it: 1 if it.get_closest_marker("mixcheck") else 0)
     items[:] = keep
+    if _whole_session(config):
+        if rel not in SESSION_TESTS:
+            raise pytest.UsageError(f"--release {rel}: the e2e sessions are {sorted(SESSION_TESTS)} "
+                                    "(tests/e2e/conftest.py SESSION_TESTS)")
+        if len(keep) != SESSION_TESTS[rel]:
+            raise pytest.UsageError(
+                f"{len(keep)} test(s) selected for Slurm {rel}, SESSION_TESTS says {SESSION_TESTS[rel]}: a "
+                f"releases(...) marker or SESSION_TESTS is out of date; selected: {[it.name for it in keep]}")
+
+
+_RAN = []
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _RAN.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    rel = config.getoption("--release")
+    expected = SESSION_TESTS.get(rel)
+    if exitstatus == 0 and _whole_session(config) and not config.option.collectonly and len(_RAN) != expected:
+        log(f"ERROR: {len(_RAN)} test(s) ran in the Slurm {rel} session, {expected} expected")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -147,12 +147,20 @@ def test_misspelt_property_then_fixed_and_restarted(bad_cluster, own_broker, rel
         assert _log_lines(c, r"jobcomp/kafka: started: (.*)$", offset) == [startup_line("jkbadloc")]
         assert not _log_lines(c, r"Kafka is not set up.*$", offset), "no error line once the file is right"
 
-        # Once means once: another restart produces nothing again.
+        # Once means once: another restart produces nothing again. Not only
+        # no copy within the consumer's wait: that start took nothing over
+        # (its start-up line, no "producing N ... again" line), and its
+        # shutdown leaves no state file.
+        offset = c.log_path.stat().st_size
         c.rig("restart-ctld", c.dir, timeout=90)
         c.check_plugin_loaded()
         again = own_broker.consume("jkbadloc", expect=N_JOBS, timeout=30, linger=4)
         numbers(f"after a second restart: {len(again.messages)} record(s) in the topic")
         assert again.rc == 0 and len(again.messages) == N_JOBS
+        assert _log_lines(c, r"jobcomp/kafka: started: (.*)$", offset) == [startup_line("jkbadloc")]
+        assert _log_lines(c, r"producing \d+ .*again from .*$", offset) == []
+        c.shutdown_ctld()
+        assert not (c.state_dir / "jobcomp_kafka_state").exists(), "the last shutdown saved records"
     except RigError:
         log(c.log_text()[-4000:])
         raise

@@ -9,17 +9,26 @@ other suites):
 
   right  build/slurm-26.05.5/jobcomp_kafka.so (the layout of 26.05.5): the
          guard verifies the layout on the first records, against slurmctld's
-         own memory and its find_job_record, and accepts it: every job gives
-         its record, no guard line.
+         own memory and its find_job_record (its verbose line counts the
+         lookups: one per record verified), and accepts it: every job gives
+         its record, no guard error line.
   wrong  build/layout-guard/jobcomp_kafka-26.05.5-as-<LAYOUT>.so: 26.05.5's
          plugin_version, another release's struct layout (JK_TEST_FORCE_LAYOUT,
          test-only). slurmctld loads it, the guard refuses the layout on the
          first record with ONE error line naming the release, the assumed
          layout, the failed check and the remedy; slurmctld stays up, the
          jobs still run and complete, and nothing reaches the broker.
+  moved  build/layout-guard/jobcomp_kafka-26.05.5-as-26_05_5+job_id_moved.so:
+         26.05.5's layout with one member of job_record_t moved
+         (job_id, 4 bytes on; TEST-ONLY, JK_TEST_FORCE_LAYOUT=26_05_5+job_id_moved),
+         slurm_conf_t untouched, as a site patch to job_record_t would leave
+         it. The slurm_conf check at init passes; the first record is refused
+         by the record checks (the step id's job id against job_record.job_id):
+         one error line, slurmctld up, every record counted as not taken.
 """
 
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -32,9 +41,13 @@ import jk  # noqa: E402
 RELEASE = "26.05.5"
 BROKER_PORT, CTLD_PORT, SLURMD_PORT = 20101, 20110, 20111
 # The wrong layouts tried: the previous micro release's (job_record gained
-# members between 26.05.3 and 26.05.5: refused on the first job record), and
-# an older series' (its slurm_conf_t too: refused at init, by slurm_conf).
+# members between 26.05.3 and 26.05.5) and an older series'. In 26.05.5 both
+# are refused at init by the slurm_conf check, before any job record is read;
+# the record checks are what MOVED_LAYOUT proves.
 WRONG_LAYOUTS = os.environ.get("JK_GUARD_LAYOUTS", "26_05_3 24_11_7").split()
+MOVED_LAYOUT = "26_05_5+job_id_moved"
+VERIFIED = re.compile(r"layout guard: the struct layout .* verified on (\d+) job record\(s\), "
+                      r"(\d+) of them found by slurmctld's find_job_record")
 JOBS = 4
 REPO = Path(__file__).resolve().parents[2]
 CHROOT_ROOT = jk.chroot_root(jk.CHROOT_SUITES[jk.series(RELEASE)])
@@ -102,7 +115,15 @@ def test_the_right_layout_is_verified_and_records_flow(broker, tag):
     c, ids, states, up, text = run_cluster("right", so, broker, tag)
     assert up, "slurmctld went down"
     assert set(states.values()) == {"COMPLETED"}, states
-    assert guard_lines(text) == [], "\n".join(guard_lines(text))
+    errors = [ln for ln in guard_lines(text) if "error:" in ln]
+    assert errors == [], "\n".join(errors)
+    # Verified once, each record looked up in slurmctld's find_job_record (a
+    # host without it skips that check: 0 here would be a check not made).
+    verified = [VERIFIED.search(ln).groups() for ln in guard_lines(text) if VERIFIED.search(ln)]
+    assert len(verified) == 1, "\n".join(guard_lines(text)) or text[-3000:]
+    records, lookups = map(int, verified[0])
+    jk.note_number(f"right layout: verified on {records} record(s), {lookups} find_job_record lookup(s)")
+    assert lookups > 0 and lookups == records, verified
     got = broker.consume(c.finish_topic, expect=JOBS, timeout=60, linger=2)
     assert got.rc == 0 and len(got.messages) == JOBS, (got.rc, len(got.messages), got.stderr[-2000:])
     assert sorted(m.key.decode() for m in got.messages) == sorted(str(i) for i in ids)
@@ -135,3 +156,30 @@ def test_a_wrong_layout_is_refused_and_slurmctld_carries_on(broker, tag, layout)
         got = broker.consume(c.finish_topic, expect=0, timeout=5, linger=3)
         assert got.messages == [], f"{len(got.messages)} record(s) produced from a refused layout"
     jk.note_number(f"{layout}: {line.split('does not match it: ')[1].split('. No job record')[0]}")
+
+
+def test_a_moved_job_record_member_is_refused_by_the_record_checks(broker, tag):
+    so = REPO / "build" / "layout-guard" / f"jobcomp_kafka-{RELEASE}-as-{MOVED_LAYOUT}.so"
+    assert so.is_file(), f"{so} missing: ci/layout-guard26.sh builds it"
+    c, ids, states, up, text = run_cluster("moved", so, broker, tag)
+    assert up, "slurmctld went down:\n" + text[-3000:]
+    assert set(states.values()) == {"COMPLETED"}, states
+    lines = [ln for ln in guard_lines(text) if "not taken since" not in ln]
+    assert len(lines) == 1, f"{len(lines)} guard line(s):\n" + "\n".join(lines)
+    line = lines[0]
+    assert GUARD_LINE in line, line
+    assert "with job_record.job_id moved 4 bytes on (TEST-ONLY)" in line, line
+    # Refused by a record check, not by slurm_conf at init (which matches).
+    reason = line.split("does not match it: ")[1].split(". No job record")[0]
+    jk.note_number(f"{MOVED_LAYOUT}: {reason}")
+    assert reason.startswith("job_record.step_id.job_id is "), line
+    assert "slurm_conf" not in reason, line
+    errors = [ln for ln in text.splitlines() if "error: jobcomp/kafka:" in ln and "not taken since" not in ln]
+    assert errors == [line], "\n".join(errors[:10])
+    # The first record was the one refused: every record is counted.
+    counts = [ln for ln in guard_lines(text) if "not taken since" in ln]
+    assert counts and f"({JOBS} since the layout was refused)" in counts[-1], "\n".join(counts)
+    topics = broker.topics()
+    if c.finish_topic in topics:
+        got = broker.consume(c.finish_topic, expect=0, timeout=5, linger=3)
+        assert got.messages == [], f"{len(got.messages)} record(s) produced from a refused layout"
