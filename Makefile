@@ -97,10 +97,12 @@ test-lane-site:
 	$(MAKE) e2e-secured
 	$(MAKE) e2e-kafka
 
-# A replicated Apache Kafka cluster under faults, and a lost acknowledgement.
+# A replicated Apache Kafka cluster under faults, a lost acknowledgement, and
+# the rigs' own self-check.
 test-lane-kafka:
 	$(MAKE) idempotence-kafka
 	$(MAKE) e2e-cluster
+	$(MAKE) rig-selftest
 
 # One release of each jobcomp API family: 22.05 (set_location(loc)),
 # 23.02-24.11 without and with the job's identity (23.11+), 25.05+

@@ -57,7 +57,7 @@ const PRODUCERS: &[(&str, &str)] = &[
 /// comes from (documentation only; the producers above hold the literals).
 const INDIRECT: &[(&str, &str, &str)] = &[
     ("src/slurm/entry.rs", "&reason", "plugin::init's Err (lifecycle.rs init)"),
-    ("src/slurm/guard.rs", "&guard::failure_line(crate::target::RELEASE, &layout, refusal)", "guard.rs failure_line"),
+    ("src/slurm/guard.rs", "&guard::failure_line(crate::target::RELEASE, &layout_name(), refusal)", "guard.rs failure_line"),
     ("src/slurm/guard.rs", "&line", "guard.rs NotTaken::note/report"),
     ("src/plugin/hot_spool.rs", "line", "spool.rs recover's errors"),
     ("src/plugin/lifecycle.rs", "problem", "state_file.rs take_for_replay's problems"),
