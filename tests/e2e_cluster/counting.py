@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import jk
 from jk import RECORD_ID_HEADER, decode_record
+from record_schema import contract_problems
 
 sys.path.insert(0, str(jk.RIG))
 import consume  # noqa: E402  ci/rig/consume.py
@@ -121,12 +122,14 @@ class Counts:
                     or (self.unexpected and not slurm_crashed))
 
 
-def count(arrivals, jobs, *, start_records=False, started=None):
+def count(arrivals, jobs, *, start_records=False, started=None, release=None):
     """arrivals: [Arrival]; jobs: the jobs Slurm ended, {job id: @submit
     (the record's UTC text) or None}, or just their ids (each must have one
     finish record); start_records: each job of `started` (default: all of
     `jobs`) must also have one start record, before its finish record in the
-    same partition.
+    same partition. release: every record is also checked against that
+    release's record contract (schema/); a record that breaks it counts as
+    invalid.
 
     A job is its id and, when given, its submit time: after a slurmctld
     crash Slurm may hand out again the ids of jobs it had not saved, and
@@ -155,6 +158,11 @@ def count(arrivals, jobs, *, start_records=False, started=None):
             c.problems.append(f"{m.partition}/{m.offset}: not a valid record: {exc}")
             continue
         kind = record_kind(pairs)
+        if release is not None:
+            broken = contract_problems(d, release, kind == "start")
+            if broken:
+                c.invalid += 1
+                c.problems.append(f"{m.partition}/{m.offset}: job {jobid}: breaks the record contract: {broken[0]}")
         if m.key is not None and m.key != str(jobid).encode():
             c.problems.append(f"{m.partition}/{m.offset}: key {m.key!r} is not job id {jobid}")
         if jobid in jobs and jobs[jobid] is not None and d.get("@submit") != jobs[jobid]:

@@ -307,7 +307,7 @@ class Ctx:
         t_end = time.time() + deadline_s
         while True:
             arrivals = self.reader.snapshot()
-            c = count(arrivals, jobs, start_records=self.start_records, started=started)
+            c = count(arrivals, jobs, start_records=self.start_records, started=started, release=self.release)
             if c.lost == 0:
                 time.sleep(3)
                 break
@@ -317,7 +317,7 @@ class Ctx:
                 break
             time.sleep(0.5)
         arrivals = self.reader.snapshot()
-        c = count(arrivals, jobs, start_records=self.start_records, started=started)
+        c = count(arrivals, jobs, start_records=self.start_records, started=started, release=self.release)
         r = self.row
         r.jobs = len(jobs)
         r.expected, r.arrived, r.lost, r.duplicated = c.expected, c.arrived, c.lost, c.duplicated

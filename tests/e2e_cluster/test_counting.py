@@ -143,3 +143,20 @@ def test_error_lines_grouped_by_cause():
     assert len(lines) == 3
     c = causes(lines)
     assert len(c) == 2 and sorted(c.values()) == [1, 2]
+
+
+def test_a_record_breaking_the_contract_counts_as_invalid():
+    """With the release given, each record is checked against schema/: the
+    24.11 example passes, the same record with jobid as a string is invalid
+    and the run is not ok."""
+    import json
+    example = json.loads((jk.REPO / "tests/data/records/example-24.11-finish.json").read_text())
+    good = jk.Message(0, 0, str(example["jobid"]).encode(), jk.jsonc_dumps(list(example.items())).encode(), None,
+                      {jk.RECORD_ID_HEADER: "1"})
+    c = count([Arrival(good, 1000.0)], [example["jobid"]], release="24.11.5")
+    assert (c.invalid, c.lost) == (0, 0) and c.ok(), c.problems
+    broken = dict(example, job_name=42)
+    bad = jk.Message(0, 0, str(example["jobid"]).encode(), jk.jsonc_dumps(list(broken.items())).encode(), None,
+                     {jk.RECORD_ID_HEADER: "1"})
+    c = count([Arrival(bad, 1000.0)], [example["jobid"]], release="24.11.5")
+    assert c.invalid == 1 and not c.ok(), c.problems
