@@ -30,6 +30,7 @@ import signal
 import pytest
 
 import jk
+from contract_fixture import record_contract  # noqa: E402,F401 (autouse fixture)
 from jk import KAFKA_PROPS, PORTS, Broker, Cluster, log, series
 from mix import MIX_EXTRA_CONF, MixRun
 
@@ -225,11 +226,3 @@ def numbers(release, request):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     jk.terminal_summary(terminalreporter, exitstatus, config, "jobcomp/kafka e2e numbers")
 
-
-@pytest.fixture(autouse=True)
-def record_contract():
-    """Every record a test consumed (jk.Broker.consume) is valid against its
-    series' schema in schema/ (jk.check_contract)."""
-    yield
-    bad = jk.take_contract_violations()
-    assert not bad, f"{len(bad)} record(s) break the schema: " + "; ".join(bad[:10])

@@ -27,6 +27,7 @@ import pytest
 
 from mix26 import MIX_EXTRA_CONF, Mix
 import jk
+from contract_fixture import record_contract  # noqa: E402,F401 (autouse fixture)
 from rig26 import CHROOT_ROOT, KAFKA_PROPS, RELEASE, Broker, RigError, log
 
 # Every record consumed is checked against 26.05's schema (jk.check_contract).
@@ -151,11 +152,3 @@ def numbers(request):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     jk.terminal_summary(terminalreporter, exitstatus, config, "jobcomp/kafka e2e 26.05.5 numbers")
 
-
-@pytest.fixture(autouse=True)
-def record_contract():
-    """Every record a test consumed (jk.Broker.consume) is valid against its
-    series' schema in schema/ (jk.check_contract)."""
-    yield
-    bad = jk.take_contract_violations()
-    assert not bad, f"{len(bad)} record(s) break the schema: " + "; ".join(bad[:10])
