@@ -46,6 +46,12 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start(port: u16, advertised: u16) -> Tansu {
+        // A broker left on the port (a killed earlier run) would be read
+        // instead of ours, with its records: refuse to start on it.
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "127.0.0.1:{port} is taken (a tansu left by an earlier run?): stop it first"
+        );
         let bin = rig_output("bin");
         let log = std::fs::File::create(std::env::temp_dir().join(format!("jk-tansu-{port}.log"))).unwrap();
         let child = Command::new(bin)
