@@ -9,8 +9,22 @@ use crate::snapshot::Event;
 use crate::spool::{self, Location, SnapshotLog, SnapshotPrep, SpoolLock};
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+
+/// Writers of the spool, as bits of `HotSpool::failing`.
+pub(super) const SNAPSHOTS: u8 = 1;
+pub(super) const TEXTS: u8 = 2;
+
+/// `writer` failed: true when no writer was failing (a run of failures opens).
+fn failure_opens_a_run(failing: &AtomicU8, writer: u8) -> bool {
+    failing.fetch_or(writer, Ordering::Relaxed) == 0
+}
+
+/// `writer` wrote: true when it was the only one failing (the run closes).
+fn success_closes_a_run(failing: &AtomicU8, writer: u8) -> bool {
+    failing.fetch_and(!writer, Ordering::Relaxed) == writer
+}
 
 /// The hot path's side of the spool.
 pub(super) struct HotSpool {
@@ -26,7 +40,12 @@ pub(super) struct HotSpool {
     /// Approximate size of the spool on disk.
     pub(super) bytes: AtomicU64,
     pub(super) max_bytes: AtomicU64,
-    pub(super) failing: AtomicBool,
+    /// Which writers last failed to write to the spool: the hot path's
+    /// snapshots (`SNAPSHOTS`) and the delivery thread's texts (`TEXTS`). One
+    /// word, so that one error line opens a run of failures and one info line
+    /// closes it, however the two writers' successes and failures interleave
+    /// on a nearly full disk (a small snapshot may fit where a text does not).
+    failing: AtomicU8,
     /// The last sync failed (logged once until it works again).
     pub(super) sync_failing: AtomicBool,
     pub(super) _lock: SpoolLock,
@@ -54,20 +73,18 @@ impl HotSpool {
         let len = writer.staged_len() as u64;
         let max = self.max_bytes.load(Ordering::Relaxed);
         if self.bytes.load(Ordering::Relaxed) + len > max {
-            self.failed(&format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
+            self.failed(SNAPSHOTS, &format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
             return Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() });
         }
         match writer.write_staged() {
             Ok(location) => {
                 self.segment.store(location.segment, Ordering::Release);
                 self.bytes.fetch_add(len, Ordering::Relaxed);
-                if self.failing.swap(false, Ordering::Relaxed) {
-                    log::info(&format!("the spool in {} is writable again", self.dir.display()));
-                }
+                self.wrote(SNAPSHOTS);
                 Ok((job_id, location))
             }
             Err(e) => {
-                self.failed(&format!("cannot write to the spool in {}: {e}", self.dir.display()));
+                self.failed(SNAPSHOTS, &format!("cannot write to the spool in {}: {e}", self.dir.display()));
                 Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() })
             }
         }
@@ -109,12 +126,20 @@ impl HotSpool {
         }
     }
 
-    pub(super) fn failed(&self, why: &str) {
-        if !self.failing.swap(true, Ordering::Relaxed) {
+    /// `writer` could not write: the error line when no writer was failing.
+    pub(super) fn failed(&self, writer: u8, why: &str) {
+        if failure_opens_a_run(&self.failing, writer) {
             log::error(&format!(
                 "{why}; new records are kept in memory (at most {MEMORY_ONLY_LIMIT}) until it can be written again, \
                  and are lost if slurmctld stops before they are delivered"
             ));
+        }
+    }
+
+    /// `writer` wrote: the info line when it was the last one failing.
+    pub(super) fn wrote(&self, writer: u8) {
+        if success_closes_a_run(&self.failing, writer) {
+            log::info(&format!("the spool in {} is writable again", self.dir.display()));
         }
     }
 
@@ -163,7 +188,7 @@ pub(super) fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSp
         segment: AtomicU64::new(recovered.next_segment),
         bytes: AtomicU64::new(spool::disk_usage(&dir)),
         max_bytes: AtomicU64::new(params.spool_max_mb << 20),
-        failing: AtomicBool::new(false),
+        failing: AtomicU8::new(0),
         sync_failing: AtomicBool::new(false),
         dir,
         _lock: lock,
@@ -174,4 +199,26 @@ pub(super) fn open_spool(state_dir: &Path, params: &Params) -> Option<(Arc<HotSp
 /// Segment size: a sixteenth of the spool limit, between 1 and 64 MiB.
 pub(super) fn segment_bytes(params: &Params) -> u64 {
     ((params.spool_max_mb << 20) / 16).clamp(1 << 20, 64 << 20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a nearly full disk a small snapshot may fit where a text does not:
+    /// the two writers' outcomes interleave, and still one error line opens
+    /// the run and one info line closes it.
+    #[test]
+    fn interleaved_writers_open_and_close_one_run() {
+        let failing = AtomicU8::new(0);
+        assert!(failure_opens_a_run(&failing, TEXTS));
+        assert!(!success_closes_a_run(&failing, SNAPSHOTS));
+        assert!(!failure_opens_a_run(&failing, TEXTS));
+        assert!(!failure_opens_a_run(&failing, SNAPSHOTS));
+        assert!(!success_closes_a_run(&failing, SNAPSHOTS));
+        assert!(!failure_opens_a_run(&failing, TEXTS));
+        assert!(success_closes_a_run(&failing, TEXTS));
+        assert!(!success_closes_a_run(&failing, TEXTS));
+        assert!(failure_opens_a_run(&failing, SNAPSHOTS));
+    }
 }

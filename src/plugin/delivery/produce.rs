@@ -72,6 +72,7 @@ impl Delivery {
             log.follow(hot.segment());
             match log.append_payload(id, job_id, event as u8, topic.to_bytes(), &payload, new_record, compress) {
                 Ok(at) => {
+                    hot.wrote(super::super::hot_spool::TEXTS);
                     hot.bytes.fetch_add(u64::from(at.len) + 40, Ordering::Relaxed);
                     payload_at = Some(at);
                     if let (Some(snapshot_segment), false) = (owner, new_record) {
@@ -81,7 +82,7 @@ impl Delivery {
                         owner = Some(at.segment);
                     }
                 }
-                Err(e) => hot.failed(&format!("cannot write to the spool in {}: {e}", hot.dir.display())),
+                Err(e) => hot.failed(super::super::hot_spool::TEXTS, &format!("cannot write to the spool in {}: {e}", hot.dir.display())),
             }
         }
         let keep_in_memory = payload_at.is_none() || self.queued_bytes + payload.len() <= QUEUED_PAYLOAD_BUDGET;
