@@ -44,6 +44,8 @@ trap 'exit 143' TERM
 
 phase "prerequisites"
 ci/install-deps.sh
+# Apache Kafka 4.x for the suite's broker (Maven Central, cached; a no-op once installed).
+ci/rig/kafka.sh install 4 >/dev/null
 e2e_install_pytest
 
 phase "forky chroot (background) and plugin builds"

@@ -3,8 +3,8 @@ chroot): README "Layout guard", issue #16.
 
   pytest tests/layout_guard26     (ci/layout-guard26.sh builds what it needs)
 
-Two clusters, one after the other, on 127.0.0.1 ports 20110/20111, one tansu
-broker on 20101 (this suite's range is 20100-20199, so it can run beside the
+Two clusters, one after the other, on 127.0.0.1 ports 20110/20111, one Apache
+Kafka node on 20101 (controller 20102) (this suite's range is 20100-20199, so it can run beside the
 other suites):
 
   right  build/slurm-26.05.5/jobcomp_kafka.so (the layout of 26.05.5): the
@@ -75,7 +75,10 @@ def tag():
 def broker(tag, request):
     d = f"/tmp/jk-guard26-{tag}"
     shutil.rmtree(d, ignore_errors=True)
-    b = jk.Broker(os.path.join(d, "kafka"), BROKER_PORT)
+    # The suite's own Apache Kafka node (its controller on the next port):
+    # layout-guard26 runs as its own pytest session, beside the e2e suites.
+    from kafka_rig import ApacheKafka  # it imports jk
+    b = ApacheKafka(os.path.join(d, "kafka"), BROKER_PORT, heap=jk.KAFKA_HEAP)
     b.start()
     yield b
     b.stop()
