@@ -35,10 +35,7 @@ fn wait_value(path: &Path, series: &str, value: f64, timeout: Duration) -> Strin
 }
 
 fn promtool_accepts(path: &Path) {
-    let out = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(path).unwrap())
-        .output()
+    let out = run(Command::new("promtool").args(["check", "metrics"]).stdin(std::fs::File::open(path).unwrap()))
         .expect("promtool (ci/install-promtool.sh installs it)");
     assert!(
         out.status.success(),

@@ -63,11 +63,7 @@ fn loads_like_slurmctld() {
     assert!(errors.is_empty(), "an idle start/stop logs no error: {errors:?}");
 
     // Exported dynamic symbols: exactly the plugin's, nothing from librdkafka.
-    let nm = Command::new("nm")
-        .args(["-D", "--defined-only"])
-        .arg(plugin_so())
-        .output()
-        .expect("run nm (binutils)");
+    let nm = run(Command::new("nm").args(["-D", "--defined-only"]).arg(plugin_so())).expect("run nm (binutils)");
     assert!(nm.status.success(), "nm failed: {}", String::from_utf8_lossy(&nm.stderr));
     let text = String::from_utf8_lossy(&nm.stdout);
     let exported: BTreeSet<&str> = text
@@ -83,7 +79,7 @@ fn loads_like_slurmctld() {
     // A host of another release refuses the plugin (plugin_version is checked).
     let tmp = TempDir::new("jk_badversion");
     let other = compile_host(tmp.path(), t.version_number + 1);
-    let out = Command::new(&other).arg(plugin_so()).output().expect("run host");
+    let out = run(Command::new(&other).arg(plugin_so())).expect("run host");
     assert_eq!(out.status.code(), Some(2), "version mismatch must exit 2");
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugin_version"));
 }
@@ -759,7 +755,7 @@ fn start_events_where_the_api_has_them() {
     let t = target();
     if t.api != JobcompApi::StartAndEnd {
         assert!(!t.plugin_symbols().contains("jobcomp_p_record_job_start"));
-        let nm = Command::new("nm").args(["-D", "--defined-only"]).arg(plugin_so()).output().expect("nm");
+        let nm = run(Command::new("nm").args(["-D", "--defined-only"]).arg(plugin_so())).expect("nm");
         let text = String::from_utf8_lossy(&nm.stdout);
         assert!(nm.status.success() && text.contains("jobcomp_p_log_record"), "nm sees the exports: {text}");
         assert!(!text.contains("record_job_start"), "no start event before 25.05: {text}");

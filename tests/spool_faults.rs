@@ -259,7 +259,7 @@ fn disk_full_keeps_records_in_memory_and_recovers() {
     let rig = Rig::new("jk_full", &[("message.timeout.ms", "1000")]);
     let mount = rig.tmp.path().join("small");
     std::fs::create_dir_all(&mount).unwrap();
-    let status = Command::new("mount").args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"]).arg(&mount).status();
+    let status = run(Command::new("mount").args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"]).arg(&mount)).map(|out| out.status);
     assert!(
         matches!(status, Ok(s) if s.success()),
         "this test needs root and a mountable tmpfs (CI runs as root): mount failed: {status:?}"
@@ -267,7 +267,7 @@ fn disk_full_keeps_records_in_memory_and_recovers() {
     struct Unmount<'a>(&'a Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
+            let _ = run(Command::new("umount").arg(self.0));
         }
     }
     let _unmount = Unmount(&mount);

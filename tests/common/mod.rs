@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
@@ -256,15 +256,14 @@ pub fn compile_host_for(dir: &Path, layout_tag: &str, expected_version: u32) -> 
     let tmp = dir.join(format!("slurmctld.build-{}", std::process::id()));
     let out = dir.join("slurmctld");
     let header = format!("slurm-headers/layout_{layout_tag}.h");
-    let output = Command::new("cc")
+    let output = run(Command::new("cc")
         .current_dir(manifest_dir())
         .args(["-O1", "-g", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-include", &header, t.api_define()])
         .arg(format!("-DEXPECTED_VERSION={expected_version:#x}"))
         .arg("tests/host/slurmctld.c")
         .arg("-o")
         .arg(&tmp)
-        .args(["-rdynamic", "-ldl", "-lpthread"])
-        .output()
+        .args(["-rdynamic", "-ldl", "-lpthread"]))
         .unwrap_or_else(|e| panic!("cannot run the C compiler `cc` ({e}); install gcc (build-essential)"));
     assert!(
         output.status.success(),
@@ -372,14 +371,15 @@ impl Host {
         if !wrapper.trim().is_empty() {
             command.args(words).arg(exe);
         }
-        let mut child = command
-            .envs(env.iter().map(|(k, v)| (*k, *v)))
-            .arg(plugin_so())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
+        let mut child = spawn(
+            command
+                .envs(env.iter().map(|(k, v)| (*k, *v)))
+                .arg(plugin_so())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", exe.display()));
         register_host_start(child.id());
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("stdout");
@@ -540,6 +540,37 @@ impl Drop for Host {
 }
 
 // ---------------------------------------------------------------------------
+// Child processes and the mock brokers' listeners
+// ---------------------------------------------------------------------------
+
+/// Held (shared) while a child process is spawned, and (exclusive) while a
+/// mock broker goes down or up. Taking a broker down closes its listening
+/// socket and binds a new one to the same port at once; a child forked by
+/// another test thread at that moment still holds the old socket until it
+/// execs, the bind fails and librdkafka aborts the whole test process
+/// (`rd_kafka_mock_broker_cmd` assertion; seen in CI on metrics_host, whose
+/// two tests run side by side). Every child of a host test goes through
+/// `spawn` or `run` below.
+static SPAWN_VS_LISTENERS: RwLock<()> = RwLock::new(());
+
+/// `command.spawn()`, never while a mock broker's listener is being replaced.
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    let _shared = SPAWN_VS_LISTENERS.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    command.spawn()
+}
+
+/// `command.output()` (stdout and stderr captured), spawned by `spawn`.
+pub fn run(command: &mut Command) -> std::io::Result<std::process::Output> {
+    spawn(command.stdout(Stdio::piped()).stderr(Stdio::piped()))?.wait_with_output()
+}
+
+/// Runs `change` (a broker going down or up) while no child is being spawned.
+fn with_no_spawn_in_flight<T>(change: impl FnOnce() -> T) -> T {
+    let _exclusive = SPAWN_VS_LISTENERS.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    change()
+}
+
+// ---------------------------------------------------------------------------
 // Kafka: librdkafka's mock cluster and a consumer
 // ---------------------------------------------------------------------------
 
@@ -606,11 +637,11 @@ impl Kafka {
 
     /// All brokers refuse connections (and drop the open ones).
     pub fn down(&self) {
-        self.cluster.broker_down(-1).expect("rd_kafka_mock_broker_set_down");
+        with_no_spawn_in_flight(|| self.cluster.broker_down(-1)).expect("rd_kafka_mock_broker_set_down");
     }
 
     pub fn up(&self) {
-        self.cluster.broker_up(-1).expect("rd_kafka_mock_broker_set_up");
+        with_no_spawn_in_flight(|| self.cluster.broker_up(-1)).expect("rd_kafka_mock_broker_set_up");
         *self.consumer.borrow_mut() = consumer(&self.bootstrap);
     }
 
