@@ -125,13 +125,17 @@ fn a_slurm_conf_that_does_not_name_this_plugin_refuses_the_layout_at_init() {
     );
 }
 
+/// The job points to a partition record, so every struct the plugin reads is
+/// laid out by the host (23_02_2 and 23_02_7 differ only in part_record).
+const WITH_PARTITION: &str = "part_name=debug part_max_time=120";
+
 /// The C host compiled with another layout's header (and the target's API
 /// and plugin_version), so that its slurm_conf and job records are laid out
 /// as another release lays them out: the plugin stays up, refuses that
 /// layout with one line, and takes no record. Layouts of another series
 /// differ in slurm_conf already (refused at init); those of the target's own
-/// series only in the job record (refused on the first record). The host's
-/// records are poisoned (undeclared bytes 0xa5, as real memory is never all
+/// series only in the job record or the partition record it points to
+/// (refused on the first record). The host's records are poisoned (undeclared bytes 0xa5, as real memory is never all
 /// zero there). Own layout, poisoned: taken (the reader reads only its members).
 #[test]
 fn a_host_of_every_other_layout_is_refused_without_a_fault() {
@@ -147,7 +151,7 @@ fn a_host_of_every_other_layout_is_refused_without_a_fault() {
     own.ok("init");
     own.ok("poison");
     for id in 1..=4 {
-        assert_eq!(own.cmd(&format!("job id={id}")).rc, 0, "own layout, poisoned; log:\n{}", own.log_text());
+        assert_eq!(own.cmd(&format!("job id={id} {WITH_PARTITION}")).rc, 0, "own layout, poisoned; log:\n{}", own.log_text());
     }
     assert!(failure_lines(&own.quit()).is_empty());
     let mut refused_on = Vec::new();
@@ -160,7 +164,7 @@ fn a_host_of_every_other_layout_is_refused_without_a_fault() {
         assert_eq!(host.cmd("init").rc, 0, "{layout:?}: init fails instead of refusing; log:\n{}", host.log_text());
         host.ok("poison");
         for id in 1..=3 {
-            assert_eq!(host.cmd(&format!("job id={id}")).rc, -1, "{layout:?}: a record of another layout was taken");
+            assert_eq!(host.cmd(&format!("job id={id} {WITH_PARTITION}")).rc, -1, "{layout:?}: a record of another layout was taken");
         }
         let log = host.quit();
         let failures = failure_lines(&log);

@@ -41,7 +41,7 @@
  *                          k: ids FIRST_ID + k*N ...), each call under one shared
  *                          mutex as slurmctld's job write lock; between two records a
  *                          thread waits a pseudo-random 0..US microseconds (`pace`)
- *   poison                 job and details structs start as 0xa5 bytes (not zeros)
+ *   poison                 job, details and part structs start as 0xa5 bytes (not zeros)
  *   record_at unmapped     log_record (record_job_end) with a pointer to an
  *                          unmapped page: a plugin that reads it dies of SIGSEGV
  *   stats                  assoc_mgr lock/unlock counters, time spent in record calls
@@ -770,7 +770,7 @@ static char *own(struct built_job *b, const char *text)
 	return copy;
 }
 
-/* `poison`: the job and details structs start as 0xa5 bytes instead of
+/* `poison`: the job, details and partition structs start as 0xa5 bytes instead of
  * zeros, as the members our declarations leave out are never all zero in
  * slurmctld; a plugin reading them through another layout reads poison. */
 static bool poison_records;
@@ -859,6 +859,8 @@ static void build_job(struct built_job *b, const struct job_spec *s)
 
 	if (s->part_name) {
 		b->part = xcalloc(1, sizeof(*b->part));
+		if (poison_records)
+			memset(b->part, 0xa5, sizeof(*b->part));
 		b->part->magic = PART_MAGIC;
 		b->part->name = own(b, s->part_name);
 		b->part->max_time = s->part_max_time;
