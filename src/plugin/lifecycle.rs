@@ -180,7 +180,7 @@ fn set_up_kafka(host: &HostSettings) -> Result<Producer, String> {
             log::info(&format!("librdkafka property {}={}", p.key, config::display_value(p)));
         }
     }
-    Producer::new(properties.iter().map(|p| (p.key.as_str(), p.value.as_str()))).map_err(|e| {
+    Producer::new(kafka::with_plugin_defaults(properties.iter().map(|p| (p.key.as_str(), p.value.as_str())))).map_err(|e| {
         let line = e.property.as_deref().and_then(|key| properties.iter().find(|p| p.key == key));
         match line {
             Some(p) => format!("{location}:{}: {}. Kafka is not set up: {REMEDY}", p.line, e.reason),

@@ -188,6 +188,23 @@ pub fn conflicts_with_idempotence(key: &str, value: &str) -> bool {
     }
 }
 
+/// message.timeout.ms=0, "never" (librdkafka: 300000), for the plugin's own
+/// producer; a JobCompLoc file that sets it still wins. The plugin keeps every
+/// record until Kafka acknowledges it, so librdkafka's timeout never saves a
+/// record: it only hands back records that were in flight, which the plugin
+/// must then produce again as new messages, and the broker stores those twice
+/// whenever the first copy had reached it (all three brokers of a cluster
+/// down for longer than a 10 s timeout: 93 copies, docs/kafka-cluster.md).
+/// Without a timeout librdkafka retries the same batch with the same producer
+/// id and sequence numbers, which the broker deduplicates (enable.idempotence).
+/// Not used by `jobcomp-kafka resend`, which waits a bounded time.
+pub const PLUGIN_MESSAGE_TIMEOUT: (&str, &str) = ("message.timeout.ms", "0");
+
+/// The plugin's properties: its own defaults, then the JobCompLoc file's.
+pub fn with_plugin_defaults<'a>(file: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    std::iter::once(PLUGIN_MESSAGE_TIMEOUT).chain(file).collect()
+}
+
 /// The defaults to set before the administrator's `properties`.
 fn defaults_for(properties: &[(&str, &str)]) -> Vec<(&'static str, &'static str)> {
     let mut defaults = DEFAULT_PROPERTIES.to_vec();
@@ -823,6 +840,21 @@ mod tests {
             other => panic!("a 3000-byte message with message.max.bytes=2000: {other:?}"),
         }
         assert!(producer.produce(c"t", b"1", &[b'x'; 1000], None, 2).is_ok());
+    }
+
+    /// The plugin's producer never times a record out unless the file asks for it.
+    #[test]
+    fn the_plugin_producer_has_no_message_timeout_unless_the_file_sets_one() {
+        let plugin = Producer::new(with_plugin_defaults([("bootstrap.servers", "127.0.0.1:1")])).unwrap();
+        assert_eq!(plugin.property("message.timeout.ms").as_deref(), Some("0"));
+        let file_sets_it = [("bootstrap.servers", "127.0.0.1:1"), ("message.timeout.ms", "120000")];
+        let plugin = Producer::new(with_plugin_defaults(file_sets_it)).unwrap();
+        assert_eq!(plugin.property("message.timeout.ms").as_deref(), Some("120000"));
+        let plugin = Producer::new(with_plugin_defaults([("bootstrap.servers", "127.0.0.1:1"), ("delivery.timeout.ms", "60000")])).unwrap();
+        assert_eq!(plugin.property("message.timeout.ms").as_deref(), Some("60000"), "its alias wins too");
+        let tool = Producer::new([("bootstrap.servers", "127.0.0.1:1")]).unwrap();
+        // librdkafka's default (300000): no topic property set, so it reports none.
+        assert_ne!(tool.property("message.timeout.ms").as_deref(), Some("0"), "the tool keeps librdkafka's timeout");
     }
 
     #[test]
