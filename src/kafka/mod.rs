@@ -328,6 +328,20 @@ impl Producer {
         header: Option<(&CStr, &[u8])>,
         opaque: u64,
     ) -> Result<(), ProduceError> {
+        self.produce_to(topic, None, key, payload, header, opaque)
+    }
+
+    /// `produce` to `partition` (None: the partition librdkafka's partitioner
+    /// picks for the key).
+    pub fn produce_to(
+        &self,
+        topic: &CStr,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: &[u8],
+        header: Option<(&CStr, &[u8])>,
+        opaque: u64,
+    ) -> Result<(), ProduceError> {
         use rd::rd_kafka_vtype_t::*;
         let mem = |bytes: &[u8]| rd::rd_kafka_vu_s__bindgen_ty_1 {
             mem: rd::rd_kafka_vu_s__bindgen_ty_1__bindgen_ty_1 {
@@ -348,6 +362,9 @@ impl Producer {
                 u: rd::rd_kafka_vu_s__bindgen_ty_1 { ptr: opaque as usize as *mut c_void },
             },
         ];
+        if let Some(partition) = partition {
+            vus.push(rd::rd_kafka_vu_t { vtype: RD_KAFKA_VTYPE_PARTITION, u: rd::rd_kafka_vu_s__bindgen_ty_1 { i32_: partition } });
+        }
         if let Some((name, value)) = header {
             vus.push(rd::rd_kafka_vu_t {
                 vtype: RD_KAFKA_VTYPE_HEADER,

@@ -150,6 +150,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         built: HashMap::new(),
         closed: Default::default(),
         missing_topics: Default::default(),
+        job_partitions: Default::default(),
         job_comp_loc: host.job_comp_loc.clone().unwrap_or_default(),
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };

@@ -5,10 +5,12 @@
 //! - this file: the thread's loop, start-up (what the last run left) and commands;
 //! - `produce`: building records, queueing them for librdkafka, retries, refused records;
 //! - `reports`: delivery reports, acknowledgements, the spool's syncs;
-//! - `handover`: fini's purge, flush and hand-over to the state file.
+//! - `handover`: fini's purge, flush and hand-over to the state file;
+//! - `job_partitions`: a job's finish record to the partition of its start record.
 
 mod figures;
 mod handover;
+mod job_partitions;
 mod produce;
 mod reports;
 
@@ -134,6 +136,8 @@ pub(super) struct Delivery {
     pub(super) missing_topics: HashSet<String>,
     /// The JobCompLoc file, for the remedies of error lines.
     pub(super) job_comp_loc: String,
+    /// The partition of each running job's start record (one topic for both).
+    pub(super) job_partitions: job_partitions::JobPartitions,
 }
 impl Delivery {
     pub(super) fn run(mut self, startup: Startup) {
@@ -489,6 +493,11 @@ impl Delivery {
                 format!("{} ms", self.reminder_every.as_millis())
             }
         ));
+    }
+
+    /// Start and finish records go to one topic (see `job_partitions`).
+    pub(super) fn one_topic_for_both_events(&self) -> bool {
+        job_partitions::same_topic(&self.settings.start_topic, &self.settings.topic)
     }
 
     pub(super) fn topic_for(&self, event: Event) -> &Topic {

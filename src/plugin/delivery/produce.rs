@@ -170,11 +170,17 @@ impl Delivery {
                 continue;
             };
             let pending = &self.records[&id];
-            let key = pending.job_id.to_string();
+            let (job_id, event) = (pending.job_id, pending.event);
+            let key = job_id.to_string();
             let id_text = id.to_string();
+            let pinned = match event {
+                Event::Finish => self.job_partitions.for_finish(job_id, self.one_topic_for_both_events()),
+                Event::Start => None,
+            };
             let Some(producer) = self.producer() else { return };
-            let result = producer.produce(
+            let result = producer.produce_to(
                 &pending.topic,
+                pinned,
                 key.as_bytes(),
                 &payload,
                 Some((RECORD_ID_HEADER, id_text.as_bytes())),
@@ -199,6 +205,11 @@ impl Delivery {
                 }
                 Err(ProduceError::Rejected { reason, .. }) => {
                     self.queue.pop_front();
+                    if pinned.is_some() {
+                        // The start's partition is gone (the topic was
+                        // recreated): the retry goes where the partitioner says.
+                        self.job_partitions.forget(job_id);
+                    }
                     self.stats.failed(FailureKind::of_reason(&reason));
                     self.keep_payload(id, payload);
                     self.failed(id, &format!("librdkafka refused it: {reason}"));

@@ -8,6 +8,7 @@ use super::produce::Refuser;
 use crate::kafka::{self, Cause, Outcome};
 use crate::metrics::FailureKind;
 use crate::slurm::log;
+use crate::snapshot::Event;
 use crate::spool;
 use std::sync::atomic::Ordering;
 
@@ -33,6 +34,10 @@ impl Delivery {
                     self.counters.memory_only.fetch_sub(1, Ordering::Relaxed);
                 }
                 self.stats.delivered(&pending.topic, pending.event);
+                match pending.event {
+                    Event::Start => self.job_partitions.started(pending.job_id, partition),
+                    Event::Finish => self.job_partitions.forget(pending.job_id),
+                }
                 if !self.denied_topics.is_empty() {
                     self.denied_topics.remove(&report.topic);
                 }
