@@ -332,6 +332,42 @@ fn acknowledged_records_are_not_produced_again_after_a_crash() {
     assert_exact("acknowledged then kill -9", &messages, reference, &BTreeSet::new(), 0);
 }
 
+/// Records Kafka acknowledged but the spool never marked (slurmctld killed
+/// between the two; here the plugin is told to write no acknowledgement)
+/// are found at the topic's tail at the next start, with the same record id
+/// and bytes, and are not produced again; records of the new run still flow.
+#[test]
+fn records_kafka_holds_that_the_spool_does_not_know_of_are_not_produced_again() {
+    let reference = &reference_records("jk_tail", "", &["jobs 40 1", "jobs 5 41"], &["jk_tail"])[0];
+    let rig = Rig::new("jk_tail", &[]);
+    let mut host = Host::start_with_env(host_binary(), &[("JOBCOMP_KAFKA_TEST_DROP_ACKS", std::ffi::OsStr::new("1"))]);
+    rig.configure(&mut host, "");
+    host.ok("init");
+    host.ok("set_location");
+    host.ok("jobs 40 1");
+    let first: BTreeSet<u32> = (1..=40).collect();
+    rig.kafka.wait_ids(&rig.cluster, &first, 20 * SEC);
+    host.ok("sleep 500"); // delivery reports served (and their acknowledgements dropped)
+    kill9(&mut host);
+    let mut host = rig.started("");
+    assert!(host.wait_log(&["record(s) recovered from the spool were already there"], 1, 30 * SEC), "{}", host.log_text());
+    host.ok("jobs 5 41");
+    let all: BTreeSet<u32> = (1..=45).collect();
+    rig.kafka.wait_ids(&rig.cluster, &all, 30 * SEC);
+    host.ok("sleep 1000");
+    host.ok("fini");
+    let log = host.quit();
+    let retired: Vec<&String> = log.iter().filter(|l| l.contains("were already there")).collect();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert!(retired[0].contains(": 40 of the 40 record(s) recovered from the spool"), "{}", retired[0]);
+    assert!(error_lines(&log).is_empty(), "{}", log.join("\n"));
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, all.iter().copied());
+    println!("delivered, not marked in the spool, then kill -9: {tally}");
+    assert_eq!((tally.duplicated, tally.lost.len()), (0, 0), "{tally}");
+    assert_exact("delivered, not marked, kill -9", &messages, reference, &BTreeSet::new(), 0);
+}
+
 /// Records left in the spool by a crash go, at the next start, to the topic
 /// they were produced to, even though the new configuration names another
 /// (23.11+: `scontrol reconfigure` re-execs slurmctld without fini).

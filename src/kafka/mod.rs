@@ -8,6 +8,9 @@
 //! caller takes the queue after each poll. Payloads are byte slices with lengths:
 //! nothing here assumes C strings.
 
+mod tail;
+pub use tail::{find_at_tail, Found};
+
 use crate::config;
 use parking_lot::Mutex;
 use rdkafka_sys::bindings as rd;
@@ -313,6 +316,11 @@ impl Producer {
     pub fn fatal_was_cluster_authorization(&self) -> bool {
         let code = unsafe { rd::rd_kafka_fatal_error(self.rk.as_ptr(), std::ptr::null_mut(), 0) };
         code == Err::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED
+    }
+
+    /// The properties it was made from (the plugin's defaults, then JobCompLoc's).
+    pub fn properties(&self) -> &[(String, String)] {
+        &self.properties
     }
 
     /// A new producer from the same configuration (after a fatal error).

@@ -120,6 +120,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
             Err(problem) => Kafka::NotSetUp { problem, next_reminder: Instant::now() },
         },
         reminder_every: not_set_up_reminder_period(),
+        acks_dropped_for_tests: std::env::var_os("JOBCOMP_KAFKA_TEST_DROP_ACKS").is_some(),
         receiver,
         bell: bell.clone(),
         release,

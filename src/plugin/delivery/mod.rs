@@ -5,9 +5,11 @@
 //! - this file: the thread's loop, start-up (what the last run left) and commands;
 //! - `produce`: building records, queueing them for librdkafka, retries, refused records;
 //! - `reports`: delivery reports, acknowledgements, the spool's syncs;
+//! - `already_delivered`: after a crash, recovered records Kafka already holds are retired;
 //! - `handover`: fini's purge, flush and hand-over to the state file;
 //! - `job_partitions`: a job's finish record to the partition of its start record.
 
+mod already_delivered;
 mod figures;
 mod handover;
 mod job_partitions;
@@ -136,6 +138,11 @@ pub(super) struct Delivery {
     pub(super) missing_topics: HashSet<String>,
     /// The JobCompLoc file, for the remedies of error lines.
     pub(super) job_comp_loc: String,
+    /// Test-only (JOBCOMP_KAFKA_TEST_DROP_ACKS in slurmctld's environment at
+    /// init): acknowledgements are never written to the spool, as when
+    /// slurmctld dies between Kafka's acknowledgement and the spool's line,
+    /// so that a test can crash it with delivered records still outstanding.
+    pub(super) acks_dropped_for_tests: bool,
     /// The partition of each running job's start record (one topic for both).
     pub(super) job_partitions: job_partitions::JobPartitions,
 }
@@ -258,6 +265,8 @@ impl Delivery {
         let mut topics: HashMap<Vec<u8>, Topic> = HashMap::new();
         // The recovered records a state-file message may be a copy of.
         let mut spooled_payloads = Vec::new();
+        // Recovered with their JSON text: they may have reached Kafka before the crash.
+        let mut maybe_produced = Vec::new();
         for record in startup.recovered {
             let Some(event) = Event::from_u32(record.event as u32) else { continue };
             let owner = record.snapshot.or(record.payload).map(|l| l.segment);
@@ -291,6 +300,7 @@ impl Delivery {
                 };
                 self.records.insert(record.record_id, pending);
                 self.queue.push_back(record.record_id);
+                maybe_produced.push(record.record_id);
                 continue;
             }
             let snapshot = record.snapshot.and_then(|at| self.log.as_mut()?.read(&at).ok());
@@ -306,6 +316,7 @@ impl Delivery {
             }
         }
         let replay = self.without_spooled_copies(startup.replay, &spooled_payloads);
+        self.retire_records_already_in_kafka(&maybe_produced);
         let replayed = replay.len();
         let mut all_spooled = self.log.is_some();
         for saved in replay {

@@ -94,6 +94,9 @@ impl Delivery {
             return;
         }
         let acks = std::mem::take(&mut self.acks);
+        if self.acks_dropped_for_tests {
+            return;
+        }
         let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) else { return };
         let ids: Vec<u64> = acks.iter().filter(|(_, owner)| owner.is_some()).map(|(id, _)| *id).collect();
         let owners: Vec<u64> = acks.iter().filter_map(|(_, owner)| *owner).collect();
