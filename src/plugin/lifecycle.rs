@@ -140,6 +140,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         denied_topics: Default::default(),
         next_renewal: Instant::now(),
         last_summary: Instant::now(),
+        silence_noticed: false,
         syncer: None,
         reconfigured: false,
         spool_dirty: true,

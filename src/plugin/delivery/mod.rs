@@ -106,6 +106,9 @@ pub(super) struct Delivery {
     /// When a producer that raised a fatal error may next be replaced.
     pub(super) next_renewal: Instant,
     pub(super) last_summary: Instant,
+    /// The "acknowledged no record for N s" warning was logged: the next
+    /// acknowledgement says that deliveries resumed.
+    pub(super) silence_noticed: bool,
     /// The thread that runs the periodic fdatasync (`None` until first needed).
     pub(super) syncer: Option<Syncer>,
     /// Settings changed: timers are re-armed with the new intervals.

@@ -388,7 +388,21 @@ impl Delivery {
     }
 
     pub(super) fn outage_summary(&mut self) {
-        if self.failures_since_summary == 0 || self.last_summary.elapsed() < OUTAGE_SUMMARY_EVERY {
+        if self.failures_since_summary == 0 {
+            let silent_for = self.waiting_since.elapsed();
+            if self.producer().is_some() && silence_notice_due(self.records.len(), silent_for, self.last_summary.elapsed()) {
+                log::warning(&format!(
+                    "Kafka has acknowledged no record for {} s; {} record(s) are waiting, kept in the spool, and \
+                     are sent as soon as it does (librdkafka keeps retrying them; its own lines above name the cause)",
+                    silent_for.as_secs(),
+                    self.records.len()
+                ));
+                self.last_summary = Instant::now();
+                self.silence_noticed = true;
+            }
+            return;
+        }
+        if self.last_summary.elapsed() < OUTAGE_SUMMARY_EVERY {
             return;
         }
         log::warning(&format!(
@@ -400,5 +414,29 @@ impl Delivery {
         ));
         self.failures_since_summary = 0;
         self.last_summary = Instant::now();
+    }
+}
+
+/// The outage line without failures: with no message.timeout.ms (the
+/// plugin's default) librdkafka retries a record until Kafka takes it, so an
+/// outage fails no delivery; records waiting and nothing acknowledged for a
+/// minute is then the outage, said once a minute.
+fn silence_notice_due(waiting: usize, silent_for: std::time::Duration, since_last_line: std::time::Duration) -> bool {
+    waiting > 0 && silent_for >= OUTAGE_SUMMARY_EVERY && since_last_line >= OUTAGE_SUMMARY_EVERY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_minute_of_silence_with_records_waiting_is_said_once_a_minute() {
+        let minute = OUTAGE_SUMMARY_EVERY;
+        let second = Duration::from_secs(1);
+        assert!(silence_notice_due(5, minute, minute));
+        assert!(!silence_notice_due(0, 10 * minute, 10 * minute), "nothing waiting: no outage to report");
+        assert!(!silence_notice_due(5, minute - second, 10 * minute), "not yet a minute without an acknowledgement");
+        assert!(!silence_notice_due(5, 10 * minute, minute - second), "said less than a minute ago");
     }
 }

@@ -26,6 +26,13 @@ impl Delivery {
         match report.outcome {
             Outcome::Delivered { partition, offset } => {
                 let Some(pending) = self.records.remove(&id) else { return };
+                if std::mem::take(&mut self.silence_noticed) {
+                    log::info(&format!(
+                        "Kafka acknowledges records again after {} s; {} record(s) still waiting",
+                        self.waiting_since.elapsed().as_secs(),
+                        self.records.len()
+                    ));
+                }
                 self.waiting_since = std::time::Instant::now();
                 if let Some(payload) = &pending.payload {
                     self.queued_bytes -= payload.len();
