@@ -95,12 +95,15 @@ def plugin_defaults():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = {}
     try:
-        with open(os.path.join(root, "src/kafka.rs")) as f:
+        with open(os.path.join(root, "src/kafka/mod.rs")) as f:
             text = f.read()
         m = re.search(r"DEFAULT_PROPERTIES[^=]*=\s*\[(.*?)\];", text, re.S)
         if m:
             out.update(dict(re.findall(r'\("([^"]+)",\s*"([^"]*)"\)', m.group(1))))
         m = re.search(r'IDEMPOTENCE_DEFAULT[^=]*=\s*\("([^"]+)",\s*"([^"]*)"\)', text)
+        if m:
+            out[m.group(1)] = m.group(2) + " (unless the file sets it)"
+        m = re.search(r'PLUGIN_MESSAGE_TIMEOUT[^=]*=\s*\("([^"]+)",\s*"([^"]*)"\)', text)
         if m:
             out[m.group(1)] = m.group(2) + " (unless the file sets it)"
         with open(os.path.join(root, "src/plugin/mod.rs")) as f:
