@@ -103,9 +103,10 @@ def plugin_defaults():
         m = re.search(r'IDEMPOTENCE_DEFAULT[^=]*=\s*\("([^"]+)",\s*"([^"]*)"\)', text)
         if m:
             out[m.group(1)] = m.group(2) + " (unless the file sets it)"
-        m = re.search(r'PLUGIN_MESSAGE_TIMEOUT[^=]*=\s*\("([^"]+)",\s*"([^"]*)"\)', text)
-        if m:
-            out[m.group(1)] = m.group(2) + " (unless the file sets it)"
+        for name in ("PLUGIN_MESSAGE_TIMEOUT", "PLUGIN_ONE_REQUEST_IN_FLIGHT"):
+            m = re.search(name + r'[^=]*=\s*\("([^"]+)",\s*"([^"]*)"\)', text)
+            if m:
+                out[m.group(1)] = m.group(2) + " (unless the file sets it)"
         with open(os.path.join(root, "src/plugin/mod.rs")) as f:
             text = f.read()
         for name in ("QUEUED_PAYLOAD_BUDGET", "BATCH"):

@@ -203,9 +203,23 @@ pub fn conflicts_with_idempotence(key: &str, value: &str) -> bool {
 /// Not used by `jobcomp-kafka resend`, which waits a bounded time.
 pub const PLUGIN_MESSAGE_TIMEOUT: (&str, &str) = ("message.timeout.ms", "0");
 
+/// max.in.flight.requests.per.connection=1 (librdkafka: 1000000, 5 with
+/// enable.idempotence) for the plugin's own producer; a JobCompLoc file that
+/// sets it still wins. With several produce requests in flight, one that
+/// fails (a request that timed out waiting for replicas that died) makes the
+/// broker refuse the ones behind it as out of sequence, and librdkafka
+/// (2.12) then bumps the producer epoch and numbers the records anew: a
+/// record the broker had stored is stored again (scenario 3 of
+/// docs/kafka-cluster.md: one record twice, the same record at epoch 0 and
+/// epoch 1; librdkafka issue 4953). With one request at a time a failed
+/// request is sent again with its own sequence numbers, which the broker
+/// deduplicates. Job records come at most a few thousand a second, which
+/// one request per broker carries (each holds every record queued meanwhile).
+pub const PLUGIN_ONE_REQUEST_IN_FLIGHT: (&str, &str) = ("max.in.flight.requests.per.connection", "1");
+
 /// The plugin's properties: its own defaults, then the JobCompLoc file's.
 pub fn with_plugin_defaults<'a>(file: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
-    std::iter::once(PLUGIN_MESSAGE_TIMEOUT).chain(file).collect()
+    [PLUGIN_MESSAGE_TIMEOUT, PLUGIN_ONE_REQUEST_IN_FLIGHT].into_iter().chain(file).collect()
 }
 
 /// The defaults to set before the administrator's `properties`.
@@ -867,9 +881,10 @@ mod tests {
         assert!(producer.produce(c"t", b"1", &[b'x'; 1000], None, 2).is_ok());
     }
 
-    /// The plugin's producer never times a record out unless the file asks for it.
+    /// The plugin's producer never times a record out, and has one request in
+    /// flight per broker, unless the file asks otherwise.
     #[test]
-    fn the_plugin_producer_has_no_message_timeout_unless_the_file_sets_one() {
+    fn the_plugin_producer_has_no_message_timeout_and_one_request_in_flight_unless_the_file_sets_them() {
         let plugin = Producer::new(with_plugin_defaults([("bootstrap.servers", "127.0.0.1:1")])).unwrap();
         assert_eq!(plugin.property("message.timeout.ms").as_deref(), Some("0"));
         let file_sets_it = [("bootstrap.servers", "127.0.0.1:1"), ("message.timeout.ms", "120000")];
@@ -877,6 +892,10 @@ mod tests {
         assert_eq!(plugin.property("message.timeout.ms").as_deref(), Some("120000"));
         let plugin = Producer::new(with_plugin_defaults([("bootstrap.servers", "127.0.0.1:1"), ("delivery.timeout.ms", "60000")])).unwrap();
         assert_eq!(plugin.property("message.timeout.ms").as_deref(), Some("60000"), "its alias wins too");
+        let plugin = Producer::new(with_plugin_defaults([("bootstrap.servers", "127.0.0.1:1")])).unwrap();
+        assert_eq!(plugin.property("max.in.flight.requests.per.connection").as_deref(), Some("1"));
+        let plugin = Producer::new(with_plugin_defaults([("bootstrap.servers", "127.0.0.1:1"), ("max.in.flight", "5")])).unwrap();
+        assert_eq!(plugin.property("max.in.flight.requests.per.connection").as_deref(), Some("5"), "the file wins");
         let tool = Producer::new([("bootstrap.servers", "127.0.0.1:1")]).unwrap();
         // librdkafka's default (300000): no topic property set, so it reports none.
         assert_ne!(tool.property("message.timeout.ms").as_deref(), Some("0"), "the tool keeps librdkafka's timeout");
