@@ -257,8 +257,15 @@ cmd_tool() {
 
 new_cluster_id() {
 	# Kafka's Uuid text form: 16 random bytes, URL-safe base64 without padding.
-	head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'
-	echo
+	# Never one that starts with '-' (1 in 64): kafka-storage's argument
+	# parser takes `-t -xyz...` for a missing value and an unknown option,
+	# and formatting fails (seen in CI); Kafka's own Uuid.randomUuid draws
+	# again in that case too.
+	local id=-
+	while [[ $id == -* ]]; do
+		id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+	done
+	echo "$id"
 }
 
 # rss_kib PID: resident set size of PID (KiB).
