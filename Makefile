@@ -154,16 +154,17 @@ e2e26:
 # network namespaces jk23-k1..3, 10.213.23.0/24) and a real slurmctld 24.11.5
 # (26.05.5 for the partition scenario). Ports 21200-21299. Builds what it
 # needs (ci/e2e-cluster.sh).
-# e2e-cluster (in `make test`): the scenarios our plugin passes today, each
-# required to lose, double and reorder nothing: 1 leader killed, 2 rolling
-# restart, 3 two brokers down, 4 controller killed, 5 a broker cut off, 7 the
-# first bootstrap broker down at start.
+# e2e-cluster (in `make test`): each scenario required to lose, double and
+# reorder nothing: 1 leader killed, 2 rolling restart, 3 two brokers down,
+# 4 controller killed, 5 a broker cut off, 6 all three down, 7 the first
+# bootstrap broker down at start, 8 partitions added while jobs run.
 # e2e-cluster-all: all 9 and SchedMD's plugin on 1, 3 and 6 (docs/kafka-
-# cluster.md's table). It exits 1 today: scenario 6 (all down longer than
-# message.timeout.ms: records re-sent as new messages), 8 (partitions added:
-# a job's finish in another partition than its start) and 9 (slurmctld killed:
-# the spool replays records Kafka had) are open defects of the plugin.
-E2E_CLUSTER_PASSING := 1,2,3,4,5,7
+# cluster.md's table). Scenario 9 (slurmctld SIGKILLed during scenario 1) is
+# left out of make test: after the crash Slurm itself sometimes never runs
+# the jobs it requeued (1 run in 4 here: nothing scheduled for 7 minutes), and
+# the rig then fails on Slurm, not on the plugin; the plugin's part (records
+# Kafka holds are not produced again) is shown by spool_faults in `unit`.
+E2E_CLUSTER_PASSING := 1,2,3,4,5,6,7,8
 e2e-cluster:
 	ci/e2e-cluster.sh --scenarios $(E2E_CLUSTER_PASSING)
 
