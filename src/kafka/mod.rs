@@ -127,6 +127,17 @@ pub struct Producer {
 unsafe impl Send for Producer {}
 unsafe impl Sync for Producer {}
 
+/// librdkafka's own threads (of the client made from `conf`) give way to
+/// slurmctld's (crate::background).
+unsafe fn lower_librdkafka_threads(conf: *mut rd::rd_kafka_conf_t) {
+    let _ = rd::rd_kafka_conf_interceptor_add_on_new(
+        conf,
+        c"jobcomp_kafka.background".as_ptr(),
+        Some(on_new_instance),
+        std::ptr::null_mut(),
+    );
+}
+
 /// Interceptor: registers `on_thread_start` on the new librdkafka instance.
 unsafe extern "C" fn on_new_instance(
     rk: *mut rd::rd_kafka_t,
@@ -273,13 +284,7 @@ impl Producer {
             rd::rd_kafka_conf_set_dr_msg_cb(conf, Some(on_delivery));
             rd::rd_kafka_conf_set_log_cb(conf, Some(on_log));
             rd::rd_kafka_conf_set_error_cb(conf, Some(on_error));
-            // librdkafka's own threads give way to slurmctld's (crate::background).
-            let _ = rd::rd_kafka_conf_interceptor_add_on_new(
-                conf,
-                c"jobcomp_kafka.background".as_ptr(),
-                Some(on_new_instance),
-                std::ptr::null_mut(),
-            );
+            lower_librdkafka_threads(conf);
 
             let mut errstr = [0 as c_char; 512];
             let rk = rd::rd_kafka_new(

@@ -15,7 +15,7 @@
 //! Every failure is an `Err` with the reason; the caller then produces the
 //! records again, as before.
 
-use super::{conf_set, err_text, on_new_instance};
+use super::{conf_set, err_text, lower_librdkafka_threads};
 use rdkafka_sys::bindings as rd;
 use rdkafka_sys::types::RDKafkaRespErr as Err;
 use std::collections::{HashMap, HashSet};
@@ -146,13 +146,7 @@ impl TailConsumer {
                 }
             }
             rd::rd_kafka_conf_set_log_cb(conf, Some(quiet));
-            // librdkafka's threads give way to slurmctld's, as the producer's do.
-            let _ = rd::rd_kafka_conf_interceptor_add_on_new(
-                conf,
-                c"jobcomp_kafka.background".as_ptr(),
-                Some(on_new_instance),
-                std::ptr::null_mut(),
-            );
+            lower_librdkafka_threads(conf);
             let mut errstr = [0 as c_char; 512];
             let rk = rd::rd_kafka_new(rd::rd_kafka_type_t::RD_KAFKA_CONSUMER, conf, errstr.as_mut_ptr(), errstr.len());
             // On failure `conf` is not destroyed (see Producer::new).
