@@ -265,9 +265,9 @@ def issue13(inproc, ctld, raw_dir):
                       f"delivery reports, keeps payloads waiting for librdkafka in memory up to "
                       f"{dfl.get('QUEUED_PAYLOAD_BUDGET', '?')} bytes (the rest is read back from the spool) and "
                       f"ticks every {dfl.get('tick_ms', '?')} ms. librdkafka's own defaults (not set by the plugin): "
-                      "batch.num.messages=10000, batch.size=1000000, max.in.flight=5 with idempotence, "
+                      "batch.num.messages=10000, batch.size=1000000, "
                       "queue.buffering.max.kbytes=1048576, reconnect.backoff.ms=100 growing to "
-                      "reconnect.backoff.max.ms=10000, message.timeout.ms=300000.")
+                      "reconnect.backoff.max.ms=10000.")
         md.append("")
         first = d.get("first_ack_s")
         det = (f"{n:,} records: all acked {fmt(d['drain_s'])} s after tansu started ({fmt(d.get('records_per_s'))}"

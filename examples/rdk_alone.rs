@@ -80,7 +80,11 @@ fn main() {
     // The texts and their keys, built before anything is timed.
     let keys: Vec<Vec<u8>> = texts.iter().map(|(job, _)| job.to_string().into_bytes()).collect();
     props.insert(0, ("bootstrap.servers".into(), need("bootstrap")));
-    let producer = Producer::new(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))).expect("producer");
+    // The plugin's own producer settings (kafka::with_plugin_defaults), so
+    // that "librdkafka alone" is the limit of the same configuration.
+    let producer =
+        Producer::new(jobcomp_kafka::kafka::with_plugin_defaults(props.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+            .expect("producer");
     // Connected and the producer id obtained (idempotence) before the clock starts,
     // as in the bench's one-core run (which starts 1 s after init).
     std::thread::sleep(std::time::Duration::from_millis(1000));
