@@ -15,7 +15,6 @@
 //! a slurmctld restart in between, leaves the finish to the partitioner.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
 
 #[derive(Default)]
 pub(crate) struct JobPartitions {
@@ -49,11 +48,6 @@ impl JobPartitions {
     }
 }
 
-/// The start and finish topics are one (Topic is an `Arc<CStr>`).
-pub(super) fn same_topic(start: &CStr, finish: &CStr) -> bool {
-    start == finish
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,11 +75,5 @@ mod tests {
         partitions.started(9, 4);
         assert_eq!(partitions.for_finish(9, true), Some(4));
         assert_eq!(partitions.len(), 1);
-    }
-
-    #[test]
-    fn topics_compare_by_name() {
-        assert!(same_topic(c"jobs", c"jobs"));
-        assert!(!same_topic(c"jobs", c"job_starts"));
     }
 }

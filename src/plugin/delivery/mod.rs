@@ -511,7 +511,7 @@ impl Delivery {
 
     /// Start and finish records go to one topic (see `job_partitions`).
     pub(super) fn one_topic_for_both_events(&self) -> bool {
-        job_partitions::same_topic(&self.settings.start_topic, &self.settings.topic)
+        self.settings.start_topic == self.settings.topic
     }
 
     pub(super) fn topic_for(&self, event: Event) -> &Topic {

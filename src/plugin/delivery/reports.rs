@@ -42,7 +42,11 @@ impl Delivery {
                 }
                 self.stats.delivered(&pending.topic, pending.event);
                 match pending.event {
-                    Event::Start => self.job_partitions.started(pending.job_id, partition),
+                    // Only kept where a finish record can be pinned to it.
+                    Event::Start if self.one_topic_for_both_events() => {
+                        self.job_partitions.started(pending.job_id, partition)
+                    }
+                    Event::Start => {}
                     Event::Finish => self.job_partitions.forget(pending.job_id),
                 }
                 if !self.denied_topics.is_empty() {
