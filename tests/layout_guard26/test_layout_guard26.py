@@ -86,11 +86,12 @@ def broker(tag, request):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def run_cluster(name, so, broker, tag):
-    """Starts a cluster with plugin `so`, runs JOBS jobs to their end, stops
-    it, and returns (cluster, job ids, {job id: final state}, whether
-    slurmctld was still up after the jobs, its log). The cluster's directory
-    is kept with JK_E2E_KEEP=1."""
+def run_cluster(name, so, broker, tag, while_up=None):
+    """Starts a cluster with plugin `so`, runs JOBS jobs to their end, calls
+    while_up(cluster) if given, stops it, and returns (cluster, job ids,
+    {job id: final state}, whether slurmctld was still up after the jobs, its
+    log, while_up's result). The cluster's directory is kept with
+    JK_E2E_KEEP=1."""
     c = ForcedLayoutCluster(so, release=RELEASE, name=name, dir=CHROOT_ROOT / "rig" / f"jk-guard26-{tag}-{name}",
                             ctld_port=CTLD_PORT, slurmd_port=SLURMD_PORT, plugin="ours",
                             bootstrap=broker.bootstrap, params="flush_timeout=1000",
@@ -100,12 +101,13 @@ def run_cluster(name, so, broker, tag):
         ids = c.run_jobs(JOBS, timeout=120, prefix=f"{name}-")
         states = {jid: c.show_job(jid).state for jid in ids}
         up = c.ping_ok() and jk.pid_alive(c.ctld_pid())
+        seen = while_up(c) if while_up else None
     finally:
         c.stop()
         text = c.log_text()
         if not os.environ.get("JK_E2E_KEEP"):
             c.remove()
-    return c, ids, states, up, text
+    return c, ids, states, up, text, seen
 
 
 def guard_lines(text):
@@ -115,7 +117,12 @@ def guard_lines(text):
 def test_the_right_layout_is_verified_and_records_flow(broker, tag):
     so = REPO / "build" / f"slurm-{RELEASE}" / "jobcomp_kafka.so"
     assert so.is_file(), f"{so} missing: make build SLURM_VERSION={RELEASE}"
-    c, ids, states, up, text = run_cluster("right", so, broker, tag)
+    # Read while slurmctld is up: stopped at once, a fini that comes before
+    # the first delivery to the just auto-created topic would (rightly) save
+    # the records to StateSaveLocation for the next start, which never comes.
+    c, ids, states, up, text, got = run_cluster(
+        "right", so, broker, tag,
+        while_up=lambda c: broker.consume(c.finish_topic, expect=JOBS, timeout=60, linger=2))
     assert up, "slurmctld went down"
     assert set(states.values()) == {"COMPLETED"}, states
     errors = [ln for ln in guard_lines(text) if "error:" in ln]
@@ -127,16 +134,17 @@ def test_the_right_layout_is_verified_and_records_flow(broker, tag):
     records, lookups = map(int, verified[0])
     jk.note_number(f"right layout: verified on {records} record(s), {lookups} find_job_record lookup(s)")
     assert lookups > 0 and lookups == records, verified
-    got = broker.consume(c.finish_topic, expect=JOBS, timeout=60, linger=2)
     assert got.rc == 0 and len(got.messages) == JOBS, (got.rc, len(got.messages), got.stderr[-2000:])
     assert sorted(m.key.decode() for m in got.messages) == sorted(str(i) for i in ids)
+    # All of them delivered before fini: none handed to a next start.
+    assert "stopped; 0 record(s) handed to the next start" in text, text[-3000:]
 
 
 @pytest.mark.parametrize("layout", WRONG_LAYOUTS)
 def test_a_wrong_layout_is_refused_and_slurmctld_carries_on(broker, tag, layout):
     so = REPO / "build" / "layout-guard" / f"jobcomp_kafka-{RELEASE}-as-{layout}.so"
     assert so.is_file(), f"{so} missing: ci/layout-guard26.sh builds it"
-    c, ids, states, up, text = run_cluster(f"wrong{layout.replace('_', '')}", so, broker, tag)
+    c, ids, states, up, text, _ = run_cluster(f"wrong{layout.replace('_', '')}", so, broker, tag)
     assert up, "slurmctld went down:\n" + text[-3000:]
     assert set(states.values()) == {"COMPLETED"}, states
     lines = [ln for ln in guard_lines(text) if "not taken since" not in ln]
@@ -164,7 +172,7 @@ def test_a_wrong_layout_is_refused_and_slurmctld_carries_on(broker, tag, layout)
 def test_a_moved_job_record_member_is_refused_by_the_record_checks(broker, tag):
     so = REPO / "build" / "layout-guard" / f"jobcomp_kafka-{RELEASE}-as-{MOVED_LAYOUT}.so"
     assert so.is_file(), f"{so} missing: ci/layout-guard26.sh builds it"
-    c, ids, states, up, text = run_cluster("moved", so, broker, tag)
+    c, ids, states, up, text, _ = run_cluster("moved", so, broker, tag)
     assert up, "slurmctld went down:\n" + text[-3000:]
     assert set(states.values()) == {"COMPLETED"}, states
     lines = [ln for ln in guard_lines(text) if "not taken since" not in ln]
