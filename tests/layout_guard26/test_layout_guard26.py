@@ -11,7 +11,7 @@ other suites):
          guard verifies the layout on the first records, against slurmctld's
          own memory and its find_job_record (its verbose line counts the
          lookups: one per record verified), and accepts it: every job gives
-         its record, no guard error line.
+         its record (valid against schema/26.05), no guard error line.
   wrong  build/layout-guard/jobcomp_kafka-26.05.5-as-<LAYOUT>.so: 26.05.5's
          plugin_version, another release's struct layout (JK_TEST_FORCE_LAYOUT,
          test-only). slurmctld loads it, the guard refuses the layout on the
@@ -37,6 +37,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 import jk  # noqa: E402
+from contract_fixture import record_contract  # noqa: E402,F401 (autouse fixture)
 
 RELEASE = "26.05.5"
 BROKER_PORT, CTLD_PORT, SLURMD_PORT = 20101, 20110, 20111
@@ -53,6 +54,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHROOT_ROOT = jk.chroot_root(jk.CHROOT_SUITES[jk.series(RELEASE)])
 GUARD_LINE = "layout guard: this plugin was built for Slurm 26.05.5 assuming the struct layout"
 jk.LOG_NAME = "layout-guard26"
+# The right layout's records are checked against 26.05's schema as they are consumed.
+jk.CONTRACT_RELEASE = RELEASE
 
 
 class ForcedLayoutCluster(jk.Cluster):
