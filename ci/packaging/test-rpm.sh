@@ -66,8 +66,14 @@ grep -qE -- '^-rw-r--r-- /usr/share/man/man8/jobcomp-kafka\.8(\.gz|\.bz2|\.xz|\.
 	die "rpm lacks the jobcomp-kafka(8) man page; has:"$'\n'"$files"
 grep -qE -- '^-rw-r--r-- /usr/share/man/man5/jobcomp_kafka\.5(\.gz|\.bz2|\.xz|\.zst)?$' <<<"$files" ||
 	die "rpm lacks the jobcomp_kafka(5) man page; has:"$'\n'"$files"
-for want in "-rw-r--r-- /usr/share/jobcomp-kafka/jobcomp-kafka.rules.yml" "-rw-r--r-- /usr/share/doc/jobcomp-kafka/docs/operating.md"; do
+for want in "-rw-r--r-- /usr/share/jobcomp-kafka/jobcomp-kafka.rules.yml" "-rw-r--r-- /usr/share/doc/jobcomp-kafka/docs/operating.md" \
+	"-rw-r--r-- /usr/share/jobcomp-kafka/schema/common.schema.json"; do
 	grep -qxF -- "$want" <<<"$files" || die "rpm lacks '$want'; has:"$'\n'"$files"
+done
+# The record schemas (docs/record.md): one finish schema per series in schema/, each packaged.
+for schema in "$PKG_TOP"/schema/*/finish.schema.json "$PKG_TOP"/schema/*/start.schema.json; do
+	schema=${schema#"$PKG_TOP"/}
+	grep -qxF -- "-rw-r--r-- /usr/share/jobcomp-kafka/$schema" <<<"$files" || die "rpm lacks the record schema /usr/share/jobcomp-kafka/$schema"
 done
 [[ $(rpm -qp --qf '%{URL}' "$rpm" 2>/dev/null) == "(none)" ]] || die "rpm URL names an address the project has not published"
 # The man pages as packaged, rendered with warnings on.
