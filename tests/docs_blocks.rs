@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 //! Every fenced block of README.md and docs/*.md says what runs it, and the
-//! configuration blocks are run here.
+//! configuration blocks are run here. Each docs/*.md opens with the question
+//! it answers, and README.md's table of contents lists every one of them.
 //!
 //! Each block is preceded by a marker line:
 //! - `<!-- docs-block: jobcomploc -->`: a JobCompLoc file. Parsed by the
@@ -248,4 +249,59 @@ fn every_link_of_the_docs_leads_to_a_file_of_the_repository() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Issue 26: each file under docs/ starts with the question it answers, in
+/// the form the files share: a level-1 heading `# Topic: question?`, the
+/// question starting with an asking word.
+fn opening_question(text: &str) -> Result<(), String> {
+    const ASKING: &[&str] = &["how", "what", "which", "why", "when", "where", "who", "is", "are", "do", "does", "can", "should"];
+    let first = text.lines().next().unwrap_or("");
+    let Some(title) = first.strip_prefix("# ") else {
+        return Err(format!("the first line is not a `# ` heading: {first:?}"));
+    };
+    let Some((topic, question)) = title.split_once(": ") else {
+        return Err(format!("the heading is not `# Topic: question?`: {first:?}"));
+    };
+    let word = question.split_whitespace().next().unwrap_or("");
+    if topic.trim().is_empty() || !ASKING.contains(&word) || !question.trim_end().ends_with('?') {
+        return Err(format!("the heading does not end with the question the file answers: {first:?}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn every_docs_file_starts_with_the_question_it_answers() {
+    let failures: Vec<String> = documents()
+        .iter()
+        .filter(|d| d.parent().is_some_and(|p| p.ends_with("docs")))
+        .filter_map(|d| {
+            let name = d.strip_prefix(repo()).unwrap().to_string_lossy().into_owned();
+            opening_question(&std::fs::read_to_string(d).unwrap()).err().map(|e| format!("{name}: {e}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn a_title_without_its_question_fails() {
+    assert!(opening_question("# Installing: how do I get the plugin onto my controller?\n\ntext\n").is_ok());
+    assert!(opening_question("# Performance\n").is_err());
+    assert!(opening_question("# Apache Kafka: what is tested against it, and how\n").is_err());
+    assert!(opening_question("# Consuming the records: the contract, the waiter, the sink?\n").is_err());
+    assert!(opening_question("## Installing: how do I get it?\n").is_err());
+    assert!(opening_question("\n# Installing: how do I get it?\n").is_err());
+}
+
+/// Every file under docs/ has its line in the README's table of contents.
+#[test]
+fn the_readme_lists_every_docs_file() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let missing: Vec<String> = documents()
+        .iter()
+        .filter(|d| d.parent().is_some_and(|p| p.ends_with("docs")))
+        .map(|d| d.strip_prefix(repo()).unwrap().to_string_lossy().into_owned())
+        .filter(|name| !readme.contains(&format!("]({name})")))
+        .collect();
+    assert!(missing.is_empty(), "not in README.md's table of contents: {}", missing.join(", "));
 }

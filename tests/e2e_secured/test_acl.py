@@ -3,21 +3,24 @@ super.users for the broker only): the plugin (in a real slurmctld 22.05.8,
 docs/securing-kafka.md's SCRAM example, its defaults: idempotence on) with exactly the
 ACLs docs/apache-kafka-security.md tells a site to grant.
 
-One run: the plugin starts without the ACL on its topic (the docs' ACL was
-granted for another topic name, as when JobCompParams topic= and the ACL
-disagree); the broker denies its records
-(its authorizer log: WRITE denied to the principal on the topic, at least
-twice); slurmctld's log has ONE error line naming the topic, the principal
-as JobCompLoc configures it and the missing WRITE; nothing reaches the
-topic. Then the doc's kafka-acls command, run verbatim (host, port,
-directory and topic replaced), and without any restart every record is
-delivered once.
+Two runs, each with a SCRAM principal of its own.
 
-Not covered: a principal with no WRITE on any topic at all. Then the broker
-refuses the idempotent producer's id (InitProducerId:
-CLUSTER_AUTHORIZATION_FAILED), which librdkafka makes a fatal error of the
-producer; the plugin does not yet make a new producer after a fatal error,
-so that case needs a slurmctld restart after the ACL is added.
+Missing WRITE on the topic: the plugin starts without the ACL on its topic
+(the docs' ACL was granted for another topic name, as when JobCompParams
+topic= and the ACL disagree); the broker denies its records (its authorizer
+log: WRITE denied to the principal on the topic, at least twice);
+slurmctld's log has ONE error line naming the topic, the principal as
+JobCompLoc configures it and the missing WRITE; nothing reaches the topic.
+Then the doc's kafka-acls command, run verbatim (host, port, directory and
+topic replaced), and without any restart every record is delivered once.
+
+No ACL at all: the broker refuses the idempotent producer's id
+(InitProducerId: CLUSTER_AUTHORIZATION_FAILED), which librdkafka makes a
+fatal error of the producer. slurmctld's log has ONE error line naming the
+principal and the missing WRITE, still one after 75 s in which the plugin
+makes a new producer once a minute (at least two denials in the broker's
+log); once the ACL is granted, every record is delivered once by the new
+producer, without a slurmctld restart.
 """
 
 import re
