@@ -120,6 +120,8 @@ FAMILY_TESTS := $(HOST_TESTS) wakeups
 unit:
 	ci/check-build-deps.sh
 	$(CARGO) test --release
+	@echo "== the host scenarios again, every spooled record waiting as a 32-byte entry (payload budget 0)"
+	JOBCOMP_KAFKA_TEST_PAYLOAD_BUDGET=0 $(CARGO) test --release --test plugin_host --test spool_faults --test metrics_host --test startup_without_kafka
 	@set -e; for release in $(filter-out $(SLURM_VERSION),$(HOST_FAMILIES)); do \
 	  echo "== $(FAMILY_TESTS) on a Slurm $$release build"; \
 	  SLURM_VERSION=$$release $(CARGO) test --release $(addprefix --test ,$(FAMILY_TESTS)); \

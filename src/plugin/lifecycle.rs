@@ -1,7 +1,7 @@
 //! The plugin's life cycle: init (producer, spool, delivery thread), reconfigure
 //! (set_location) and fini, and the one running instance the hot path looks at.
 
-use super::delivery::{counters_for, Delivery, Kafka, Startup, Stats};
+use super::delivery::{counters_for, Delivery, Kafka, Startup, Stats, WaitingQueue};
 use super::bell::Bell;
 use super::hot_spool::{open_spool, HotSpool};
 use super::{describe, settings_from, unix_now, Command, Counters, HostSettings, Settings, NOT_SET_UP_REMINDER_EVERY};
@@ -14,7 +14,7 @@ use crate::spool::{self, DeliveryLog};
 use crate::state_file;
 use crossbeam_channel::Sender;
 use parking_lot::RwLock;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -128,7 +128,7 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         state_dir: host.state_save_location.clone(),
         names: NameCache::default(),
         records: HashMap::new(),
-        queue: VecDeque::new(),
+        queue: WaitingQueue::default(),
         retry: BinaryHeap::new(),
         acks: Vec::new(),
         queued_bytes: 0,
@@ -153,6 +153,10 @@ pub fn init(host: HostSettings, release: Release) -> Result<(), String> {
         closed: Default::default(),
         missing_topics: Default::default(),
         job_partitions: Default::default(),
+        oldest_spooled_time: None,
+        spilled_in_this_outage: false,
+        handled_since_trim: 0,
+        payload_budget_for_tests: std::env::var("JOBCOMP_KAFKA_TEST_PAYLOAD_BUDGET").ok().and_then(|b| b.parse().ok()),
         job_comp_loc: host.job_comp_loc.clone().unwrap_or_default(),
     };
     let startup = Startup { replay: replay.messages, recovered: recovered.records };

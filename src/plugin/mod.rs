@@ -70,6 +70,13 @@ pub const STATE_FILE_HANDOVER_LIMIT: usize = 10_000;
 /// Payloads waiting for librdkafka are kept in memory up to this many bytes;
 /// beyond, they are read back from the spool when their turn comes.
 const QUEUED_PAYLOAD_BUDGET: usize = 64 << 20;
+/// During an outage (see `STALLED_AFTER`) the payloads kept in memory are cut
+/// to this: the texts are in the spool, and each waiting record then costs a
+/// 32-byte entry (`delivery::waiting`) instead of its text.
+const STALLED_PAYLOAD_BUDGET: usize = 4 << 20;
+/// During an outage librdkafka is handed at most this many records until
+/// Kafka acknowledges one again: its own copies of them are memory too.
+const STALLED_WINDOW: usize = 1000;
 /// Records librdkafka refuses for good (too large, invalid) are written here,
 /// under StateSaveLocation, one file per record, for an administrator to act on.
 pub const REFUSED_DIR: &str = "jobcomp_kafka_refused";

@@ -100,6 +100,13 @@ impl Delivery {
             figures.waiting_bytes += bytes.unwrap_or(0) as u64;
             oldest = Some(oldest.map_or(*id, |o| o.min(*id)));
         }
+        for entry in self.queue.iter() {
+            let Some(spooled) = self.queue.unpack(entry) else { continue };
+            let figures = per_topic(&mut topics, &spooled.topic, spooled.event);
+            figures.waiting += 1;
+            figures.waiting_bytes += u64::from(entry.spooled_len());
+            oldest = Some(oldest.map_or(entry.id(), |o| o.min(entry.id())));
+        }
         // The oldest record is the one with the lowest id (ids follow the order
         // records were taken); `jobcomp-kafka status` reports the same one.
         let oldest_age = oldest.map_or(0, |id| (now - self.record_time(id)).max(0));
@@ -127,7 +134,7 @@ impl Delivery {
     /// A waiting record's time; read from its JSON text in the spool when not
     /// known yet (a record recovered after a crash), then kept.
     fn record_time(&mut self, id: u64) -> i64 {
-        let Some(pending) = self.records.get(&id) else { return unix_now() };
+        let Some(pending) = self.records.get(&id) else { return self.spooled_record_time(id) };
         if pending.time != 0 {
             return pending.time;
         }
@@ -141,6 +148,26 @@ impl Delivery {
         if let Some(pending) = self.records.get_mut(&id) {
             pending.time = time;
         }
+        time
+    }
+}
+
+impl Delivery {
+    /// A spooled entry's record time, read from its JSON text in the spool
+    /// (the last one read is kept: the oldest record stays the same one
+    /// through an outage).
+    fn spooled_record_time(&mut self, id: u64) -> i64 {
+        if let Some((known, time)) = self.oldest_spooled_time {
+            if known == id {
+                return time;
+            }
+        }
+        let Some(spooled) = self.queue.iter().find(|e| e.id() == id).and_then(|e| self.queue.unpack(e)) else {
+            return unix_now();
+        };
+        let text = self.log.as_mut().and_then(|log| log.read(&spooled.at).ok());
+        let time = text.and_then(|t| ops::payload_time(spooled.event, &t)).unwrap_or_else(unix_now);
+        self.oldest_spooled_time = Some((id, time));
         time
     }
 }

@@ -72,7 +72,15 @@ impl Delivery {
         // 7.7 GiB of memory for a million records), for the sake of a file that
         // only SchedMD's plugin needs.
         let spooled = self.log.is_some();
-        let hand_over_all = !spooled || self.records.len() <= STATE_FILE_HANDOVER_LIMIT;
+        let hand_over_all = !spooled || self.outstanding() <= STATE_FILE_HANDOVER_LIMIT;
+        if hand_over_all {
+            // At most STATE_FILE_HANDOVER_LIMIT: each spooled entry is held for it.
+            for entry in self.queue.take_all() {
+                if let Some(spooled) = self.queue.unpack(&entry) {
+                    self.hold(entry.id(), spooled);
+                }
+            }
+        }
         let mut ids: Vec<u64> = self
             .records
             .iter()
@@ -80,7 +88,7 @@ impl Delivery {
             .map(|(id, _)| *id)
             .collect();
         ids.sort_unstable();
-        let kept_in_spool = self.records.len() - ids.len();
+        let kept_in_spool = self.outstanding() - ids.len();
         let mut saved = Vec::with_capacity(ids.len());
         let mut handed_over = Vec::with_capacity(ids.len());
         for id in ids {
@@ -111,7 +119,7 @@ impl Delivery {
                         if all.len() > ours { format!(" ({} of them from another controller's file)", all.len() - ours) } else { String::new() }
                     ));
                 }
-                if kept_in_spool == 0 && self.left_in_spool == 0 && handed_over.len() == self.records.len() {
+                if kept_in_spool == 0 && self.left_in_spool == 0 && handed_over.len() == self.outstanding() {
                     if let Some(log) = self.log.as_mut() {
                         log.remove_all();
                     }

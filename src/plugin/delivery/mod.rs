@@ -7,7 +7,8 @@
 //! - `reports`: delivery reports, acknowledgements, the spool's syncs;
 //! - `already_delivered`: after a crash, recovered records Kafka already holds are retired;
 //! - `handover`: fini's purge, flush and hand-over to the state file;
-//! - `job_partitions`: a job's finish record to the partition of its start record.
+//! - `job_partitions`: a job's finish record to the partition of its start record;
+//! - `waiting`: the queue of records waiting for librdkafka, 32 bytes each.
 
 mod already_delivered;
 mod figures;
@@ -15,8 +16,11 @@ mod handover;
 mod job_partitions;
 mod produce;
 mod reports;
+mod waiting;
 
 pub(super) use figures::{counters_for, Stats};
+pub(super) use waiting::WaitingQueue;
+use waiting::{Spooled, Waiting};
 use super::bell::Bell;
 use super::hot_spool::HotSpool;
 use super::sync_thread::Syncer;
@@ -30,12 +34,29 @@ use crate::spool::{self, DeliveryLog, Location};
 use crate::state_file::SavedMessage;
 use crossbeam_channel::Receiver;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Records taken from the channel or acknowledged since the memory freed
+/// behind them was last returned to the system (`return_freed_memory`).
+const TRIM_AFTER: usize = 100_000;
+
+/// Returns the heap's free pages to the system. A burst leaves the channel's
+/// blocks, the records' entries and their texts freed but kept by malloc in
+/// its arenas (in slurmctld's RssAnon) after the delivery thread has caught
+/// up; malloc_trim gives them back. Called once per `TRIM_AFTER` records,
+/// on this thread, never on the hot path.
+fn return_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// What the delivery thread produces before new records.
 pub(super) struct Startup {
@@ -85,10 +106,13 @@ pub(super) struct Delivery {
     pub(super) names: NameCache,
     pub(super) hot: Option<Arc<HotSpool>>,
     pub(super) log: Option<DeliveryLog>,
-    /// Every record not yet acknowledged, by id.
+    /// The records not yet acknowledged that are held in full, by id: those
+    /// handed to librdkafka, retried, with their text in memory or on no
+    /// disk. The others are spooled entries of `queue` (see `waiting`);
+    /// `outstanding()` counts both.
     pub(super) records: HashMap<u64, Pending>,
-    /// Ids waiting to be handed to librdkafka, in order.
-    pub(super) queue: VecDeque<u64>,
+    /// Records waiting to be handed to librdkafka, in order.
+    pub(super) queue: WaitingQueue,
     /// Ids to try again once their time has come.
     pub(super) retry: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Delivered ids (and their owning segments) not yet written to the spool.
@@ -146,6 +170,18 @@ pub(super) struct Delivery {
     /// slurmctld dies between Kafka's acknowledgement and the spool's line,
     /// so that a test can crash it with delivered records still outstanding.
     pub(super) acks_dropped_for_tests: bool,
+    /// Records taken or acknowledged since `return_freed_memory` (see `TRIM_AFTER`).
+    pub(super) handled_since_trim: usize,
+    /// The queued texts were cut to the outage's budget (once per outage:
+    /// reset by an acknowledgement).
+    pub(super) spilled_in_this_outage: bool,
+    /// The time of the oldest spooled entry's record, by id, once read from the spool.
+    pub(super) oldest_spooled_time: Option<(u64, i64)>,
+    /// Test-only (JOBCOMP_KAFKA_TEST_PAYLOAD_BUDGET=<bytes> in slurmctld's
+    /// environment at init): the in-memory payload budget, outage or not; at
+    /// 0 every spooled record waits as a spooled entry, so that the host
+    /// suites take that path with a few records instead of 64 MiB of them.
+    pub(super) payload_budget_for_tests: Option<usize>,
     /// The partition of each running job's start record (one topic for both).
     pub(super) job_partitions: job_partitions::JobPartitions,
 }
@@ -213,6 +249,11 @@ impl Delivery {
             if stop {
                 break;
             }
+            self.handled_since_trim += received;
+            if self.handled_since_trim >= TRIM_AFTER && self.receiver.is_empty() {
+                self.handled_since_trim = 0;
+                return_freed_memory();
+            }
             if std::mem::take(&mut self.reconfigured) {
                 let now = Instant::now();
                 next_poll = next_poll.min(now + poll_every(&self.settings));
@@ -229,7 +270,7 @@ impl Delivery {
                 let tick = self.settings.params.tick;
                 std::thread::sleep(wake.map_or(tick, |w| tick.min(w.saturating_duration_since(Instant::now()))));
             }
-            if received > 0 || !self.records.is_empty() {
+            if received > 0 || self.outstanding() > 0 {
                 // Snapshots appended, texts or acknowledgements to write.
                 self.spool_dirty = true;
             }
@@ -237,6 +278,12 @@ impl Delivery {
             self.renew_after_fatal_error();
             self.requeue_due();
             self.drain_queue();
+            if !self.spilled_in_this_outage && self.queued_bytes > self.payload_budget(true) && self.kafka_stalled() {
+                // An outage: the texts kept in memory for a quick hand-over
+                // are in the spool too; their records become spooled entries.
+                self.spilled_in_this_outage = true;
+                self.spill_to_spooled_entries();
+            }
             if let Some(hot) = &self.hot {
                 // Errors show up on the hot path's next append, which reports them.
                 let _ = hot.prep.prepare(false);
@@ -302,7 +349,7 @@ impl Delivery {
                     time: 0,
                 };
                 self.records.insert(record.record_id, pending);
-                self.queue.push_back(record.record_id);
+                self.queue.push_held(record.record_id);
                 maybe_produced.push(record.record_id);
                 continue;
             }
@@ -320,6 +367,8 @@ impl Delivery {
         }
         let replay = self.without_spooled_copies(startup.replay, &spooled_payloads);
         self.retire_records_already_in_kafka(&maybe_produced);
+        // Those not found wait in the spool: 32 bytes each from now on.
+        self.spill_to_spooled_entries();
         let replayed = replay.len();
         let mut all_spooled = self.log.is_some();
         for saved in replay {
@@ -441,7 +490,7 @@ impl Delivery {
     /// Kafka is not set up, or has acknowledged nothing for `STALLED_AFTER`
     /// while records waited: an outage, in which new records will wait too.
     pub(super) fn kafka_stalled(&self) -> bool {
-        self.producer().is_none() || (!self.records.is_empty() && self.waiting_since.elapsed() >= STALLED_AFTER)
+        self.producer().is_none() || (self.outstanding() > 0 && self.waiting_since.elapsed() >= STALLED_AFTER)
     }
 
     /// librdkafka's fatal errors (the broker refused the idempotent producer's
@@ -474,9 +523,12 @@ impl Delivery {
             Ok(renewed) => {
                 log::debug("a new Kafka producer after a fatal error");
                 self.kafka = Kafka::Producer(renewed);
-                let mut ids: Vec<u64> = self.records.keys().copied().collect();
-                ids.sort_unstable();
-                self.queue = ids.into();
+                // Every record again, in order: the held ones and the spooled
+                // entries that were waiting behind them.
+                let mut entries: Vec<Waiting> = self.queue.take_all().into_iter().filter(|e| !e.is_held()).collect();
+                entries.extend(self.records.keys().map(|&id| Waiting::held(id)));
+                entries.sort_unstable_by_key(|e| e.id());
+                self.queue.extend(entries);
                 self.retry.clear();
             }
             Err(e) => log::error(&format!("cannot make a new Kafka producer after a fatal error: {}", e.reason)),
@@ -493,20 +545,69 @@ impl Delivery {
     /// While Kafka is not set up: the error line again, with the number of
     /// records waiting, when it is due.
     fn remind_not_set_up(&mut self, now: Instant) {
+        let waiting = self.outstanding();
         let Kafka::NotSetUp { problem, next_reminder } = &mut self.kafka else { return };
         if now < *next_reminder {
             return;
         }
         *next_reminder = now + self.reminder_every;
         log::error(&format!(
-            "{problem}; {} record(s) wait in the spool until then (this line is repeated every {})",
-            self.records.len(),
+            "{problem}; {waiting} record(s) wait in the spool until then (this line is repeated every {})",
             if self.reminder_every.subsec_nanos() == 0 {
                 format!("{} s", self.reminder_every.as_secs())
             } else {
                 format!("{} ms", self.reminder_every.as_millis())
             }
         ));
+    }
+
+    /// Records not yet acknowledged: held ones and spooled entries.
+    pub(super) fn outstanding(&self) -> usize {
+        self.records.len() + self.queue.spooled_len()
+    }
+
+    /// Held records that wait in the queue and are in the spool become
+    /// spooled entries; the texts of those kept in memory too are let go.
+    /// (After start's read-back, and once at the start of an outage.)
+    fn spill_to_spooled_entries(&mut self) {
+        for entry in self.queue.take_all() {
+            if !entry.is_held() {
+                self.queue.extend([entry]);
+                continue;
+            }
+            let Some(pending) = self.records.get(&entry.id()) else {
+                // Acknowledged or retired meanwhile: nothing to hand over.
+                continue;
+            };
+            if let Some(spooled) = spooled_form(pending) {
+                if self.queue.push_spooled(entry.id(), &spooled) {
+                    if let Some(payload) = self.records.remove(&entry.id()).and_then(|p| p.payload) {
+                        self.queued_bytes -= payload.len();
+                    }
+                    continue;
+                }
+            }
+            self.queue.extend([entry]);
+        }
+        self.records.shrink_to_fit();
+    }
+
+    /// A spooled entry's record becomes held: it is about to be handed to
+    /// librdkafka (or to the state file).
+    fn hold(&mut self, id: u64, spooled: Spooled) {
+        let pending = Pending {
+            job_id: spooled.job_id,
+            event: spooled.event,
+            topic: spooled.topic,
+            owner: Some(spooled.owner),
+            payload_at: Some(spooled.at),
+            payload: None,
+            attempts: 0,
+            memory_only: false,
+            in_flight: false,
+            time: 0,
+        };
+        self.records.insert(id, pending);
     }
 
     /// Start and finish records go to one topic (see `job_partitions`).
@@ -520,4 +621,20 @@ impl Delivery {
             Event::Start => &self.settings.start_topic,
         }
     }
+}
+
+/// The spooled-entry form of a held record that is in the spool and was never
+/// tried (its text in memory, if any, is a copy); `None` for any other (it
+/// stays held).
+fn spooled_form(pending: &Pending) -> Option<Spooled> {
+    if pending.attempts > 0 || pending.memory_only || pending.in_flight {
+        return None;
+    }
+    Some(Spooled {
+        job_id: pending.job_id,
+        event: pending.event,
+        topic: pending.topic.clone(),
+        owner: pending.owner?,
+        at: pending.payload_at?,
+    })
 }

@@ -2,8 +2,11 @@
 //! (back-pressure when its queue is full), retries with backoff, and records
 //! Kafka refuses for good.
 
-use super::{Delivery, Pending};
-use super::super::{QUEUED_PAYLOAD_BUDGET, RECORD_ID_HEADER, REFUSED_DIR, RETRY_FIRST, RETRY_MAX, OUTAGE_SUMMARY_EVERY};
+use super::{Delivery, Pending, Spooled};
+use super::super::{
+    OUTAGE_SUMMARY_EVERY, QUEUED_PAYLOAD_BUDGET, RECORD_ID_HEADER, REFUSED_DIR, RETRY_FIRST, RETRY_MAX, STALLED_PAYLOAD_BUDGET,
+    STALLED_WINDOW,
+};
 use crate::kafka::{self, Cause, ProduceError};
 use crate::metrics::FailureKind;
 use crate::record::{self, RecordOptions};
@@ -63,7 +66,7 @@ impl Delivery {
         let mut owner = owner;
         let mut payload_at = None;
         let topic = self.topic_for(event).clone();
-        if self.records.is_empty() {
+        if self.outstanding() == 0 {
             self.waiting_since = Instant::now();
         }
         // During an outage the record will wait: its text is spooled compressed.
@@ -85,8 +88,15 @@ impl Delivery {
                 Err(e) => hot.failed(super::super::hot_spool::TEXTS, &format!("cannot write to the spool in {}: {e}", hot.dir.display())),
             }
         }
-        let keep_in_memory = payload_at.is_none() || self.queued_bytes + payload.len() <= QUEUED_PAYLOAD_BUDGET;
-        if keep_in_memory {
+        let keep_in_memory = payload_at.is_none() || self.queued_bytes + payload.len() <= self.payload_budget(compress);
+        if !keep_in_memory {
+            // Past the budget, in the spool: a spooled entry, no `Pending`.
+            if let (Some(owner), Some(at)) = (owner, payload_at) {
+                if self.queue.push_spooled(id, &Spooled { job_id, event, topic: topic.clone(), owner, at }) {
+                    return true;
+                }
+            }
+        } else {
             self.queued_bytes += payload.len();
         }
         let pending = Pending {
@@ -102,7 +112,7 @@ impl Delivery {
             time: super::super::unix_now(),
         };
         self.records.insert(id, pending);
-        self.queue.push_back(id);
+        self.queue.push_held(id);
         owner.is_some()
     }
 
@@ -148,9 +158,22 @@ impl Delivery {
         }
     }
 
+    /// How many bytes of waiting records' texts are kept in memory: less
+    /// during an outage (`stalled`), when they will wait anyway.
+    pub(super) fn payload_budget(&self, stalled: bool) -> usize {
+        if let Some(budget) = self.payload_budget_for_tests {
+            budget
+        } else if stalled {
+            STALLED_PAYLOAD_BUDGET
+        } else {
+            QUEUED_PAYLOAD_BUDGET
+        }
+    }
+
     pub(super) fn keep_payload(&mut self, id: u64, payload: Vec<u8>) {
+        let budget = self.payload_budget(self.kafka_stalled());
         if let Some(pending) = self.records.get_mut(&id) {
-            if pending.payload.is_none() && (pending.payload_at.is_none() || self.queued_bytes + payload.len() <= QUEUED_PAYLOAD_BUDGET) {
+            if pending.payload.is_none() && (pending.payload_at.is_none() || self.queued_bytes + payload.len() <= budget) {
                 self.queued_bytes += payload.len();
                 pending.payload = Some(payload);
             }
@@ -163,7 +186,17 @@ impl Delivery {
         if self.producer().is_none() {
             return;
         }
-        while let Some(&id) = self.queue.front() {
+        // During an outage librdkafka gets a window, not the whole backlog.
+        let window = if self.kafka_stalled() { STALLED_WINDOW } else { usize::MAX };
+        while let Some(&front) = self.queue.front() {
+            if self.producer().is_some_and(|p| p.queue_len() >= window) {
+                break;
+            }
+            let id = front.id();
+            if let Some(spooled) = self.queue.unpack(&front) {
+                self.hold(id, spooled);
+                self.queue.hold_front();
+            }
             let Some(payload) = self.take_payload(id) else {
                 // Acknowledged meanwhile, or unreadable (kept for fini's state file).
                 self.queue.pop_front();
@@ -382,7 +415,7 @@ impl Delivery {
             }
             self.retry.pop();
             if self.records.contains_key(&id) {
-                self.queue.push_back(id);
+                self.queue.push_held(id);
             }
         }
     }
@@ -390,12 +423,12 @@ impl Delivery {
     pub(super) fn outage_summary(&mut self) {
         if self.failures_since_summary == 0 {
             let silent_for = self.waiting_since.elapsed();
-            if self.producer().is_some() && silence_notice_due(self.records.len(), silent_for, self.last_summary.elapsed()) {
+            if self.producer().is_some() && silence_notice_due(self.outstanding(), silent_for, self.last_summary.elapsed()) {
                 log::warning(&format!(
                     "Kafka has acknowledged no record for {} s; {} record(s) are waiting, kept in the spool, and \
                      are sent as soon as it does (librdkafka keeps retrying them; its own lines above name the cause)",
                     silent_for.as_secs(),
-                    self.records.len()
+                    self.outstanding()
                 ));
                 self.last_summary = Instant::now();
                 self.silence_noticed = true;
@@ -407,7 +440,7 @@ impl Delivery {
         }
         log::warning(&format!(
             "{} record(s) not yet delivered; {} delivery attempt(s) failed in the last {} s (last: {}); they are kept and retried",
-            self.records.len(),
+            self.outstanding(),
             self.failures_since_summary,
             self.last_summary.elapsed().as_secs(),
             self.last_failure

@@ -30,10 +30,12 @@ impl Delivery {
                     log::info(&format!(
                         "Kafka acknowledges records again after {} s; {} record(s) still waiting",
                         self.waiting_since.elapsed().as_secs(),
-                        self.records.len()
+                        self.outstanding()
                     ));
                 }
                 self.waiting_since = std::time::Instant::now();
+                self.spilled_in_this_outage = false;
+                self.handled_since_trim += 1;
                 if let Some(payload) = &pending.payload {
                     self.queued_bytes -= payload.len();
                 }
