@@ -11,7 +11,8 @@ mkdir -p "$PKG_CACHE"
 # expect_records BOOTSTRAP TOPIC JOBID...: every job's record arrives (key =
 # job id, value JSON with that jobid), within a generous bound, and nothing
 # else: --exact reads on for 3 s after the last one expected, and an extra
-# copy fails.
+# copy fails. Each record is valid against the record contract of Slurm
+# $slurm (schema/, tests/e2e/record_schema.py; the caller sets slurm).
 expect_records() {
 	local bootstrap=$1 topic=$2
 	shift 2
@@ -26,11 +27,18 @@ expect_records() {
 	local got
 	got=$(printf '%s\n' "$out" | "$RIG_VENV/bin/python" -c '
 import json, sys
-ids = sorted(json.loads(json.loads(line)["value"])["jobid"] for line in sys.stdin if line.strip())
-print(" ".join(map(str, ids)))')
+sys.path.insert(0, sys.argv[1] + "/tests/e2e")
+from record_schema import contract_problems
+records = [json.loads(json.loads(line)["value"]) for line in sys.stdin if line.strip()]
+for rec in records:
+    problems = contract_problems(rec, sys.argv[2])
+    if problems:
+        sys.exit("job %s: %s" % (rec.get("jobid"), "; ".join(problems)))
+print(" ".join(map(str, sorted(rec["jobid"] for rec in records))))' "$PKG_TOP" "$slurm") ||
+		die "a record in $topic breaks the record contract of Slurm $slurm (above)"
 	[[ $got == "$(printf '%s\n' "$@" | sort -n | tr '\n' ' ' | sed 's/ $//')" ]] ||
 		die "records in $topic are for jobs [$got], expected [$*]"
-	log "records of job(s) $* arrived in $topic"
+	log "records of job(s) $* arrived in $topic, valid against schema/$(cut -d. -f1,2 <<<"$slurm")"
 }
 
 # state_digest DIR: the names and contents of every file under DIR.

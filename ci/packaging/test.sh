@@ -7,8 +7,11 @@ set -euo pipefail
 RIG_NAME=test-packages
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$here/../lib/e2e.sh"
 t0=$(now_ms)
 "$here/install-tools.sh"
+# jsonschema in the rigs' venv: expect_records checks the record contract.
+e2e_install_pytest
 "$here/test-dist.sh"
 "$here/test-rpm.sh"
 "$here/test-deb.sh" trixie
