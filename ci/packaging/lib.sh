@@ -1,5 +1,6 @@
 # Shared by the package tests (source after ci/lib/common.sh): the cache, the
-# broker and the check that job records arrived.
+# broker (Apache Kafka 4, ci/rig/kafka.sh) and the check that job records
+# arrived.
 #
 # Ports: 20400-20499 on 127.0.0.1 only (this suite's range; the other e2e
 # suites use other fixed ports, so they can run at the same time).
@@ -39,6 +40,19 @@ print(" ".join(map(str, sorted(rec["jobid"] for rec in records))))' "$PKG_TOP" "
 	[[ $got == "$(printf '%s\n' "$@" | sort -n | tr '\n' ' ' | sed 's/ $//')" ]] ||
 		die "records in $topic are for jobs [$got], expected [$*]"
 	log "records of job(s) $* arrived in $topic, valid against schema/$(cut -d. -f1,2 <<<"$slurm")"
+}
+
+# pkg_broker start DIR PORT | stop DIR: the package tests' broker, one Apache
+# Kafka 4 node (KRaft; its controller on PORT+1) in DIR. Its data stays in DIR
+# across stop and start; the first start of a test gets an empty DIR.
+pkg_broker() {
+	case $1 in
+	start)
+		"$PKG_TOP/ci/rig/kafka.sh" start "$2" --port "$3" --version 4 --heap 256m >"$2.start.log" 2>&1 ||
+			{ cat "$2.start.log" >&2; die "Apache Kafka did not start on 127.0.0.1:$3 (above)"; } ;;
+	stop) "$PKG_TOP/ci/rig/kafka.sh" stop "$2" >/dev/null 2>&1 || true ;;
+	*) die "pkg_broker start DIR PORT | stop DIR" ;;
+	esac
 }
 
 # state_digest DIR: the names and contents of every file under DIR.

@@ -6,10 +6,11 @@
 #  1. make deb for that release (lintian-clean; see deb.sh);
 #  2. apt-get install of the .deb over Debian's slurm-wlm-kafka-plugin replaces it;
 #  3. slurmctld loads our plugin from Debian's PluginDir (the init line names the
-#     version) and job records reach a real broker (tansu);
+#     version) and job records reach Apache Kafka 4;
 #  4. with the broker down, records wait (the packaged jobcomp-kafka tool shows
 #     them); after `apt-get remove` and `purge`
-#     StateSaveLocation is unchanged, and after reinstalling they are delivered;
+#     StateSaveLocation is unchanged, and after reinstalling they are delivered
+#     (once each, the records of step 3 not again: the broker keeps its data);
 #  5. another slurmctld release (a stand-in .deb of slurmctld X.Y.Z+1): dpkg -i
 #     fails on our Breaks (left unconfigured), and apt-get installs it only by
 #     removing our package: no plugin is left that could not load.
@@ -31,14 +32,14 @@ chroot_rig=$PKG_TOP/ci/rig/slurm-chroot.sh
 shared=$RIG_CACHE/chroot-$suite
 root=$PKG_CACHE/chroot-$suite
 dir=$root/rig/pkg
-broker_dir=$PKG_CACHE/tansu-$suite
+broker_dir=$PKG_CACHE/kafka-$suite
 bootstrap=127.0.0.1:$broker_port
 topic=jkpkg
 t0=$(now_ms)
 
 cleanup() {
 	[[ -f $dir/rig.env ]] && "$chroot_rig" stop "$dir" >/dev/null 2>&1
-	"$PKG_TOP/ci/rig/tansu.sh" stop "$broker_dir" >/dev/null 2>&1
+	pkg_broker stop "$broker_dir"
 	[[ -d $root ]] && { "$chroot_rig" unmount "$root" >/dev/null 2>&1 || true; }
 	[[ ${JK_KEEP:-0} == 1 ]] || rm -rf --one-file-system "$root"
 }
@@ -104,7 +105,8 @@ compgen -G "$root/usr/share/doc/jobcomp-kafka/docs/operating.md*" >/dev/null || 
 log "installed over slurm-wlm-kafka-plugin (removed); $plugin belongs to jobcomp-kafka"
 
 # 3. slurmctld loads it; records arrive.
-"$PKG_TOP/ci/rig/tansu.sh" start "$broker_dir" "$broker_port" >/dev/null
+rm -rf "$broker_dir"
+pkg_broker start "$broker_dir" "$broker_port"
 mkdir -p "$dir"
 printf 'bootstrap.servers=%s\nmessage.timeout.ms=300000\n' "$bootstrap" >"$dir/jobcomp_kafka.conf"
 chmod 0600 "$dir/jobcomp_kafka.conf"
@@ -126,7 +128,7 @@ first=$(run_jobs 3)
 expect_records "$bootstrap" "$topic" $first
 
 # 4. Broker down: records wait in StateSaveLocation through remove/purge/reinstall.
-"$PKG_TOP/ci/rig/tansu.sh" stop "$broker_dir" >/dev/null
+pkg_broker stop "$broker_dir"
 waiting=$(run_jobs 2)
 "$chroot_rig" stop "$dir" >/dev/null
 [[ -s $dir/state/jobcomp_kafka_state ]] || die "no undelivered records saved in StateSaveLocation (the test needs some)"
@@ -147,12 +149,13 @@ apt_in remove -y jobcomp-kafka >>"$PKG_CACHE/apt-$suite.log" 2>&1 || die "apt-ge
 ch dpkg --purge jobcomp-kafka >>"$PKG_CACHE/apt-$suite.log" 2>&1 || die "dpkg --purge failed"
 [[ $(state_digest "$dir/state") == "$before" ]] || die "dpkg --purge changed StateSaveLocation"
 apt_in install -y --no-install-recommends "/tmp/$(basename "$deb")" >>"$PKG_CACHE/apt-$suite.log" 2>&1 || die "reinstall failed"
-"$PKG_TOP/ci/rig/tansu.sh" start "$broker_dir" "$broker_port" >/dev/null
+pkg_broker start "$broker_dir" "$broker_port"
 "$chroot_rig" start "$root" "$dir" --cluster "$topic" --jobcomp jobcomp/kafka --jobcomp-loc "$dir/jobcomp_kafka.conf" \
 	--ctld-port "$ctld_port" --slurmd-port "$slurmd_port" >/dev/null
-# The broker is new (in-memory): exactly the records saved while it was down.
+# The broker kept the topic: the first records once, and exactly the records
+# saved while it was down.
 # shellcheck disable=SC2086
-expect_records "$bootstrap" "$topic" $waiting
+expect_records "$bootstrap" "$topic" $first $waiting
 "$chroot_rig" stop "$dir" >/dev/null
 log "records of jobs $waiting survived remove, purge and reinstall, and were delivered"
 

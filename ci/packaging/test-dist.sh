@@ -5,8 +5,8 @@
 #  2. unpacked, `make build` works in a network namespace with nothing but
 #     loopback, with an empty CARGO_HOME (no registry cache to fall back on);
 #  3. the result loads in the host's real slurmctld 22.05.8 (init line with the
-#     version) and a job's record reaches a real broker (tansu).
-# Usage: ci/packaging/test-dist.sh   (ports 20410-20412)
+#     version) and a job's record reaches Apache Kafka 4.
+# Usage: ci/packaging/test-dist.sh   (ports 20410-20413)
 set -euo pipefail
 RIG_NAME=test-dist
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -15,12 +15,12 @@ slurm=22.05.8
 tree_parent=$PKG_CACHE/release
 tree=$tree_parent/jobcomp-kafka-$PKG_VERSION
 dir=$PKG_CACHE/host-rig
-broker_dir=$PKG_CACHE/tansu-host
+broker_dir=$PKG_CACHE/kafka-host
 bootstrap=127.0.0.1:20412
 t0=$(now_ms)
 cleanup() {
 	[[ -f $dir/rig.env ]] && "$PKG_TOP/ci/rig/slurm-host.sh" stop "$dir" >/dev/null 2>&1
-	"$PKG_TOP/ci/rig/tansu.sh" stop "$broker_dir" >/dev/null 2>&1 || true
+	pkg_broker stop "$broker_dir"
 }
 trap cleanup EXIT
 
@@ -94,7 +94,8 @@ log "built offline (loopback-only namespace, empty CARGO_HOME) in $(($(now_ms) -
 # 3. The real slurmctld 22.05.8 loads it; a job's record arrives.
 "$PKG_TOP/ci/rig/slurm-host.sh" install >/dev/null
 mkdir -p "$dir"
-"$PKG_TOP/ci/rig/tansu.sh" start "$broker_dir" 20412 >/dev/null
+rm -rf "$broker_dir"
+pkg_broker start "$broker_dir" 20412
 printf 'bootstrap.servers=%s\n' "$bootstrap" >"$dir/jobcomp_kafka.conf"
 chmod 0600 "$dir/jobcomp_kafka.conf"
 # make install into a private PluginDir (docs/installing.md, "Installing it into
