@@ -283,6 +283,8 @@ impl Delivery {
                 // are in the spool too; their records become spooled entries.
                 self.spilled_in_this_outage = true;
                 self.spill_to_spooled_entries();
+                // Up to the 64 MiB budget of texts was just freed.
+                return_freed_memory();
             }
             if let Some(hot) = &self.hot {
                 // Errors show up on the hot path's next append, which reports them.
