@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -190,6 +191,24 @@ def other_slurmctlds(own_pid):
     return n
 
 
+def wait_bindable(ports, timeout=60):
+    """The previous run's daemons (the same ports, host or chroot) may hold a
+    port for a moment after their stop returned: wait until each can be bound
+    (a slurmd that cannot bind its port exits, and the run with it)."""
+    deadline = time.monotonic() + timeout
+    for port in ports:
+        while True:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("0.0.0.0", port))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"port {port} still taken after {timeout} s")
+            time.sleep(0.2)
+
+
 def run_once(name, spec, args, tasks, tag):
     """One cluster, one job array. Returns the raw observations."""
     where, plugin = spec["where"], spec["plugin"]
@@ -260,6 +279,7 @@ def run_once(name, spec, args, tasks, tag):
             if consumer.poll() is not None or time.monotonic() - t > 60:
                 raise SystemExit(f"{name}: consumer did not get ready (see {hostdir}/consumer.log)")
             time.sleep(0.05)
+        wait_bindable((ctld_port, slurmd_port))
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL,
                        stderr=open(os.path.join(hostdir, "rig.log"), "w"))
         started = True
@@ -405,14 +425,14 @@ def summarize(name, spec, raws, args):
         span = sum(i["seconds"] for i in idles)
         by = {}
         for i in idles:
-            for name, d in i["by_thread"].items():
-                m = by.setdefault(name, {"threads": 0, "cpu_s": 0.0, "wakeups": 0})
+            for thread, d in i["by_thread"].items():
+                m = by.setdefault(thread, {"threads": 0, "cpu_s": 0.0, "wakeups": 0})
                 m["threads"] = max(m["threads"], d["threads"])
                 m["cpu_s"] += d["cpu_s"]
                 m["wakeups"] += d["wakeups"]
-        per_s = {name: {"threads": d["threads"], "cpu_ms_per_s": d["cpu_s"] * 1e3 / span,
-                        "wakeups_per_s": d["wakeups"] / span} for name, d in by.items()}
-        plugin = [d for name, d in by.items() if plugin_thread(name)]
+        per_s = {thread: {"threads": d["threads"], "cpu_ms_per_s": d["cpu_s"] * 1e3 / span,
+                          "wakeups_per_s": d["wakeups"] / span} for thread, d in by.items()}
+        plugin = [d for thread, d in by.items() if plugin_thread(thread)]
         result["idle"] = {
             "seconds": span,
             "by_thread": per_s,
