@@ -7,7 +7,7 @@ use crate::metrics::{self, Clock, FailureKind, Figures, LatencyHistogram, Metric
 use crate::ops;
 use crate::slurm::log;
 use crate::snapshot::Event;
-use crate::spool;
+use crate::spool::{self, Location};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -92,24 +92,29 @@ impl Delivery {
         for ((topic, event), count) in &self.stats.refused {
             per_topic(&mut topics, topic, *event).refused = *count;
         }
-        let mut oldest: Option<u64> = None;
+        // The oldest record (the lowest id: ids follow the order records were
+        // taken; `jobcomp-kafka status` reports the same one), and where its
+        // text is when it is a spooled entry.
+        let mut oldest: Option<(u64, Option<(Event, Location)>)> = None;
         for (id, pending) in &self.records {
             let figures = per_topic(&mut topics, &pending.topic, pending.event);
             figures.waiting += 1;
             let bytes = pending.payload.as_ref().map(|p| p.len()).or(pending.payload_at.map(|at| at.len as usize));
             figures.waiting_bytes += bytes.unwrap_or(0) as u64;
-            oldest = Some(oldest.map_or(*id, |o| o.min(*id)));
+            if oldest.is_none_or(|(o, _)| *id < o) {
+                oldest = Some((*id, None));
+            }
         }
         for entry in self.queue.iter() {
             let Some(spooled) = self.queue.unpack(entry) else { continue };
             let figures = per_topic(&mut topics, &spooled.topic, spooled.event);
             figures.waiting += 1;
             figures.waiting_bytes += u64::from(entry.spooled_len());
-            oldest = Some(oldest.map_or(entry.id(), |o| o.min(entry.id())));
+            if oldest.is_none_or(|(o, _)| entry.id() < o) {
+                oldest = Some((entry.id(), Some((spooled.event, spooled.at))));
+            }
         }
-        // The oldest record is the one with the lowest id (ids follow the order
-        // records were taken); `jobcomp-kafka status` reports the same one.
-        let oldest_age = oldest.map_or(0, |id| (now - self.record_time(id)).max(0));
+        let oldest_age = oldest.map_or(0, |(id, spooled)| (now - self.record_time(id, spooled)).max(0));
         let counters = &self.counters;
         Figures {
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -132,43 +137,36 @@ impl Delivery {
     }
 
     /// A waiting record's time; read from its JSON text in the spool when not
-    /// known yet (a record recovered after a crash), then kept.
-    fn record_time(&mut self, id: u64) -> i64 {
-        let Some(pending) = self.records.get(&id) else { return self.spooled_record_time(id) };
+    /// known yet (a record recovered after a crash, a spooled entry), then
+    /// kept (a spooled entry's in `oldest_spooled_time`: the oldest record
+    /// stays the same one through an outage). `spooled`: its event and the
+    /// place of its text when it is a spooled entry.
+    fn record_time(&mut self, id: u64, spooled: Option<(Event, Location)>) -> i64 {
+        if let Some((event, at)) = spooled {
+            if let Some((_, time)) = self.oldest_spooled_time.filter(|(known, _)| *known == id) {
+                return time;
+            }
+            let time = self.time_in_text(event, None, Some(at));
+            self.oldest_spooled_time = Some((id, time));
+            return time;
+        }
+        let Some(pending) = self.records.get(&id) else { return unix_now() };
         if pending.time != 0 {
             return pending.time;
         }
-        let event = pending.event;
-        let text = match (&pending.payload, pending.payload_at) {
-            (Some(payload), _) => Some(payload.clone()),
-            (None, Some(at)) => self.log.as_mut().and_then(|log| log.read(&at).ok()),
-            (None, None) => None,
-        };
-        let time = text.and_then(|t| ops::payload_time(event, &t)).unwrap_or_else(unix_now);
+        let (event, payload, at) = (pending.event, pending.payload.clone(), pending.payload_at);
+        let time = self.time_in_text(event, payload, at);
         if let Some(pending) = self.records.get_mut(&id) {
             pending.time = time;
         }
         time
     }
-}
 
-impl Delivery {
-    /// A spooled entry's record time, read from its JSON text in the spool
-    /// (the last one read is kept: the oldest record stays the same one
-    /// through an outage).
-    fn spooled_record_time(&mut self, id: u64) -> i64 {
-        if let Some((known, time)) = self.oldest_spooled_time {
-            if known == id {
-                return time;
-            }
-        }
-        let Some(spooled) = self.queue.iter().find(|e| e.id() == id).and_then(|e| self.queue.unpack(e)) else {
-            return unix_now();
-        };
-        let text = self.log.as_mut().and_then(|log| log.read(&spooled.at).ok());
-        let time = text.and_then(|t| ops::payload_time(spooled.event, &t)).unwrap_or_else(unix_now);
-        self.oldest_spooled_time = Some((id, time));
-        time
+    /// The job event's time in a record's JSON text: `payload`, else the text
+    /// read from the spool at `at`; now when neither gives one.
+    fn time_in_text(&mut self, event: Event, payload: Option<Vec<u8>>, at: Option<Location>) -> i64 {
+        let text = payload.or_else(|| self.log.as_mut()?.read(&at?).ok());
+        text.and_then(|t| ops::payload_time(event, &t)).unwrap_or_else(unix_now)
     }
 }
 
