@@ -33,14 +33,24 @@ fn repo() -> PathBuf {
 
 fn documents() -> Vec<PathBuf> {
     let mut docs = vec![repo().join("README.md")];
-    let mut more: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+    docs.extend(docs_files());
+    docs
+}
+
+/// The files under docs/, sorted.
+fn docs_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "md"))
         .collect();
-    more.sort();
-    docs.extend(more);
-    docs
+    files.sort();
+    files
+}
+
+/// A file's path relative to the repository, as links in the docs write it.
+fn relative(path: &Path) -> String {
+    path.strip_prefix(repo()).unwrap().to_string_lossy().into_owned()
 }
 
 struct Block {
@@ -54,7 +64,7 @@ struct Block {
 /// its opening fence (blank lines skipped).
 fn blocks(path: &Path) -> Vec<Block> {
     let text = std::fs::read_to_string(path).unwrap();
-    let doc = path.strip_prefix(repo()).unwrap().to_string_lossy().into_owned();
+    let doc = relative(path);
     let lines: Vec<&str> = text.lines().collect();
     let mut out = Vec::new();
     let mut i = 0;
@@ -219,7 +229,7 @@ fn every_link_of_the_docs_leads_to_a_file_of_the_repository() {
     let mut failures = Vec::new();
     for doc in documents() {
         let text = std::fs::read_to_string(&doc).unwrap();
-        let name = doc.strip_prefix(repo()).unwrap().to_string_lossy().into_owned();
+        let name = relative(&doc);
         let mut rest = text.as_str();
         while let Some(at) = rest.find("](") {
             rest = &rest[at + 2..];
@@ -272,13 +282,9 @@ fn opening_question(text: &str) -> Result<(), String> {
 
 #[test]
 fn every_docs_file_starts_with_the_question_it_answers() {
-    let failures: Vec<String> = documents()
+    let failures: Vec<String> = docs_files()
         .iter()
-        .filter(|d| d.parent().is_some_and(|p| p.ends_with("docs")))
-        .filter_map(|d| {
-            let name = d.strip_prefix(repo()).unwrap().to_string_lossy().into_owned();
-            opening_question(&std::fs::read_to_string(d).unwrap()).err().map(|e| format!("{name}: {e}"))
-        })
+        .filter_map(|d| opening_question(&std::fs::read_to_string(d).unwrap()).err().map(|e| format!("{}: {e}", relative(d))))
         .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -297,10 +303,9 @@ fn a_title_without_its_question_fails() {
 #[test]
 fn the_readme_lists_every_docs_file() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let missing: Vec<String> = documents()
+    let missing: Vec<String> = docs_files()
         .iter()
-        .filter(|d| d.parent().is_some_and(|p| p.ends_with("docs")))
-        .map(|d| d.strip_prefix(repo()).unwrap().to_string_lossy().into_owned())
+        .map(|d| relative(d))
         .filter(|name| !readme.contains(&format!("]({name})")))
         .collect();
     assert!(missing.is_empty(), "not in README.md's table of contents: {}", missing.join(", "));
