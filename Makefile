@@ -70,6 +70,9 @@ deps:
 # network namespaces, test-consumers 21600-21699, e2e-kafka 20800-20831,
 # packages 20410-20432, the others elsewhere), and builds into the shared
 # target/ hold a lock (ci/build-plugin.sh). -Oline keeps lines whole.
+# The docs name the targets this runs (README.md's "Two commands",
+# docs/apache-kafka.md's "Running it"); tests/docs_blocks.rs fails when one
+# of them is no longer reached from here.
 test: deps
 	$(MAKE) unit
 	$(MAKE) idempotence-kafka
@@ -97,7 +100,9 @@ test-lane-site:
 	$(MAKE) e2e-secured
 
 # A replicated Apache Kafka cluster under faults, the rigs' own self-check,
-# and Apache Kafka's own rules on both lines (4.x, 3.9). e2e-kafka sits here,
+# Apache Kafka's own rules on both lines (4.x, 3.9), and `make demo` as
+# README.md's "Two commands" gives it (it fails when a record does not
+# arrive). e2e-kafka sits here,
 # not in lane-site, because lane-site (packages, then secured Kafka: some 21
 # minutes) is the run's critical path and this lane finished some 10 minutes
 # earlier. (idempotence-kafka runs before the lanes: it is a cargo test of
@@ -107,6 +112,7 @@ test-lane-kafka:
 	$(MAKE) e2e-cluster
 	$(MAKE) rig-selftest
 	$(MAKE) e2e-kafka
+	$(MAKE) demo
 
 # One release of each jobcomp API family: 22.05 (set_location(loc)),
 # 23.02-24.11 without and with the job's identity (23.11+), 25.05+

@@ -17,7 +17,9 @@
 //!   and runs against a real slurmctld; checked here as `jobcomploc` as well.
 //! - `<!-- docs-block: run-by PATH... -->`: commands the named test scripts
 //!   run (each must exist and name the document, so the two are changed
-//!   together; what they run is their own claim, not checked here).
+//!   together). When one of them is the Makefile, every `make TARGET` line
+//!   of the block must be a target `make test` reaches; for other scripts
+//!   what they run is their own claim, not checked here.
 //! - `<!-- docs-block: not-run REASON -->`: commands that cannot run here
 //!   (RHEL, a site's own machines); the reason is said in the text as well.
 //! - `<!-- docs-block: output -->`: not a command: an example of what the
@@ -169,11 +171,73 @@ fn check(block: &Block) -> Result<(), String> {
                 if !text.contains(&block.doc) {
                     return Err(format!("run-by {script}: that file does not name {} (say there which block it runs)", block.doc));
                 }
+                if script == "Makefile" {
+                    check_make_commands_run_by_make_test(&block.text, &text)?;
+                }
             }
             Ok(())
         }
         _ => Err(format!("unknown or incomplete marker <!-- {marker} -->")),
     }
+}
+
+/// The targets `make test` reaches in a Makefile's text: `test` itself, its
+/// prerequisites, and every target a recipe runs with `$(MAKE)`, followed
+/// through the targets they reach in turn.
+fn targets_reached_by_make_test(makefile: &str) -> std::collections::BTreeSet<String> {
+    let mut rules = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let mut current: Option<String> = None;
+    for line in makefile.lines() {
+        if let Some(recipe) = line.strip_prefix('\t') {
+            if let (Some(target), Some(at)) = (&current, recipe.find("$(MAKE)")) {
+                let called = recipe[at + "$(MAKE)".len()..]
+                    .split_whitespace()
+                    .take_while(|w| !w.starts_with(['&', '|', ';', '#']))
+                    .filter(|w| !w.starts_with('-') && !w.contains('=') && !w.contains('$'))
+                    .map(str::to_string);
+                rules.entry(target.clone()).or_default().extend(called);
+            }
+            continue;
+        }
+        current = None;
+        let Some((target, prerequisites)) = line.split_once(':') else { continue };
+        if target.is_empty() || target.contains(char::is_whitespace) || target.contains('$') || prerequisites.starts_with('=') {
+            continue;
+        }
+        rules.entry(target.to_string()).or_default().extend(prerequisites.split_whitespace().map(str::to_string));
+        current = Some(target.to_string());
+    }
+    let mut reached = std::collections::BTreeSet::new();
+    let mut todo = vec!["test".to_string()];
+    while let Some(target) = todo.pop() {
+        if reached.insert(target.clone()) {
+            todo.extend(rules.get(&target).into_iter().flatten().cloned());
+        }
+    }
+    reached
+}
+
+/// A block said to be run by the Makefile: each `make TARGET` line in it must
+/// name a target that `make test` reaches.
+fn check_make_commands_run_by_make_test(block: &str, makefile: &str) -> Result<(), String> {
+    let reached = targets_reached_by_make_test(makefile);
+    for line in block.lines() {
+        let Some(command) = line.split('#').next().unwrap().trim().strip_prefix("make ") else { continue };
+        let Some(target) = command.split_whitespace().find(|w| !w.starts_with('-') && !w.contains('=')) else { continue };
+        if !reached.contains(target) {
+            return Err(format!("run-by Makefile: `make {target}` is not run by `make test`"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_make_command_that_make_test_does_not_run_fails_a_run_by_makefile_block() {
+    let makefile = "test: deps\n\t$(MAKE) unit\n\t$(MAKE) -j3 -Oline lane-a lane-b\nlane-a:\n\t$(MAKE) e2e SLURM_VERSION=1\nlane-b:\n\tci/x.sh\nbench: build\n\tci/bench.sh\n";
+    let reached = targets_reached_by_make_test(makefile);
+    assert_eq!(reached.into_iter().collect::<Vec<_>>(), ["deps", "e2e", "lane-a", "lane-b", "test", "unit"]);
+    assert!(check_make_commands_run_by_make_test("make e2e   # a comment\nmake test\n", makefile).is_ok());
+    assert!(check_make_commands_run_by_make_test("make e2e\nmake bench\n", makefile).is_err());
 }
 
 #[test]
