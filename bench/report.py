@@ -442,7 +442,8 @@ def main():
               f"24.11.5 build sha256 {meta.get('sha_2411', '?')[:16]} (librdkafka 2.12.1, static)")
     md.append("- SchedMD's plugin: Debian trixie slurm-wlm-kafka-plugin 24.11.5 "
               f"(librdkafka {meta.get('schedmd_librdkafka', '?')}, shared); broker: tansu 0.6.0 (in memory) on loopback, "
-              "or librdkafka's mock cluster with a round-trip delay (\"slow\"), or a closed port (\"down\").")
+              "or librdkafka's mock cluster with a round-trip delay (\"slow\"), or a closed port (\"down\"); "
+              "Apache Kafka (one KRaft node on loopback) for the table \"with Apache Kafka\".")
     md.append("- How each number is measured: bench/README.md. Times: us = microseconds, ms = milliseconds.\n")
 
     targets = []
@@ -725,6 +726,22 @@ def main():
     # -------------------------------------------------------------- targets
     md25, rows25 = issue25(inproc, ctld)
     md.extend(md25)
+    # The same targets with Apache Kafka as the broker (ci/bench.sh kafka).
+    kafka_raw = os.path.join(args.raw, "kafka")
+    rows25k = []
+    if os.path.isdir(kafka_raw):
+        with open(os.path.join(kafka_raw, "broker.json")) as f:
+            kafka_meta = json.load(f)
+        kafka_version = kafka_meta["version"]
+        md25k, rows25k = issue25(load_raw(kafka_raw, "inproc-"), load_raw(kafka_raw, "ctld-"))
+        md.extend(md25k)
+    if rows25k:
+        md.insert(6, f"## Targets of issue #25 with Apache Kafka {kafka_version}\n\nThe same targets, measured with "
+                  f"one Apache Kafka {kafka_version} node (ci/rig/kafka.sh, KRaft, on loopback) as the broker "
+                  "instead of tansu, in the same run of `make bench` (`ci/bench.sh kafka`; raw results in "
+                  f"raw/kafka/): {kafka_meta['date']}, commit {kafka_meta['commit']}, {kafka_meta['wall_s'] // 60} min, "
+                  f"load average {' -> '.join(kafka_meta['load_average'])}. Only the runs of that part are "
+                  "repeated; the rows it has no run for are absent.\n\n" + table(["target", "measured", "verdict"], rows25k) + "\n")
     if rows25:
         md.insert(6, "## Targets of issue #25\n\nRatios from this run, SchedMD's plugin (or librdkafka alone) "
                   "beside ours; how each figure is measured: bench/README.md and docs/performance.md.\n\n"

@@ -13,9 +13,18 @@
 #                 (24.11.5 chroot), ours on the 22.05.8 host in plaintext and over
 #                 TLS (stunnel in front of a second tansu); end-to-end latency;
 #                 slurmctld idle for 60 s, CPU and wake-ups per thread
+#         kafka   issue #25's slurmctld and one-core figures again with Apache
+#                 Kafka 4.x (ci/rig/kafka.sh, one node) as the broker: SchedMD's
+#                 plugin vs ours in slurmctld (24.11.5 chroot), the pipeline on
+#                 one core and librdkafka alone; results in raw/kafka/ and a
+#                 table of their own in the report
 #   BENCH_CTLD_RUNS="..."  only these run_ctld.py runs (default: all of them)
 #   BENCH_INPROC_SCENARIOS="..."  only these run_inproc.py scenarios of inproc
-#   Default: all three, then the report.
+#   BENCH_KAFKA_CTLD_RUNS="..."  the run_ctld.py runs of kafka (default:
+#                        chroot-schedmd chroot-ours)
+#   BENCH_KAFKA_INPROC_SCENARIOS="..."  its run_inproc.py scenarios (default:
+#                        onecore rdk-alone)
+#   Default: all four, then the report.
 # Environment:
 #   BENCH_TASKS=N        job array tasks per slurmctld configuration (default 2000, in 4
 #                        interleaved rounds)
@@ -23,8 +32,8 @@
 #   BENCH_PORT=P         first port tried for tansu (default 59092)
 #   BENCH_WORK=DIR       scratch directory (default /tmp/jk-bench-work)
 # Ports: tansu 59092+, the TLS tansu/stunnel 10/11 above it, the backlog's late
-# tansu 20 above it (another free port if taken), host cluster
-# 56817/56818, chroot cluster 57817/57818.
+# tansu 20 above it (another free port if taken), Apache Kafka 59140/59141,
+# host cluster 56817/56818, chroot cluster 57817/57818.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -33,7 +42,7 @@ RIG_NAME=bench
 
 t_start=$(date +%s)
 parts=("$@")
-((${#parts[@]})) || parts=(inproc scale ctld)
+((${#parts[@]})) || parts=(inproc scale ctld kafka)
 want() { local p; for p in "${parts[@]}"; do [[ $p == "$1" ]] && return 0; done; return 1; }
 
 work=${BENCH_WORK:-/tmp/jk-bench-work}
@@ -58,12 +67,12 @@ fi
 
 # Our plugin, snapshotted: others may rebuild build/ while we run.
 cp "$host_so" "$work/ours-$host_version.so"
-if want inproc || want scale; then
+if want inproc || want scale || want kafka; then
 	# librdkafka alone (rdk-alone*): the plugin's producer without the plugin.
 	nice -n 10 cargo build --release --quiet --example rdk_alone
 	cp target/release/examples/rdk_alone "$work/rdk_alone"
 fi
-if want ctld; then
+if want ctld || want kafka; then
 	# The 24.11.5 build gets its own cargo target directory, so that it does
 	# not flip the shared target/ between releases under other users' feet.
 	log "building the plugin for 24.11.5 (separate target dir; first time ~2 min)"
@@ -79,8 +88,10 @@ fi
 # --- broker --------------------------------------------------------------------
 tansu_dir=$work/tansu
 tls_dir=$work/tls
+kafka_dir=$work/kafka
 cleanup() {
 	trap - EXIT INT TERM
+	ci/rig/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true
 	ci/rig/tansu.sh stop "$tansu_dir" >/dev/null 2>&1 || true
 	ci/rig/tls.sh stop "$tls_dir" >/dev/null 2>&1 || true
 	ci/rig/tansu.sh stop "$tls_dir" >/dev/null 2>&1 || true
@@ -133,6 +144,39 @@ chroot-ours-tick40 chroot-schedmd-linger0 chroot-schedmd-fast chroot-ours-fast c
 	"$py" bench/run_ctld.py --tansu "$tansu" "${tls_args[@]}" --shim "$work/jobcomp_timing.so" --out "$raw" \
 		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "$tasks" --rounds 4 \
 		"${runs[@]}"
+fi
+if want kafka; then
+	# The same figures with Apache Kafka itself as the broker (issue #25):
+	# one KRaft node, heap as the suites give theirs, on loopback like tansu.
+	kafka_port=${BENCH_KAFKA_PORT:-59140}
+	kafka_t0=$(date +%s) kafka_load0=$(cut -d' ' -f1 /proc/loadavg)
+	ci/rig/kafka.sh start "$kafka_dir" --port "$kafka_port" --heap 512m >"$work/kafka-start.log" 2>&1 ||
+		{ tail -n 20 "$work/kafka-start.log" >&2; die "Apache Kafka did not start on $kafka_port"; }
+	mkdir -p "$raw/kafka"
+	read -ra scenarios <<<"${BENCH_KAFKA_INPROC_SCENARIOS:-onecore rdk-alone}"
+	rm -f "$raw"/kafka/inproc-*.json
+	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
+		--work "$work/inproc-kafka" --out "$raw/kafka" --tansu "127.0.0.1:$kafka_port" --records-scale "$scale" \
+		--rounds 4 --rdk-alone "$work/rdk_alone" "${scenarios[@]}"
+	read -ra runs <<<"${BENCH_KAFKA_CTLD_RUNS:-chroot-schedmd chroot-ours}"
+	rm -f "$raw"/kafka/ctld-*.json
+	"$py" bench/run_ctld.py --tansu "127.0.0.1:$kafka_port" --shim "$work/jobcomp_timing.so" --out "$raw/kafka" \
+		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "${BENCH_TASKS:-2000}" \
+		--rounds 4 "${runs[@]}"
+	kafka_version=$(cat "$kafka_dir/version")
+	ci/rig/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true
+	# When and on what this part ran: the report prints it beside the table
+	# (a partial run of make bench keeps the other parts' raw results).
+	"$py" - "$raw/kafka/broker.json" <<EOF
+import json, sys
+json.dump({
+    "version": "$kafka_version",
+    "date": "$(date -u -d "@$kafka_t0" '+%Y-%m-%d %H:%M UTC')",
+    "wall_s": $(($(date +%s) - kafka_t0)),
+    "commit": "$(git rev-parse --short HEAD)",
+    "load_average": ["$kafka_load0", "$(cut -d' ' -f1 /proc/loadavg)"],
+}, open(sys.argv[1], "w"))
+EOF
 fi
 if want scale; then
 	rm -f "$raw"/inproc-scale-*.json "$raw"/inproc-backlog-*.json
