@@ -13,27 +13,6 @@ use std::time::Duration;
 
 const SEC: Duration = Duration::from_secs(1);
 
-/// The value of the sample whose line starts with `series` (name and labels).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
-        rest.parse().ok()
-    })
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Waits until the file's `series` equals `value`; the file's last text.
-fn wait_value(path: &Path, series: &str, value: f64, timeout: Duration) -> String {
-    let found = wait_for(timeout, || {
-        let text = read(path);
-        (sample(&text, series) == Some(value)).then_some(text)
-    });
-    found.unwrap_or_else(|| panic!("{series} never reached {value}; the file:\n{}", read(path)))
-}
-
 fn promtool_accepts(path: &Path) {
     let out = run(Command::new("promtool").args(["check", "metrics"]).stdin(std::fs::File::open(path).unwrap()))
         .expect("promtool (ci/install-promtool.sh installs it)");
@@ -42,7 +21,7 @@ fn promtool_accepts(path: &Path) {
         "promtool check metrics refuses the file:\n{}{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        read(path)
+        read_metrics(path)
     );
 }
 
@@ -55,29 +34,29 @@ fn metrics_follow_an_outage_and_its_end() {
     let mut host = rig.started(&params);
     host.ok("jobs 6 100");
     let waiting = r#"slurm_jobcomp_kafka_records_waiting{topic="jk_metrics",event="finish"}"#;
-    let text = wait_value(&metrics, waiting, 6.0, 20 * SEC);
-    assert_eq!(sample(&text, r#"slurm_jobcomp_kafka_records_taken_total{event="finish"}"#), Some(6.0), "{text}");
-    assert_eq!(sample(&text, r#"slurm_jobcomp_kafka_records_delivered_total{topic="jk_metrics",event="finish"}"#), Some(0.0));
-    assert_eq!(sample(&text, "slurm_jobcomp_kafka_last_delivery_timestamp_seconds"), Some(0.0));
-    assert!(sample(&text, r#"slurm_jobcomp_kafka_records_waiting_bytes{topic="jk_metrics",event="finish"}"#).unwrap() > 6.0 * 100.0);
-    assert!(sample(&text, "slurm_jobcomp_kafka_spool_disk_bytes").unwrap() > 0.0, "{text}");
-    assert_eq!(sample(&text, r#"slurm_jobcomp_kafka_log_record_duration_seconds_count"#), Some(6.0), "{text}");
-    assert_eq!(sample(&text, r#"slurm_jobcomp_kafka_log_record_duration_seconds_bucket{le="+Inf"}"#), Some(6.0));
+    let text = wait_metric(&metrics, waiting, 6.0, 20 * SEC);
+    assert_eq!(metrics_sample(&text, r#"slurm_jobcomp_kafka_records_taken_total{event="finish"}"#), Some(6.0), "{text}");
+    assert_eq!(metrics_sample(&text, r#"slurm_jobcomp_kafka_records_delivered_total{topic="jk_metrics",event="finish"}"#), Some(0.0));
+    assert_eq!(metrics_sample(&text, "slurm_jobcomp_kafka_last_delivery_timestamp_seconds"), Some(0.0));
+    assert!(metrics_sample(&text, r#"slurm_jobcomp_kafka_records_waiting_bytes{topic="jk_metrics",event="finish"}"#).unwrap() > 6.0 * 100.0);
+    assert!(metrics_sample(&text, "slurm_jobcomp_kafka_spool_disk_bytes").unwrap() > 0.0, "{text}");
+    assert_eq!(metrics_sample(&text, r#"slurm_jobcomp_kafka_log_record_duration_seconds_count"#), Some(6.0), "{text}");
+    assert_eq!(metrics_sample(&text, r#"slurm_jobcomp_kafka_log_record_duration_seconds_bucket{le="+Inf"}"#), Some(6.0));
     assert!(text.contains(&format!("slurm_jobcomp_kafka_info{{version=\"{}\",slurm_release=", env!("CARGO_PKG_VERSION"))));
     promtool_accepts(&metrics);
     // message.timeout.ms=1000: each record times out while the broker is down.
     let text = wait_for(20 * SEC, || {
-        let text = read(&metrics);
-        (sample(&text, r#"slurm_jobcomp_kafka_delivery_failures_total{kind="timed_out"}"#)? >= 6.0).then_some(text)
+        let text = read_metrics(&metrics);
+        (metrics_sample(&text, r#"slurm_jobcomp_kafka_delivery_failures_total{kind="timed_out"}"#)? >= 6.0).then_some(text)
     })
-    .unwrap_or_else(|| panic!("no timeouts counted:\n{}", read(&metrics)));
-    assert!(sample(&text, "slurm_jobcomp_kafka_oldest_waiting_record_age_seconds").is_some());
+    .unwrap_or_else(|| panic!("no timeouts counted:\n{}", read_metrics(&metrics)));
+    assert!(metrics_sample(&text, "slurm_jobcomp_kafka_oldest_waiting_record_age_seconds").is_some());
 
     rig.kafka.up();
-    let text = wait_value(&metrics, waiting, 0.0, 60 * SEC);
-    assert_eq!(sample(&text, r#"slurm_jobcomp_kafka_records_delivered_total{topic="jk_metrics",event="finish"}"#), Some(6.0), "{text}");
-    assert_eq!(sample(&text, "slurm_jobcomp_kafka_oldest_waiting_record_age_seconds"), Some(0.0));
-    assert!(sample(&text, "slurm_jobcomp_kafka_last_delivery_timestamp_seconds").unwrap() > 1.7e9);
+    let text = wait_metric(&metrics, waiting, 0.0, 60 * SEC);
+    assert_eq!(metrics_sample(&text, r#"slurm_jobcomp_kafka_records_delivered_total{topic="jk_metrics",event="finish"}"#), Some(6.0), "{text}");
+    assert_eq!(metrics_sample(&text, "slurm_jobcomp_kafka_oldest_waiting_record_age_seconds"), Some(0.0));
+    assert!(metrics_sample(&text, "slurm_jobcomp_kafka_last_delivery_timestamp_seconds").unwrap() > 1.7e9);
     host.ok("fini");
     host.quit();
     // fini wrote it once more; no temporary file is left beside it.

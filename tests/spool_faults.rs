@@ -485,3 +485,67 @@ fn snapshot_files_go_once_their_records_texts_are_synced() {
     assert_exact("snapshots deleted", &messages, reference, &BTreeSet::new(), 0);
     assert!(tally.lost.is_empty() && tally.duplicated == 0, "{tally}");
 }
+
+/// The spool's allocated size on disk (st_blocks), all files.
+fn spool_disk_bytes(state: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(state.join("jobcomp_kafka_spool"))
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.blocks() * 512).sum())
+        .unwrap_or(0)
+}
+
+/// An outage longer than spool_max_mb holds: once the spool has reached the
+/// limit (one error line), the records that come after wait in memory and
+/// their texts are not written to the spool either, so it stops growing; and
+/// every record is delivered once, byte for byte, when Kafka is back.
+#[test]
+fn past_spool_max_mb_records_wait_in_memory_not_in_the_spool_and_nothing_is_lost() {
+    // At most some 5,700 records of this size fit in the mock cluster's
+    // partition log (it drops the oldest past that), the reference's too.
+    let (first, more) = (2000u32, 3000u32);
+    let commands = [format!("jobs {first} 1"), format!("jobs {more} {}", first + 1)];
+    let reference = &reference_records("jk_maxmb", "spool_max_mb=1", &[&commands[0], &commands[1]], &["jk_maxmb"])[0];
+    let rig = Rig::new("jk_maxmb", &[]);
+    let metrics = rig.tmp.path().join("jobcomp_kafka.prom");
+    let params = format!("spool_max_mb=1,metrics_file={},metrics_interval=1", metrics.display());
+    let waiting = r#"slurm_jobcomp_kafka_records_waiting{topic="jk_maxmb",event="finish"}"#;
+    rig.kafka.down();
+    let mut host = rig.started(&params);
+    // The first records' snapshots fit; their texts, written after, take the
+    // spool past 1 MiB (a burst may: the limit is checked as the hot path
+    // spools a snapshot).
+    host.ok(&commands[0]);
+    wait_metric(&metrics, waiting, f64::from(first), 60 * SEC);
+    let at_limit = spool_disk_bytes(&rig.state);
+    host.ok(&commands[1]);
+    assert!(
+        host.wait_log(&["error:", "reached spool_max_mb=1"], 1, 60 * SEC),
+        "the limit is reported; log:\n{}",
+        host.log_text()
+    );
+    // Every record taken by the delivery thread: the later ones in memory only.
+    let text = wait_metric(&metrics, waiting, f64::from(first + more), 60 * SEC);
+    let after = spool_disk_bytes(&rig.state);
+    let (plain, compressed) = spooled_texts(&rig.state);
+    let texts = plain.len() + compressed.len();
+    let memory_only = metrics_sample(&text, "slurm_jobcomp_kafka_records_memory_only").unwrap_or(-1.0);
+    println!(
+        "spool_max_mb=1, Kafka down: {at_limit} bytes on disk after {first} records, {after} after {more} more; \
+         {texts} texts in the spool, {memory_only} records in memory only"
+    );
+    // Before this was fixed, the delivery thread wrote the text of a record
+    // the hot path had refused to the spool anyway (0 in memory only, and the
+    // spool grew by every record's text).
+    assert!(memory_only > 0.0, "records past the limit wait in memory only; metrics:\n{text}");
+    assert_eq!(texts as f64 + memory_only, f64::from(first + more), "each record in the spool or in memory, once");
+    rig.kafka.up();
+    let all: BTreeSet<u32> = (1..=first + more).collect();
+    rig.kafka.wait_ids(&rig.cluster, &all, 120 * SEC);
+    host.ok("fini");
+    host.quit();
+    let messages = rig.kafka.read_all(&rig.cluster);
+    let tally = Tally::of(&messages, all.iter().copied());
+    println!("spool_max_mb reached during an outage: {tally}");
+    assert_exact("spool_max_mb reached", &messages, reference, &BTreeSet::new(), 0);
+    assert!(tally.lost.is_empty() && tally.duplicated == 0, "{tally}");
+}

@@ -71,8 +71,8 @@ impl HotSpool {
         let mut writer = self.writer.lock();
         let job_id = writer.stage(id, event as u8, encode).ok_or(NotSpooled::NothingToRead)?;
         let len = writer.staged_len() as u64;
-        let max = self.max_bytes.load(Ordering::Relaxed);
-        if self.bytes.load(Ordering::Relaxed) + len > max {
+        if !self.has_room(len) {
+            let max = self.max_bytes.load(Ordering::Relaxed);
             self.failed(SNAPSHOTS, &format!("the spool in {} reached spool_max_mb={}", self.dir.display(), max >> 20));
             return Err(NotSpooled::InMemory { job_id, snapshot: writer.staged_body().to_vec() });
         }
@@ -113,6 +113,11 @@ impl HotSpool {
                 false
             }
         }
+    }
+
+    /// True when `len` more bytes keep the spool within spool_max_mb.
+    pub(super) fn has_room(&self, len: u64) -> bool {
+        self.bytes.load(Ordering::Relaxed) + len <= self.max_bytes.load(Ordering::Relaxed)
     }
 
     /// Deletes snapshot files no longer needed (their records' texts are

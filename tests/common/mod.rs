@@ -1245,3 +1245,29 @@ pub fn error_lines(log: &[String]) -> Vec<&String> {
     );
     log.iter().filter(|l| l.starts_with("error:")).collect()
 }
+
+// ---------------------------------------------------------------------------
+// The plugin's metrics file (JobCompParams metrics_file)
+// ---------------------------------------------------------------------------
+
+/// The value of the sample whose line starts with `series` (name and labels).
+pub fn metrics_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.parse().ok()
+    })
+}
+
+/// The metrics file's text; empty while it does not exist.
+pub fn read_metrics(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Waits until the file's `series` equals `value`; the file's last text.
+pub fn wait_metric(path: &Path, series: &str, value: f64, timeout: Duration) -> String {
+    let found = wait_for(timeout, || {
+        let text = read_metrics(path);
+        (metrics_sample(&text, series) == Some(value)).then_some(text)
+    });
+    found.unwrap_or_else(|| panic!("{series} never reached {value}; the file:\n{}", read_metrics(path)))
+}

@@ -71,7 +71,13 @@ impl Delivery {
         }
         // During an outage the record will wait: its text is spooled compressed.
         let compress = self.kafka_stalled();
-        if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref()) {
+        // A record whose snapshot the spool did not take (it reached
+        // spool_max_mb, or could not be written) has its text written only
+        // while the spool has room: past the limit it stays in memory, as the
+        // limit's error line says, rather than growing the spool (and
+        // StateSaveLocation's disk) without bound during an outage.
+        let room = |hot: &super::super::hot_spool::HotSpool| !new_record || hot.has_room(payload.len() as u64 + 40);
+        if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref().filter(|hot| room(hot))) {
             log.follow(hot.segment());
             match log.append_payload(id, job_id, event as u8, topic.to_bytes(), &payload, new_record, compress) {
                 Ok(at) => {
