@@ -26,7 +26,7 @@
 #    Maven repository must fail, having tried to download (so the namespace
 #    really has no way out, and a cache missing something is caught);
 # and first: `kafka.sh cluster-id` never prints an id kafka-storage refuses.
-# Ports 21000-21049 (5.: port 21046 inside its own namespace); work directory
+# Ports 21000-21049 (5.: 21046 and 21048, inside its own namespace); work directory
 # /tmp/kafka-rig-selftest.XXXX (removed on success). Every timing is logged;
 # nothing is asserted about speed. Needs root (namespaces, mounts).
 set -euo pipefail
