@@ -78,17 +78,16 @@ ci/rig/kafka.sh start "$KAFKA39_DIR" --port "$KAFKA39_PORT" --version 3.9 --heap
 KAFKA39_PID=$!
 ci/rig/slurm-chroot.sh build "$ROOT" >"$OUT/chroot-build.log" 2>&1 &
 CHROOT_PID=$!
-BG_PIDS+=("$KAFKA_PID" "$KAFKA39_PID" "$CHROOT_PID")
-make --no-print-directory build SLURM_VERSION="$HOST_RELEASE"
-wait "$KAFKA_PID" || { cat "$OUT/kafka-start.log" >&2; die "Kafka 4.x did not start"; }
-wait "$KAFKA39_PID" || { cat "$OUT/kafka39-start.log" >&2; die "Kafka 3.9 did not start"; }
-# Both lines are installed now (the cache is warm): the offline check runs
-# behind the second build.
+# The offline check warms the cache first (on a fresh machine: waits for the
+# two starts above to install, under the rig's lock), then goes offline.
 ci/rig/kafka-selftest.sh --offline >"$OUT/kafka-offline.log" 2>&1 &
 OFFLINE_PID=$!
-BG_PIDS=("$CHROOT_PID" "$OFFLINE_PID")
+BG_PIDS+=("$KAFKA_PID" "$KAFKA39_PID" "$CHROOT_PID" "$OFFLINE_PID")
+make --no-print-directory build SLURM_VERSION="$HOST_RELEASE"
 make --no-print-directory build SLURM_VERSION="$CHROOT_RELEASE"
 wait "$CHROOT_PID" || { cat "$OUT/chroot-build.log" >&2; die "chroot build failed"; }
+wait "$KAFKA_PID" || { cat "$OUT/kafka-start.log" >&2; die "Kafka 4.x did not start"; }
+wait "$KAFKA39_PID" || { cat "$OUT/kafka39-start.log" >&2; die "Kafka 3.9 did not start"; }
 wait "$OFFLINE_PID" || { cat "$OUT/kafka-offline.log" >&2; die "the Kafka rig needs the network with its cache warm"; }
 BG_PIDS=()
 grep -h 'up in' "$OUT/kafka-start.log" "$OUT/kafka39-start.log" >&2 || true
