@@ -193,27 +193,32 @@ layout-guard26:
 e2e-secured: build
 	ci/e2e-secured.sh
 
-# What only Apache Kafka shows: the broker's rules on Kafka 4.x
+# What only Apache Kafka shows: the broker's rules on Kafka 4.x and 3.9.x
 # (auto.create.topics.enable=false, max.message.bytes) with our plugin in
 # slurmctld 22.05.8 and SchedMD's in 24.11.5 (tests/e2e/test_kafka_rules.py),
-# and the job mix into Kafka 3.9.x. Own ports 127.0.0.1:20800-20831
-# (JK_KAFKA_E2E_PORT_BASE): may run next to e2e and e2e26.
+# the job mix into Kafka 3.9.x, and the Kafka rig with no network (cache
+# warm). Own ports 127.0.0.1:20800-20831 (JK_KAFKA_E2E_PORT_BASE): may run
+# next to e2e and e2e26. Needs root (a network namespace).
 e2e-kafka:
 	ci/e2e-kafka.sh
 
 # A produce acknowledgement lost between send and ack, against Apache Kafka
-# 4.x: no duplicate with the plugin's defaults, the count with idempotence off
-# printed (tests/retry_duplicates.rs). Ports 20240-20242 (JK_KAFKA_TEST_PORT).
+# 4.x and 3.9.x (one test each, side by side): no duplicate with the plugin's
+# defaults, the count with idempotence off printed (tests/retry_duplicates.rs).
+# Ports 20240-20245 (JK_KAFKA_TEST_PORT).
 idempotence-kafka:
 	ci/check-build-deps.sh
-	$(CARGO) test --release --test retry_duplicates -- --ignored --exact lost_acknowledgement_on_apache_kafka --nocapture
+	$(CARGO) test --release --test retry_duplicates -- --ignored --exact \
+	  lost_acknowledgement_on_apache_kafka_4 lost_acknowledgement_on_apache_kafka_3_9 --nocapture
 
 demo: deps build
 	ci/demo.sh
 
 # Apache Kafka's rig (ci/rig/kafka.sh) against itself: both pinned lines
 # installed from Maven Central (cached), single nodes, a 3-node cluster, a node
-# in a network namespace. Ports 21000-21049. Needs Java 17+ and Maven.
+# in a network namespace, and both lines installed and started with no network
+# (the warm cache alone; `make e2e-kafka` runs that part). Ports 21000-21049.
+# Needs Java 17+ and Maven.
 kafka-selftest:
 	ci/rig/kafka-selftest.sh --netns
 

@@ -5,11 +5,13 @@
 //!   - tansu 0.6.0, through a proxy of our own that forwards one Produce request,
 //!     waits for the broker's response and closes the connection instead of
 //!     passing it on (ports 20220 tansu, 20221 proxy);
-//!   - Apache Kafka 4.x (ci/rig/kafka.sh), through the same proxy, which
-//!     rewrites the broker's address in the metadata so that the producer
-//!     keeps coming through it (ports: JK_KAFKA_TEST_PORT, default 20240, its
-//!     controller the next, the proxy the one after). Ignored by a plain
-//!     `cargo test` (it starts a JVM): `make idempotence-kafka`.
+//!   - Apache Kafka itself, both lines of the rig (ci/rig/kafka.sh): 4.x and
+//!     3.9.x, one test each (libtest runs them side by side), through the
+//!     same proxy, which rewrites the broker's address in the metadata so that
+//!     the producer keeps coming through it (ports from JK_KAFKA_TEST_PORT,
+//!     default 20240: 4.x +0, its controller +1, its proxy +2; 3.9.x +3..+5).
+//!     Ignored by a plain `cargo test` (they start a JVM each):
+//!     `make idempotence-kafka`.
 //!
 //! Each prints its numbers: records produced / stored / duplicated / out of order.
 
@@ -105,28 +107,44 @@ fn lost_acknowledgement_on_tansu() {
     }
 }
 
-/// The same against Apache Kafka 4.x: with the plugin's defaults
+/// The same against Apache Kafka (`version`: a kafka.sh alias; the node on
+/// JK_KAFKA_TEST_PORT + `slot` * 3): with the plugin's defaults
 /// (enable.idempotence=true) and with idempotence set on, a lost
 /// acknowledgement leaves no duplicate; with it off, the count of duplicates
 /// is printed (and must not be zero, or the cut did not test anything).
-#[test]
-#[ignore = "starts an Apache Kafka JVM (ci/rig/kafka.sh): make idempotence-kafka"]
-fn lost_acknowledgement_on_apache_kafka() {
-    let port: u16 = std::env::var("JK_KAFKA_TEST_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(20240);
-    let broker = kafka::Kafka::start("4", port);
+fn lost_acknowledgement_on_kafka(version: &str, slot: u16) {
+    let base: u16 = std::env::var("JK_KAFKA_TEST_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(20240);
+    let port = base + 3 * slot;
+    let broker = kafka::Kafka::start(version, port);
     let proxy = Proxy::start_rewriting(port + 2, broker.port, true);
     let mut results = Vec::new();
     for idempotence in [Some(false), Some(true), None] {
         let (counts, errors) = run_through(&proxy, idempotence, "_kafka");
         println!(
-            "Apache Kafka 4, enable.idempotence={idempotence:?}, 300 records, 1 lost ack: {counts:?}; errors {errors:?}"
+            "Apache Kafka {version}, enable.idempotence={idempotence:?}, 300 records, 1 lost ack: {counts:?}; errors {errors:?}"
         );
-        assert_eq!(counts.missing, 0, "nothing lost: {counts:?}");
-        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(counts.missing, 0, "Kafka {version}: nothing lost: {counts:?}");
+        assert!(errors.is_empty(), "Kafka {version}: {errors:?}");
         results.push(counts);
     }
-    assert!(results[0].duplicated > 0, "without idempotence the lost ack duplicates records: {:?}", results[0]);
+    assert!(
+        results[0].duplicated > 0,
+        "Kafka {version}: without idempotence the lost ack duplicates records: {:?}",
+        results[0]
+    );
     for (what, c) in [("enable.idempotence=true", &results[1]), ("the plugin's default", &results[2])] {
-        assert_eq!((c.duplicated, c.out_of_order), (0, 0), "{what}: {c:?}");
+        assert_eq!((c.duplicated, c.out_of_order), (0, 0), "Kafka {version}, {what}: {c:?}");
     }
+}
+
+#[test]
+#[ignore = "starts an Apache Kafka JVM (ci/rig/kafka.sh): make idempotence-kafka"]
+fn lost_acknowledgement_on_apache_kafka_4() {
+    lost_acknowledgement_on_kafka("4", 0);
+}
+
+#[test]
+#[ignore = "starts an Apache Kafka JVM (ci/rig/kafka.sh): make idempotence-kafka"]
+fn lost_acknowledgement_on_apache_kafka_3_9() {
+    lost_acknowledgement_on_kafka("3.9", 1);
 }

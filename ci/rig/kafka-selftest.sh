@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Self-check of ci/rig/kafka.sh against Apache Kafka itself.
 #
-# Usage: kafka-selftest.sh [--netns]
+# Usage: kafka-selftest.sh [--netns]    everything below (`make kafka-selftest`)
+#        kafka-selftest.sh --offline    only 5. (ci/e2e-kafka.sh runs it)
 #
 # 1. installs both pinned lines (4, 3.9) from Maven Central (cached);
 # 2. per line: one combined node with a SCRAM-SHA-512 user made at format
@@ -14,23 +15,118 @@
 #    messages through it; stop;
 # 4. with --netns: one node inside a network namespace made here (veth pair,
 #    10.213.0.0/24), reached from the host through the veth; removed after;
+# 5. the second run needs no network (issue 22): with the cache warm, each
+#    line installed and a node started inside a network namespace that has
+#    loopback only (`unshare --net`; a private mount namespace lays an
+#    overlay on the cache, so what the check removes is removed for it alone):
+#    `install` with the cache as it is, then again from the private Maven
+#    repository alone (Maven offline, the installed jars removed), then a node
+#    that serves metadata. Fails when the rig as much as tries to download.
+#    And a control, every run: the same install with one jar missing from the
+#    Maven repository must fail, having tried to download (so the namespace
+#    really has no way out, and a cache missing something is caught);
 # and first: `kafka.sh cluster-id` never prints an id kafka-storage refuses.
-# Ports 21000-21049; work directory /tmp/kafka-rig-selftest.XXXX (removed on
-# success). Every timing is logged; nothing is asserted about speed.
+# Ports 21000-21049 (5.: 21046 and 21048, inside its own namespace); work directory
+# /tmp/kafka-rig-selftest.XXXX (removed on success). Every timing is logged;
+# nothing is asserted about speed. Needs root (namespaces, mounts).
 set -euo pipefail
 RIG_NAME=kafka-selftest
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 K=$RIG_DIR/kafka.sh
-NETNS=0
-[[ ${1:-} == --netns ]] && NETNS=1
+
+# no_fetch LOG: kafka.sh did not try to download (its line before mvn goes online).
+no_fetch() {
+	if grep -q 'downloading from Maven Central' "$1"; then
+		cat "$1" >&2
+		die "kafka.sh tried to download with the cache warm ($1)"
+	fi
+}
+
+# offline_inner WORK: step 5, run by offline_check inside
+# `unshare --net --mount` (a network namespace of its own, with loopback only).
+offline_inner() {
+	local work=$1 v home d port=21046
+	OFFLINE_WORK=$work
+	trap 'for d in "$OFFLINE_WORK"/offline-*/; do [[ -f $d/kafka.pid ]] && "$K" stop "$d"; done' EXIT
+	trap 'exit 143' TERM
+	ip link set lo up
+	# No link but loopback: no route leads out of this namespace.
+	[[ $(ip -o link show | awk -F': ' '{print $2}') == lo ]] ||
+		die "the namespace has links other than lo: $(ip -o link show)"
+	# The cache seen through an overlay: what is removed below is removed
+	# in this mount namespace only (the real cache is shared with other runs).
+	mkdir -p "$work/overlay/upper" "$work/overlay/work"
+	mount -t overlay jk-kafka-offline \
+		-o "lowerdir=$RIG_CACHE,upperdir=$work/overlay/upper,workdir=$work/overlay/work" "$RIG_CACHE"
+	for v in 4 3.9; do
+		# The second run: the cache as the first left it.
+		home=$("$K" install "$v" 2>"$work/install-$v-cached.log") || {
+			cat "$work/install-$v-cached.log" >&2
+			die "kafka.sh install $v failed with the cache warm and no network"
+		}
+		no_fetch "$work/install-$v-cached.log"
+		# The jars again from the private Maven repository alone (what a
+		# changed pom or binding makes the rig do).
+		rm -rf "$home"
+		"$K" install "$v" >/dev/null 2>"$work/install-$v-m2.log" || {
+			cat "$work/install-$v-m2.log" >&2
+			die "kafka.sh install $v failed from the Maven cache with no network"
+		}
+		no_fetch "$work/install-$v-m2.log"
+		grep -q 'from the local Maven cache .* (offline)' "$work/install-$v-m2.log" ||
+			die "kafka.sh install $v did not say it installed from the Maven cache: $(cat "$work/install-$v-m2.log")"
+		d=$work/offline-$v
+		"$K" start "$d" --version "$v" --port "$port" --heap 256m
+		"$K" stop "$d"
+		log "Kafka $v: installed from the cache as is and from the Maven cache alone, node up and stopped, no network"
+		port=$((port + 2))
+	done
+	# The control: with one jar missing from the Maven repository the rig
+	# must try to download it, and fail (nothing leaves this namespace).
+	local exact jar
+	exact=$("$K" versions | awk '$1 == "4" {print $2}')
+	jar=$RIG_CACHE/m2/org/apache/kafka/kafka-clients/$exact/kafka-clients-$exact.jar
+	[[ -f $jar ]] || die "control: $jar is not in the Maven cache"
+	home=$("$K" install 4 2>/dev/null)
+	rm -rf "$home" "$jar"
+	if "$K" install 4 >/dev/null 2>"$work/install-control.log"; then
+		die "control: kafka.sh install 4 succeeded with $(basename "$jar") missing and no network"
+	fi
+	grep -q 'downloading from Maven Central' "$work/install-control.log" ||
+		die "control: kafka.sh install 4 failed without trying to download: $(cat "$work/install-control.log")"
+	log "control: with $(basename "$jar") removed from the Maven cache, install tried to download and failed:" \
+		"$(grep -oE 'Could not transfer artifact [^ ]+|(Unknown host|Network is unreachable)[^>]*' \
+			"$work/install-control.log" | sort -u | tr '\n' ' ')"
+}
+
+if [[ ${1:-} == --offline-inner ]]; then
+	offline_inner "$2"
+	exit 0
+fi
+
+NETNS=0 OFFLINE_ONLY=0
+case ${1:-} in
+--netns) NETNS=1 ;;
+--offline) OFFLINE_ONLY=1 ;;
+"") ;;
+*) die "usage: $0 [--netns | --offline]" ;;
+esac
 
 WORK=$(mktemp -d /tmp/kafka-rig-selftest.XXXX)
 STARTED=()
 NS=kafka-rig-st$$
+INNER_PID=
 cleanup() {
 	local rc=$? d
+	if [[ -n $INNER_PID ]] && pid_alive "$INNER_PID"; then
+		kill -TERM "$INNER_PID" 2>/dev/null || true
+		wait_pid_gone "$INNER_PID" 60 || true
+	fi
 	for d in "${STARTED[@]}"; do
 		"$K" stop "$d" --grace 20 || true
+	done
+	for d in "$WORK"/offline-*/; do
+		[[ -f $d/kafka.pid ]] && "$K" stop "$d" --grace 20 || true
 	done
 	if ((NETNS)); then
 		ip netns del "$NS" 2>/dev/null || true
@@ -39,9 +135,31 @@ cleanup() {
 	if ((rc == 0)); then rm -rf "$WORK"; else log "FAILED; kept $WORK"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 ensure_venv
 PY=$RIG_VENV/bin/python
+
+# offline_check: step 5. The cache is warmed first (the network may be used
+# here, as on a fresh machine), then everything runs without it.
+offline_check() {
+	local t
+	"$K" install 4 >/dev/null
+	"$K" install 3.9 >/dev/null
+	t=$(now_ms)
+	# In the background: a TERM to this script then stops it at once (cleanup).
+	unshare --net --mount --propagation private -- "$(realpath "${BASH_SOURCE[0]}")" --offline-inner "$WORK" &
+	INNER_PID=$!
+	wait "$INNER_PID" || die "the rig needs the network with the cache warm (see above)"
+	INNER_PID=
+	log "no network, cache warm: both lines installed and started in $(($(now_ms) - t)) ms"
+}
+if ((OFFLINE_ONLY)); then
+	offline_check
+	log "OK"
+	exit 0
+fi
 
 # roundtrip BOOTSTRAP TOPIC: produce 3 messages, read them back byte-exact.
 roundtrip() {
@@ -160,4 +278,6 @@ if ((NETNS)); then
 	roundtrip 10.213.0.2:21040 netns
 	"$K" stop "$d"
 fi
+
+offline_check
 log "OK"

@@ -42,10 +42,14 @@ def pytest_addoption(parser):
     g.addoption("--cluster-port-offset", type=int, default=0,
                 help="added to every jk.PORTS port (a second session of one release next to the suite)")
     g.addoption("--counts-file", help="write the outcome counts (JSON) here")
-    g.addoption("--rules-kafka", help="bootstrap of an Apache Kafka node with auto.create.topics.enable=false "
-                "(ci/e2e-kafka.sh); without it the kafka_rules tests are deselected")
+    g.addoption("--rules-kafka", action="append", default=[], metavar="[NAME=]HOST:PORT",
+                help="an Apache Kafka node with auto.create.topics.enable=false (ci/e2e-kafka.sh: 4.4.0 and "
+                "3.9.2), NAME its label in the test ids; repeatable: the kafka_rules tests run on each; "
+                "without it they are deselected")
     g.addoption("--rules-port-base", type=int, default=20810,
-                help="first of the kafka_rules tests' slurmctld/slurmd ports (8 ports)")
+                help="first of the kafka_rules tests' slurmctld/slurmd ports (8 per --rules-kafka node)")
+    g.addoption("--create-topics", action="store_true",
+                help="the job mix creates its topic first (a node with auto.create.topics.enable=false)")
 
 
 def _interrupt(signum, frame):
@@ -182,15 +186,18 @@ def make_cluster(release, tag, session_dir, request, pytestconfig):
 
 
 @pytest.fixture(scope="session")
-def mixes(release, broker, make_cluster):
+def mixes(release, broker, make_cluster, kafka_node, pytestconfig):
     """The job mix, started in the background at the beginning of the session:
     {"ours": MixRun} and, on 24.11, also {"schedmd": MixRun}."""
     runs = {}
     plugins = ["ours"] + (["schedmd"] if PORTS[series(release)]["schedmd"] else [])
     for plugin in plugins:
         role = "mix" if plugin == "ours" else "schedmd"
+        topic = f"jk-mix-{plugin}-{series(release)}"
+        if pytestconfig.getoption("--create-topics"):
+            kafka_node.create_topic(topic)
         c = make_cluster(f"jkmix{plugin}", role, plugin=plugin, bootstrap=broker.bootstrap,
-                         topic=f"jk-mix-{plugin}-{series(release)}", params="flush_timeout=1000",
+                         topic=topic, params="flush_timeout=1000",
                          kafka_props=KAFKA_PROPS, extra_conf=MIX_EXTRA_CONF)
         runs[plugin] = MixRun(c)
     for r in runs.values():

@@ -1,9 +1,10 @@
 """The broker's rules, against Apache Kafka itself (issue 22), in a real slurmctld.
 
-The Kafka node (ci/rig/kafka.sh, 4.x) runs with auto.create.topics.enable=false
-and the topic default max.message.bytes (1048588 bytes); ci/e2e-kafka.sh
-starts it once and passes it to both sessions with --rules-kafka. Without that
-option these tests are deselected (the other e2e sessions have no such node).
+Every test runs once per Apache Kafka node given with --rules-kafka: ci/e2e-kafka.sh
+starts two (ci/rig/kafka.sh), 4.4.0 and 3.9.2 (3.x still runs at most sites),
+both with auto.create.topics.enable=false and the topic default
+max.message.bytes (1048588 bytes), and passes both to both sessions. Without
+the option these tests are deselected (the other e2e sessions have no such node).
 
 - A topic that does not exist: our plugin (22.05.8 on the host) keeps the
   records, logs one error line naming the topic and the remedy, and delivers
@@ -21,7 +22,8 @@ option these tests are deselected (the other e2e sessions have no such node).
   and asserted (the README's Differences table).
 
 Alone (after ci/e2e-kafka.sh has built what it needs):
-  pytest tests/e2e/test_kafka_rules.py --release 22.05.8 --rules-kafka 127.0.0.1:P --rules-port-base N
+  pytest tests/e2e/test_kafka_rules.py --release 22.05.8 --rules-kafka 4.4.0=127.0.0.1:P \
+      [--rules-kafka 3.9.2=127.0.0.1:Q] --rules-port-base N
 """
 
 import os
@@ -49,19 +51,45 @@ def big_script():
     return "#!/bin/sh\n" + line * (SCRIPT_MB * 1000 * 1000 // len(line)) + "true\n"
 
 
+def rules_nodes(config):
+    """[(label, bootstrap)] of the --rules-kafka options ("[NAME=]HOST:PORT")."""
+    nodes = []
+    for i, value in enumerate(config.getoption("--rules-kafka")):
+        label, _, bootstrap = value.rpartition("=")
+        nodes.append((label or f"kafka{i}", bootstrap))
+    return nodes
+
+
+def pytest_generate_tests(metafunc):
+    # Every test of the module once per node (4.4.0 and 3.9.2 in
+    # ci/e2e-kafka.sh); module scope: all tests on one node, then the next.
+    if "kafka" in metafunc.fixturenames:
+        nodes = rules_nodes(metafunc.config)
+        metafunc.parametrize("kafka", list(enumerate(nodes)), ids=[label for label, _ in nodes], indirect=True,
+                             scope="module")
+
+
 @pytest.fixture(scope="module")
-def kafka(pytestconfig):
-    return ExternalKafka(pytestconfig.getoption("--rules-kafka"))
+def kafka(request):
+    """The node of this parameter: an ExternalKafka with `index` (its place
+    among the --rules-kafka options) and `label` (e.g. 4.4.0)."""
+    index, (label, bootstrap) = request.param
+    k = ExternalKafka(bootstrap)
+    k.index, k.label = index, label
+    return k
 
 
 @pytest.fixture
 def cluster(release, tag, session_dir, kafka, pytestconfig, request):
     """Factory: a started cluster of this session's release on this module's
-    ports, stopped (and removed when the test passed) afterwards."""
+    ports (4 slots of 2 per node, the node's own), stopped (and removed when
+    the test passed) afterwards. The cluster's name ends with the node's
+    index, so a cluster kept after a failure is not in the next one's way."""
     made = []
-    base = pytestconfig.getoption("--rules-port-base")
+    base = pytestconfig.getoption("--rules-port-base") + 8 * kafka.index
 
     def make(name, slot, plugin, **kw):
+        name = f"{name}{kafka.index}"
         c = Cluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
                     ctld_port=base + 2 * slot, slurmd_port=base + 2 * slot + 1, plugin=plugin,
                     bootstrap=kafka.bootstrap, **kw)
