@@ -153,6 +153,17 @@ fn check(block: &Block) -> Result<(), String> {
             if !secured.contains(&block.doc) || !secured.contains(&format!("\"{name}\"")) {
                 return Err(format!("{marker}: tests/e2e_secured/secured.py does not read {name} blocks of {}", block.doc));
             }
+            // And the block itself is named by the suite ("plugin-prefixed"
+            // in test_acl.py, "plain" in secured.py's list of broker blocks).
+            let block_name = marker[kind.len()..].trim();
+            let suite = std::fs::read_dir(repo().join("tests/e2e_secured")).unwrap();
+            let named = suite.filter_map(Result::ok).any(|f| {
+                f.path().extension().is_some_and(|e| e == "py")
+                    && std::fs::read_to_string(f.path()).unwrap_or_default().contains(&format!("\"{block_name}\""))
+            });
+            if !named {
+                return Err(format!("{marker}: no test of tests/e2e_secured names the block \"{block_name}\""));
+            }
             return Ok(());
         }
     }

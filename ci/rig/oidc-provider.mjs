@@ -10,7 +10,8 @@
 // expecting "kafka" must refuse).
 //
 // Environment: OIDC_PORT, OIDC_CERT, OIDC_KEY, OIDC_CLIENT_ID,
-// OIDC_CLIENT_SECRET, OIDC_SCOPE.
+// OIDC_CLIENT_SECRET, OIDC_SCOPE; OIDC_TOKEN_TTL, the lifetime of every
+// access token in seconds (default 600).
 import fs from 'node:fs';
 import https from 'node:https';
 import Provider from 'oidc-provider';
@@ -22,6 +23,8 @@ const env = (name) => {
 };
 const port = Number(env('OIDC_PORT'));
 const scope = env('OIDC_SCOPE');
+const ttl = Number(process.env.OIDC_TOKEN_TTL || 600);
+if (!Number.isInteger(ttl) || ttl < 1) throw new Error(`OIDC_TOKEN_TTL=${process.env.OIDC_TOKEN_TTL}: seconds, 1 or more`);
 const issuer = `https://127.0.0.1:${port}`;
 const OTHER = 'other-api';
 const say = (o) => process.stdout.write(JSON.stringify({ time: new Date().toISOString(), ...o }) + '\n');
@@ -44,8 +47,8 @@ const provider = new Provider(issuer, {
       defaultResource: (ctx) => (ctx.oidc.params?.scope === OTHER ? `urn:${OTHER}` : 'urn:jobcomp-kafka:broker'),
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resource) => (resource === `urn:${OTHER}`
-        ? { scope: OTHER, audience: OTHER, accessTokenFormat: 'jwt', accessTokenTTL: 600 }
-        : { scope, audience: 'kafka', accessTokenFormat: 'jwt', accessTokenTTL: 600 }),
+        ? { scope: OTHER, audience: OTHER, accessTokenFormat: 'jwt', accessTokenTTL: ttl }
+        : { scope, audience: 'kafka', accessTokenFormat: 'jwt', accessTokenTTL: ttl }),
     },
   },
 });
@@ -55,5 +58,5 @@ provider.on('grant.error', (ctx, err) => say({ event: 'grant.error', path: ctx.p
 provider.on('server_error', (ctx, err) => say({ event: 'server_error', error: String(err) }));
 
 const server = https.createServer({ cert: fs.readFileSync(env('OIDC_CERT')), key: fs.readFileSync(env('OIDC_KEY')) }, provider.callback());
-server.listen(port, '127.0.0.1', () => say({ event: 'listening', issuer, token_endpoint: `${issuer}/token` }));
+server.listen(port, '127.0.0.1', () => say({ event: 'listening', issuer, token_endpoint: `${issuer}/token`, token_ttl: ttl }));
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

@@ -8,7 +8,8 @@
 #                       serve https://127.0.0.1:PORT (token endpoint /token) with
 #                       CERT/KEY; one client (client-credentials grant, JWT access
 #                       tokens); writes DIR/oidc.pid, logs (one JSON line per token
-#                       request outcome) to DIR/oidc.log
+#                       request outcome) to DIR/oidc.log; every access token
+#                       lives OIDC_TOKEN_TTL seconds (environment; default 600)
 #   oidc.sh stop DIR
 set -euo pipefail
 RIG_NAME=oidc
@@ -41,7 +42,7 @@ start)
 	script=$OIDC_DIR/provider-$(sha256sum "$RIG_DIR/oidc-provider.mjs" | cut -c1-12).mjs
 	[[ -f $script ]] || cp "$RIG_DIR/oidc-provider.mjs" "$script"
 	OIDC_PORT=$3 OIDC_CERT=$(realpath "$4") OIDC_KEY=$(realpath "$5") OIDC_CLIENT_ID=$6 OIDC_CLIENT_SECRET=$7 \
-		OIDC_SCOPE=$8 setsid node "$script" >>"$dir/oidc.log" 2>&1 </dev/null &
+		OIDC_SCOPE=$8 OIDC_TOKEN_TTL=${OIDC_TOKEN_TTL:-600} setsid node "$script" >>"$dir/oidc.log" 2>&1 </dev/null &
 	echo $! >"$dir/oidc.pid"
 	if ! wait_port 127.0.0.1 "$3" 30; then
 		tail -n 20 "$dir/oidc.log" >&2

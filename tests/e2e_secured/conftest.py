@@ -88,13 +88,14 @@ def kdc(session_dir):
 @pytest.fixture(scope="session")
 def provider(session_dir, certs, examples):
     """The OpenID provider (ci/rig/oidc.sh) with docs/securing-kafka.md's OIDC client,
-    for the session: the broker reads its JWKS. Tests read its log from
+    for the session, its tokens living secured.TOKEN_TTL seconds: the broker reads its JWKS. Tests read its log from
     their own offset (provider_events)."""
     text = examples["oidc"]
     p = secured.RigProcess("oidc.sh", session_dir / "oidc", secured.PROVIDER_PORT, certs / "server.pem",
                            certs / "server.key", secured.example_property(text, "sasl.oauthbearer.client.id"),
                            secured.example_property(text, "sasl.oauthbearer.client.secret"),
-                           secured.example_property(text, "sasl.oauthbearer.scope"))
+                           secured.example_property(text, "sasl.oauthbearer.scope"),
+                           env={"OIDC_TOKEN_TTL": str(secured.TOKEN_TTL)})
     p.start()
     yield p
     p.stop()

@@ -34,14 +34,20 @@ SECURITY_DOC = jk.REPO / "docs" / "apache-kafka-security.md"
 # certificate, the super user), then one per case.
 LISTENERS = {
     "CONTROLLER": 21100, "BROKER": 21101, "TLS": 21102, "MTLS": 21103, "EXPIRED": 21104,
-    "WRONGHOST": 21105, "SCRAM": 21106, "GSSAPI": 21107, "OIDC": 21108,
+    "WRONGHOST": 21105, "SCRAM": 21106, "GSSAPI": 21107, "OIDC": 21108, "PLAIN": 21109,
 }
 KDC_PORT = 21110
 PROVIDER_PORT = 21111
+# The lifetime of every token the OpenID provider issues (ci/rig/oidc.sh
+# OIDC_TOKEN_TTL), in seconds: short, so that a test sees tokens expire and
+# be refreshed (test_oidc.py), long enough for a token to be fetched and a
+# connection re-authenticated under load.
+TOKEN_TTL = 20
 # (slurmctld, slurmd) per test case.
 PORTS = {name: {"cluster": (21120 + 2 * i, 21121 + 2 * i)} for i, name in enumerate(
     ["tls", "mtls", "mtls-other-ca", "wrong-ca", "expired", "wrong-host", "scram", "scram256", "scram-wrong",
-     "kerberos", "kerberos-bad", "oidc", "oidc-audience", "oidc-secret", "acl", "acl-none"])}
+     "kerberos", "kerberos-bad", "oidc", "oidc-audience", "oidc-secret", "acl", "acl-none", "plain-wrong",
+     "acl-prefixed", "acl-wildcard", "oidc-refresh"])}
 REALM = "EXAMPLE.ORG"
 # The broker's own Kerberos service principal: librdkafka asks for
 # <sasl.kerberos.service.name>/<the broker's host as it connects to it>.
@@ -126,14 +132,15 @@ class RigProcess:
     """A daemon started by a ci/rig script `start DIR ...` and stopped by
     `stop DIR` (kdc.sh, oidc.sh)."""
 
-    def __init__(self, script, dir, *args):
+    def __init__(self, script, dir, *args, env=None):
         self.script = RIG / script
         self.dir = Path(dir)
         self.args = [str(a) for a in args]
+        self.env = env
 
     def start(self):
         self.dir.mkdir(parents=True, exist_ok=True)
-        run([self.script, "start", self.dir, *self.args], timeout=300)
+        run([self.script, "start", self.dir, *self.args], timeout=300, env=self.env)
         return self
 
     def stop(self):
@@ -290,7 +297,8 @@ class SecuredKafka(ApacheKafka):
         listeners = ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in names)
         advertised = ",".join(f"{n}://127.0.0.1:{ports[n]}" for n in names if n != "CONTROLLER")
         proto = {"CONTROLLER": "SSL", "BROKER": "SSL", "TLS": "SSL", "MTLS": "SSL", "EXPIRED": "SSL",
-                 "WRONGHOST": "SSL", "SCRAM": "SASL_SSL", "GSSAPI": "SASL_PLAINTEXT", "OIDC": "SASL_SSL"}
+                 "WRONGHOST": "SSL", "SCRAM": "SASL_SSL", "GSSAPI": "SASL_PLAINTEXT", "OIDC": "SASL_SSL",
+                 "PLAIN": "SASL_SSL"}
         docs = doc_blocks("kafka-broker")
         jvm = doc_blocks("kafka-jvm")
         lines = [
@@ -309,9 +317,11 @@ class SecuredKafka(ApacheKafka):
             "listener.name.wronghost.ssl.allow.dn.changes=true",
             "listener.name.wronghost.ssl.allow.san.changes=true",
         ]
-        for name in ("common", "mtls", "scram", "gssapi", "oidc"):
+        for name in ("common", "mtls", "scram", "plain", "gssapi", "oidc"):
             lines += [f"# docs/apache-kafka-security.md kafka-broker: {name}", localize_doc(docs[name], self.conf).rstrip("\n")]
-        jvm_opts = []
+        # The broker's SaslServerAuthenticator at DEBUG (ci/rig/kafka/log4j2.properties):
+        # one line per (re-)authentication with the session lifetime it gives the client.
+        jvm_opts = ["-Dkafka.rig.sasl.loglevel=DEBUG"]
         for name in ("gssapi", "oidc"):
             jvm_opts += localize_doc(jvm[name], self.conf).split()
         self.admin_conf = {"bootstrap.servers": f"127.0.0.1:{ports['BROKER']}", "security.protocol": "SSL",

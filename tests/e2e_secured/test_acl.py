@@ -21,6 +21,11 @@ principal and the missing WRITE, still one after 75 s in which the plugin
 makes a new producer once a minute (at least two denials in the broker's
 log); once the ACL is granted, every record is delivered once by the new
 producer, without a slurmctld restart.
+
+A prefixed ACL and a wildcard ACL (the docs' other two kafka-acls commands,
+run verbatim for a principal of their own that has no other ACL): granted
+before slurmctld starts, each lets the idempotent producer get its id and
+write; every record delivered once, no error line.
 """
 
 import re
@@ -31,6 +36,39 @@ import secured
 from secured import LISTENERS, jk, lay_out_conf_dir, localize, start_cluster
 
 N_JOBS = 5
+
+
+def _run_doc_acls(kafka, block, topic, numbers, principal=None):
+    """docs/apache-kafka-security.md's kafka-acls block `block`, run verbatim
+    with Kafka's own tool (its bootstrap, directory and topic replaced, and
+    with `principal` the doc's User:slurm-jobcomp)."""
+    command = secured.localize_doc(secured.doc_blocks("kafka-acls")[block], kafka.conf, topic=topic)
+    if principal:
+        assert " --allow-principal User:slurm-jobcomp " in command, command
+        command = command.replace(" --allow-principal User:slurm-jobcomp ", f" --allow-principal {principal} ")
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[0] == "kafka-acls.sh", argv
+    out = jk.run([jk.RIG / "kafka.sh", "tool", kafka.version, "acls", *argv[1:]], timeout=300).stdout.decode()
+    numbers(f"kafka-acls {' '.join(argv[1:])}: {out.strip().splitlines()[-1][:160] if out.strip() else ''}")
+    return argv
+
+
+def _own_scram_user(kafka, session_dir, certs, examples, name, user, password):
+    """A SCRAM-SHA-512 user of its own, made on the running broker with no
+    ACL; returns the docs' SCRAM example with its name and password."""
+    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+    for f in kafka.admin().alter_user_scram_credentials([UserScramCredentialUpsertion(
+            user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password.encode())]).values():
+        f.result(60)
+    text = examples["scram"]
+    conf_dir = session_dir / f"etc-{name}"
+    lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
+    local = localize(text, f"127.0.0.1:{LISTENERS['SCRAM']}", conf_dir)
+    for key, value in (("sasl.username", user), ("sasl.password", password)):
+        old = f"{key}={secured.example_property(text, key)}\n"
+        assert old in local
+        local = local.replace(old, f"{key}={value}\n")
+    return local
 
 
 def test_acl_missing_write_one_error_line_then_granted_without_restart(release, session_dir, certs, examples, kafka,
@@ -65,11 +103,7 @@ def test_acl_missing_write_one_error_line_then_granted_without_restart(release, 
     assert kafka.read(topic, expect=1, timeout=10, linger=0) == [], "records reached the topic without the ACL"
 
     # The doc's command, verbatim (its bootstrap, directory and topic replaced).
-    command = secured.localize_doc(secured.doc_blocks("kafka-acls")["plugin"], kafka.conf, topic=topic)
-    argv = shlex.split(command.replace("\\\n", " "))
-    assert argv[0] == "kafka-acls.sh", argv
-    out = jk.run([jk.RIG / "kafka.sh", "tool", kafka.version, "acls", *argv[1:]], timeout=300).stdout.decode()
-    numbers(f"kafka-acls {' '.join(argv[1:])}: {out.strip().splitlines()[-1][:160] if out.strip() else ''}")
+    _run_doc_acls(kafka, "plugin", topic, numbers)
     # No restart: the kept records are retried and delivered, once each.
     msgs = kafka.read(topic, expect=N_JOBS, timeout=150, linger=4)
     numbers(f"after the ACL: records expected={N_JOBS} received={len(msgs)}")
@@ -86,19 +120,8 @@ def test_acl_none_at_all_fatal_producer_renewed_without_restart(release, session
     at least two denials in the broker's log, still one line); once the
     docs' ACL is added, every record delivered once, without a restart (the
     first producer can deliver nothing more: the new one does)."""
-    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
-    user, password = "slurm-noacl", "no-acl-anywhere-password"
-    for f in kafka.admin().alter_user_scram_credentials([UserScramCredentialUpsertion(
-            user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password.encode())]).values():
-        f.result(60)
-    text = examples["scram"]
-    conf_dir = session_dir / "etc-acl-none"
-    lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
-    local = localize(text, f"127.0.0.1:{LISTENERS['SCRAM']}", conf_dir)
-    for key, value in (("sasl.username", user), ("sasl.password", password)):
-        old = f"{key}={secured.example_property(text, key)}\n"
-        assert old in local
-        local = local.replace(old, f"{key}={value}\n")
+    user = "slurm-noacl"
+    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-none", user, "no-acl-anywhere-password")
     since_broker = kafka.log_size()
     c = start_cluster(stack, release, session_dir, "acl-none", local, kafka=kafka, principal=None)
     topic = c.finish_topic
@@ -127,3 +150,39 @@ def test_acl_none_at_all_fatal_producer_renewed_without_restart(release, session
     numbers(f"no ACL at all, after the ACL: records expected={N_JOBS} received={len(msgs)}")
     secured.check_delivered(msgs, ids, "aclnone-")
     assert c.ctld_pid() == ctld_pid, "slurmctld was restarted"
+
+
+def test_acl_prefixed_pattern_delivers_with_idempotence(release, session_dir, certs, examples, kafka, stack, numbers):
+    """The docs' prefixed ACL (--resource-pattern-type prefixed), its prefix
+    strictly shorter than the topic's name, is all the principal has: the
+    idempotent producer gets its id and every record is delivered once,
+    with no error line."""
+    user = "slurm-prefixed"
+    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-prefixed", user, "prefixed-acl-password")
+    topic = "jk-sec-acl-prefixed"  # start_cluster's topic for "acl-prefixed"
+    prefix = "jk-sec-acl-prefix"
+    argv = _run_doc_acls(kafka, "plugin-prefixed", prefix, numbers, principal=f"User:{user}")
+    assert ["--resource-pattern-type", "prefixed"] == argv[argv.index("--resource-pattern-type"):][:2], argv
+    c = start_cluster(stack, release, session_dir, "acl-prefixed", local, kafka=kafka, principal=None)
+    assert c.finish_topic == topic and topic != prefix and topic.startswith(prefix)
+    ids = c.run_jobs(N_JOBS, timeout=90, prefix="aclpfx-")
+    msgs = kafka.read(topic, expect=N_JOBS, timeout=120)
+    numbers(f"prefixed ACL on {prefix!r}: records expected={N_JOBS} received={len(msgs)}")
+    secured.check_delivered(msgs, ids, "aclpfx-")
+    assert not [ln for ln in c.plugin_lines() if re.search(r"\berror: ", ln)]
+
+
+def test_acl_wildcard_topic_delivers_with_idempotence(release, session_dir, certs, examples, kafka, stack, numbers):
+    """The docs' wildcard ACL (--topic '*') is all the principal has: the
+    idempotent producer gets its id and every record is delivered once,
+    with no error line."""
+    user = "slurm-wildcard"
+    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-wildcard", user, "wildcard-acl-password")
+    argv = _run_doc_acls(kafka, "plugin-wildcard", None, numbers, principal=f"User:{user}")
+    assert argv[argv.index("--topic") + 1] == "*", argv
+    c = start_cluster(stack, release, session_dir, "acl-wildcard", local, kafka=kafka, principal=None)
+    ids = c.run_jobs(N_JOBS, timeout=90, prefix="aclwild-")
+    msgs = kafka.read(c.finish_topic, expect=N_JOBS, timeout=120)
+    numbers(f"wildcard ACL: records expected={N_JOBS} received={len(msgs)}")
+    secured.check_delivered(msgs, ids, "aclwild-")
+    assert not [ln for ln in c.plugin_lines() if re.search(r"\berror: ", ln)]

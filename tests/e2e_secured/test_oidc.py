@@ -14,10 +14,20 @@ session; each test reads its log from the test's own offset.
   names the audience), one error line, nothing lost; after the scope is
   fixed and slurmctld restarted, every record delivered once;
 - a wrong client secret: the provider refuses (invalid_client), one error
-  line, nothing lost.
+  line, nothing lost;
+- tokens that expire during the run (the provider's tokens live
+  secured.TOKEN_TTL s; the broker ends each session when its token expires,
+  and at the latest after the docs' connections.max.reauth.ms): jobs logged while the
+  provider issues at least four tokens and for at least three token
+  lifetimes; the broker's log shows each session ending no later than its
+  token and at least one re-authentication (KIP-368, on a kept connection)
+  per refresh; every record delivered once, no error line, no refused
+  connection.
 """
 
 import json
+import re
+import time
 
 import secured
 from secured import LISTENERS, PROVIDER_PORT, jk, lay_out_conf_dir, localize, one_error_line, start_cluster
@@ -116,3 +126,51 @@ def test_oidc_wrong_secret_one_error_line_nothing_lost(release, session_dir, cer
     assert len(attempts) >= 2, f"the provider refused {len(attempts)} request(s): the window proves no flood"
     saved = secured.saved_at_shutdown(c, ids)
     numbers(f"OIDC wrong secret: {len(saved)} of {N_JOBS} record(s) saved at shutdown")
+
+
+def test_oidc_tokens_expire_and_are_refreshed_during_a_run(release, session_dir, certs, examples, kafka, provider,
+                                                            stack, numbers):
+    ttl_ms = secured.TOKEN_TTL * 1000
+    since, since_broker = _log_size(provider), kafka.log_size()
+    c = start_cluster(stack, release, session_dir, "oidc-refresh", _conf(session_dir, certs, examples, "oidc-refresh"),
+                      kafka=kafka, principal=_principal(examples))
+    first = jk.wait_for(lambda: _events(provider, since, "grant.success"), 90, "the plugin's first token")
+    t0 = time.monotonic()
+    # Rounds of jobs until the provider has issued at least four tokens (three
+    # refreshes) and three token lifetimes have passed since the first one:
+    # the loop's ends are events, its deadline only a bound.
+    ids, rounds = [], 0
+    deadline = t0 + 6 * secured.TOKEN_TTL + 120
+    while True:
+        grants = len(_events(provider, since, "grant.success"))
+        if grants >= 4 and time.monotonic() - t0 >= 3 * secured.TOKEN_TTL:
+            break
+        assert time.monotonic() < deadline, f"{grants} token(s) issued in {time.monotonic() - t0:.0f} s"
+        ids += c.run_jobs(2, timeout=90, prefix=f"oidcr-{rounds}-")
+        rounds += 1
+        time.sleep(secured.TOKEN_TTL / 4)
+    grants = _events(provider, since, "grant.success")
+    msgs = kafka.read(c.finish_topic, expect=len(ids), timeout=120, linger=4)
+    # The broker's SaslServerAuthenticator (DEBUG): one line per OAUTHBEARER
+    # (re-)authentication, the session lifetime it gave the client.
+    auths = kafka.log_lines(since_broker, r"Authentication complete; session max lifetime from broker config=\d+ ms, "
+                                          r"credential expiration=")
+    lifetimes = [int(m.group(1)) for m in (re.search(r"sending (\d+) ms to client", a) for a in auths) if m]
+    reauths = kafka.log_lines(since_broker, r"Set SASL server state to COMPLETE during re-authentication")
+    numbers(f"tokens of {secured.TOKEN_TTL} s: {len(grants)} issued over {time.monotonic() - t0:.0f} s, {rounds} rounds, "
+            f"records expected={len(ids)} received={len(msgs)}; broker (re-)authentications={len(auths)}, "
+            f"of which re-authentications={len(reauths)}, "
+            f"session lifetimes given (ms)={lifetimes[:12]}")
+    assert first[0]["client_id"] == secured.example_property(examples["oidc"], "sasl.oauthbearer.client.id")
+    secured.check_delivered(msgs, ids, "oidcr-")
+    assert not [ln for ln in c.plugin_lines() if re.search(r"\berror: ", ln)]
+    assert not kafka.refused_connections(since_broker, "OIDC"), kafka.refused_connections(since_broker, "OIDC")[:3]
+    # The broker ran with the docs' cap on a session, and ended each session
+    # no later than its token expired (Apache Kafka 4.4.0 does the latter
+    # even without the cap); the client logged in again with each new token
+    # on a connection it kept (KIP-368 re-authentication, not a new
+    # connection): at least one re-authentication per refresh.
+    cap = re.search(r"connections\.max\.reauth\.ms=(\d+)", secured.doc_blocks("kafka-broker")["oidc"]).group(1)
+    assert all(f"session max lifetime from broker config={cap} ms," in a for a in auths), auths[:2]
+    assert lifetimes and all(0 < ms <= ttl_ms for ms in lifetimes), lifetimes
+    assert len(reauths) >= len(grants) - 1, f"{len(reauths)} re-authentication(s) for {len(grants)} token(s)"
