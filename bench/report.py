@@ -419,6 +419,19 @@ def issue25(inproc, ctld):
             ok = ok and per <= 32
         rows.append(["memory through an outage: <= 32 B per waiting record, RssAnon <= 128 MiB at the end of "
                      "the 1M outage", det, verdict(ok, det.split(": ", 1)[1])])
+    sf = inproc.get("spool-full")
+    if sf and (sf.get("measure") or {}).get("rss_anon_kb"):
+        m, mx = sf["measure"], sf.get("metrics_at_measure") or {}
+        waiting = int(mx.get("slurm_jobcomp_kafka_records_waiting", 0))
+        memory_only = int(mx.get("slurm_jobcomp_kafka_records_memory_only", 0))
+        lost = int(mx.get("slurm_jobcomp_kafka_records_lost_total", 0))
+        det = (f"spool-full ({sf['records']:,} records, broker down, {sf['spec'].get('params')}): RssAnon "
+               f"{m['rss_anon_kb'] / 1024:.0f} MiB, RssFile {m.get('rss_file_kb', 0) / 1024:.0f} MiB; "
+               f"{waiting:,} waiting, of them {memory_only:,} in memory only (the limit is 100,000), {lost:,} "
+               "lost with an error line")
+        rows.append(["memory through an outage that fills the spool: bounded and reported", det,
+                     verdict(memory_only <= 100_000 and waiting > 0, "reported; bounded by the 100,000 records "
+                             "held in memory once the spool is full")])
     return md, rows
 
 

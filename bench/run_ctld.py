@@ -61,6 +61,10 @@ RUNS = {
     "chroot-ours-tick2": dict(where="chroot", plugin="ours", params=["tick_ms=2"], tasks=0.25),
     "chroot-ours-tick40": dict(where="chroot", plugin="ours", params=["tick_ms=40"], tasks=0.25),
     "chroot-schedmd-linger0": dict(where="chroot", plugin="schedmd", props=["linger.ms=0"], tasks=0.25),
+    # What the idempotent producer (our default, so acks=all) costs in
+    # librdkafka's threads, next to chroot-ours (SchedMD's plugin does not ask
+    # for it).
+    "chroot-ours-noidem": dict(where="chroot", plugin="ours", props=["enable.idempotence=false"], tasks=0.25),
     # Issue #13 asks for CPU per record at >= 100 jobs/s. One node with 2 CPUs
     # runs at most 32 one-line jobs at once (OverSubscribe=FORCE:16); with 64
     # (overridden) CPUs and a scheduler that starts all it can per pass, the

@@ -8,7 +8,7 @@ Usage (rig venv's python: numpy comes with matplotlib):
   run_inproc.py --plugin SO --release 22.05.8 --work DIR --out DIR
                 [--tansu HOST:PORT] SCENARIO...
 Scenarios: up down slow onecore onecore-perf script100k paced-up paced-down
-paced-slow paced-10 paced-100 paced-1000 scale-10k scale-100k scale-1m backlog-1m
+paced-slow paced-10 paced-100 paced-1000 scale-10k scale-100k scale-1m spool-full backlog-1m
 (see SCENARIOS below). Records N, workload and broker come from the table;
 --records-scale F multiplies every N (quick trial runs); --rounds R splits every
 scenario not marked single into R interleaved runs of N/R records, merged.
@@ -79,6 +79,15 @@ SCENARIOS = {
     "scale-10k": dict(broker="down", records=10_000, workload="mix", fini=True, single=True),
     "scale-100k": dict(broker="down", records=100_000, workload="mix", fini=True, single=True),
     "scale-1m": dict(broker="down", records=1_000_000, workload="mix", fini=True, single=True),
+    # Issue #25: memory through an outage that fills the spool. spool_max_mb=64
+    # fills like the default 4096 does, 64 times sooner: past it, records are
+    # held in memory (at most 100,000), then lost with an error line. The
+    # metrics file says how many of each when memory is measured. Paced below
+    # the pipeline's rate: the limit is checked as the hot path spools a
+    # snapshot, and a burst far ahead of the delivery thread would be taken
+    # whole before its texts (the bulk of the spool) are written.
+    "spool-full": dict(broker="down", records=250_000, workload="mix", fini=True, single=True, metrics=True,
+                       params="spool_max_mb=64", rate=4000),
     # Broker down for 1M records, then up: how long until all are acknowledged.
     # The host on CPU 0; tansu, started once everything is spooled, on CPU 1.
     "backlog-1m": dict(broker="later", records=1_000_000, workload="mix", cpus="0", broker_cpus="1",
@@ -100,6 +109,23 @@ RELEASES = {
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')} inproc] {msg}", file=sys.stderr, flush=True)
+
+
+def read_metrics(path):
+    """The plugin's metrics file as {name: value}, series with labels summed
+    under their name (records_waiting per topic and event, ...)."""
+    out = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("#") or not line.strip():
+                    continue
+                name, value = line.rsplit(" ", 1)
+                name = name.split("{", 1)[0]
+                out[name] = out.get(name, 0.0) + float(value)
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def build_host(release, work):
@@ -542,6 +568,8 @@ def run_once(name, spec, args, host, records, tag):
     params = f"topic={topic}"
     if spec.get("metrics"):
         params += f",metrics_file={os.path.join(work, 'jobcomp_kafka.prom')},metrics_interval=1"
+    if spec.get("params"):
+        params += "," + spec["params"]
     cmd = [host, args.plugin, "--state", state, "--loc", loc, "--params", params,
            "--cluster", "bench", "--records", str(records), "--workload", spec["workload"],
            "--lat", lat_path, "--kinds", kinds_path, "--interactive"]
@@ -616,9 +644,16 @@ def run_once(name, spec, args, host, records, tag):
         want_acks = spec["broker"] != "down"
         done_at = None
         progress = []  # (time since the first call, or since the broker started, records done)
+        # spool-full: records past the spool's limit are built in memory (no
+        # payload in the spool) or lost; the metrics file counts both.
+        by_metrics = spec.get("metrics") and "spool_max_mb" in spec.get("params", "")
         while time.monotonic() < deadline:
             watch.scan()
             got = watch.acks if want_acks else watch.payloads
+            if by_metrics:
+                mx = read_metrics(os.path.join(work, "jobcomp_kafka.prom"))
+                got = int(mx.get("slurm_jobcomp_kafka_records_waiting", 0)
+                          + mx.get("slurm_jobcomp_kafka_records_lost_total", 0))
             now = time.monotonic()
             if not progress or progress[-1][1] != got:
                 progress.append((now - t0, got))
@@ -658,6 +693,8 @@ def run_once(name, spec, args, host, records, tag):
         line = proc.stdout.readline()
         raw["measure"] = json.loads(line.split(" ", 1)[1])
         raw["spool_bytes"] = dir_bytes(os.path.join(state, SPOOL))
+        if spec.get("metrics"):
+            raw["metrics_at_measure"] = read_metrics(os.path.join(work, "jobcomp_kafka.prom"))
         raw["spool_files"] = spool_files(os.path.join(state, SPOOL))
         if spec.get("fini"):
             proc.stdin.write("fini\n")
@@ -751,6 +788,8 @@ def summarize(name, spec, raws, args):
         "spool_bytes": max(r["spool_bytes"] for r in raws),
         "lat": dist(lat),
     }
+    if "metrics_at_measure" in first:
+        result["metrics_at_measure"] = first["metrics_at_measure"]
     result["pipeline_rate"] = n / result["pipeline_s"]
     # Steady rate: records done between 10% and 90% of each run, over the time that took
     # (excludes start-up and the last delivery reports, served at the next poll tick).

@@ -153,16 +153,19 @@ if want kafka; then
 	ci/rig/kafka.sh start "$kafka_dir" --port "$kafka_port" --heap 512m >"$work/kafka-start.log" 2>&1 ||
 		{ tail -n 20 "$work/kafka-start.log" >&2; die "Apache Kafka did not start on $kafka_port"; }
 	mkdir -p "$raw/kafka"
+	# A subset (BENCH_KAFKA_*="..."; " " for none) keeps the other results.
 	read -ra scenarios <<<"${BENCH_KAFKA_INPROC_SCENARIOS:-onecore rdk-alone}"
-	rm -f "$raw"/kafka/inproc-*.json
-	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
-		--work "$work/inproc-kafka" --out "$raw/kafka" --tansu "127.0.0.1:$kafka_port" --records-scale "$scale" \
-		--rounds 4 --rdk-alone "$work/rdk_alone" "${scenarios[@]}"
+	[[ -n ${BENCH_KAFKA_INPROC_SCENARIOS:-} ]] || rm -f "$raw"/kafka/inproc-*.json
+	((${#scenarios[@]} == 0)) ||
+		"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
+			--work "$work/inproc-kafka" --out "$raw/kafka" --tansu "127.0.0.1:$kafka_port" --records-scale "$scale" \
+			--rounds 4 --rdk-alone "$work/rdk_alone" "${scenarios[@]}"
 	read -ra runs <<<"${BENCH_KAFKA_CTLD_RUNS:-chroot-schedmd chroot-ours}"
-	rm -f "$raw"/kafka/ctld-*.json
-	"$py" bench/run_ctld.py --tansu "127.0.0.1:$kafka_port" --shim "$work/jobcomp_timing.so" --out "$raw/kafka" \
-		--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" --tasks "${BENCH_TASKS:-2000}" \
-		--rounds 4 "${runs[@]}"
+	[[ -n ${BENCH_KAFKA_CTLD_RUNS:-} ]] || rm -f "$raw"/kafka/ctld-*.json
+	((${#runs[@]} == 0)) ||
+		"$py" bench/run_ctld.py --tansu "127.0.0.1:$kafka_port" --shim "$work/jobcomp_timing.so" --out "$raw/kafka" \
+			--ours-2205 "$work/ours-$host_version.so" --ours-2411 "$work/ours-24.11.5.so" \
+			--tasks "${BENCH_TASKS:-2000}" --rounds 4 "${runs[@]}"
 	kafka_version=$(cat "$kafka_dir/version")
 	ci/rig/kafka.sh stop "$kafka_dir" >/dev/null 2>&1 || true
 	# When and on what this part ran: the report prints it beside the table
@@ -182,7 +185,7 @@ if want scale; then
 	rm -f "$raw"/inproc-scale-*.json "$raw"/inproc-backlog-*.json
 	"$py" bench/run_inproc.py --plugin "$work/ours-$host_version.so" --release "$host_version" \
 		--work "$work/inproc" --out "$raw" --records-scale "$scale" --timeout 900 --drain-port $((port + 20)) \
-		--tansu "$tansu" --rdk-alone "$work/rdk_alone" scale-10k scale-100k scale-1m backlog-1m rdk-alone-1m
+		--tansu "$tansu" --rdk-alone "$work/rdk_alone" scale-10k scale-100k scale-1m spool-full backlog-1m rdk-alone-1m
 fi
 
 # What a thread wake-up costs here (the floor under CPU per record), every run:
