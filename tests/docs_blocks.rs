@@ -146,7 +146,7 @@ fn check(block: &Block) -> Result<(), String> {
     }
     // The broker-side blocks of docs/apache-kafka-security.md: the secured
     // suite reads them by these markers and starts its broker with them.
-    for kind in ["kafka-broker:", "kafka-jvm:", "kafka-acls:"] {
+    for kind in ["kafka-broker:", "kafka-jvm:", "kafka-acls:", "kafka-configs:"] {
         if marker.starts_with(kind) {
             let secured = std::fs::read_to_string(repo().join("tests/e2e_secured/secured.py")).unwrap();
             let name = kind.trim_end_matches(':');

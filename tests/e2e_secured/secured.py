@@ -97,6 +97,22 @@ def acl_operations():
     return ops
 
 
+def make_scram_user_as_documented(kafka, user, password):
+    """docs/apache-kafka-security.md's kafka-configs block (a SCRAM user made
+    on a running cluster), run verbatim with Kafka's own tool: its bootstrap
+    and directory replaced as localize_doc does, and `user` and `password` in
+    place of the doc's slurm-jobcomp and change-me. Returns the tool's output."""
+    import shlex
+    command = localize_doc(doc_blocks("kafka-configs")["scram-user"], kafka.conf)
+    for old, new in ((" --entity-name slurm-jobcomp ", f" --entity-name {user} "),
+                     ("[password=change-me]", f"[password={password}]")):
+        assert old in command, command
+        command = command.replace(old, new)
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[0] == "kafka-configs.sh", argv
+    return run([RIG / "kafka.sh", "tool", kafka.version, "configs", *argv[1:]], timeout=300).stdout.decode()
+
+
 def readme_examples():
     """{name: text} of docs/securing-kafka.md's `<!-- secured-example: NAME -->` blocks."""
     text = EXAMPLES_DOC.read_text()

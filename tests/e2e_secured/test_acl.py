@@ -53,13 +53,12 @@ def _run_doc_acls(kafka, block, topic, numbers, principal=None):
     return argv
 
 
-def _own_scram_user(kafka, session_dir, certs, examples, name, user, password):
+def _own_scram_user(kafka, session_dir, certs, examples, name, user, password, numbers):
     """A SCRAM-SHA-512 user of its own, made on the running broker with no
-    ACL; returns the docs' SCRAM example with its name and password."""
-    from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
-    for f in kafka.admin().alter_user_scram_credentials([UserScramCredentialUpsertion(
-            user, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), password.encode())]).values():
-        f.result(60)
+    ACL by the docs' kafka-configs command ("scram-user"); returns the docs'
+    SCRAM example with its name and password."""
+    out = secured.make_scram_user_as_documented(kafka, user, password)
+    numbers(f"kafka-configs (the docs' scram-user block) for {user}: {out.strip().splitlines()[-1][:160] if out.strip() else ''}")
     text = examples["scram"]
     conf_dir = session_dir / f"etc-{name}"
     lay_out_conf_dir(conf_dir, certs, {"ca.pem": "ca.pem"})
@@ -158,7 +157,7 @@ def test_acl_prefixed_pattern_delivers_with_idempotence(release, session_dir, ce
     idempotent producer gets its id and every record is delivered once,
     with no error line."""
     user = "slurm-prefixed"
-    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-prefixed", user, "prefixed-acl-password")
+    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-prefixed", user, "prefixed-acl-password", numbers)
     topic = "jk-sec-acl-prefixed"  # start_cluster's topic for "acl-prefixed"
     prefix = "jk-sec-acl-prefix"
     argv = _run_doc_acls(kafka, "plugin-prefixed", prefix, numbers, principal=f"User:{user}")
@@ -177,7 +176,7 @@ def test_acl_wildcard_topic_delivers_with_idempotence(release, session_dir, cert
     idempotent producer gets its id and every record is delivered once,
     with no error line."""
     user = "slurm-wildcard"
-    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-wildcard", user, "wildcard-acl-password")
+    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-wildcard", user, "wildcard-acl-password", numbers)
     argv = _run_doc_acls(kafka, "plugin-wildcard", None, numbers, principal=f"User:{user}")
     assert argv[argv.index("--topic") + 1] == "*", argv
     c = start_cluster(stack, release, session_dir, "acl-wildcard", local, kafka=kafka, principal=None)
