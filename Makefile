@@ -82,37 +82,42 @@ test: deps
 	$(MAKE) -j3 -Oline test-lane-slurm test-lane-site test-lane-kafka
 	$(MAKE) memcheck
 
+# The lanes are balanced on the last full rehearsal (quiet machine): test-
+# packages 812 s, e2e-cluster 585 s, e2e-secured 442 s (before its 4 newer
+# tests: some 100 s more on a loaded machine), e2e 359 s, e2e26 181 s,
+# test-consumers 158 s, e2e-kafka 123 s (before the 3.9 rules and the
+# offline start: some 50 s more); demo about 60 s.
+
 # Real slurmctld 22.05.8/24.11.5/26.05.5 end to end on Apache Kafka 4.x, the
-# layout guard, the fuzz targets over their corpus, and the consumers (schemas,
-# jobcomp-wait, jobcomp-sink). (memcheck runs after the lanes: under valgrind
-# the host tests are some 20 times slower, and they are not made to share the
-# machine on top of that.)
+# layout guard, the fuzz targets over their corpus, the consumers (schemas,
+# jobcomp-wait, jobcomp-sink), and Apache Kafka's own rules on both lines
+# (4.x, 3.9) with the rig's offline start. (memcheck runs after the lanes:
+# under valgrind the host tests are some 20 times slower, and they are not
+# made to share the machine on top of that.)
 test-lane-slurm:
 	$(MAKE) e2e
 	$(MAKE) e2e26
 	$(MAKE) layout-guard26
 	$(MAKE) fuzz-check
 	$(MAKE) test-consumers
+	$(MAKE) e2e-kafka
 
-# What a site installs and connects to: the packages and secured Kafka.
+# What a site installs (the packages), the rigs' own self-check, and `make
+# demo` as README.md's "Two commands" gives it (it fails when a record does
+# not arrive).
 test-lane-site:
 	$(MAKE) test-packages
-	$(MAKE) e2e-secured
+	$(MAKE) rig-selftest
+	$(MAKE) demo
 
-# A replicated Apache Kafka cluster under faults, the rigs' own self-check,
-# Apache Kafka's own rules on both lines (4.x, 3.9), and `make demo` as
-# README.md's "Two commands" gives it (it fails when a record does not
-# arrive). e2e-kafka sits here,
-# not in lane-site, because lane-site (packages, then secured Kafka: some 21
-# minutes) is the run's critical path and this lane finished some 10 minutes
-# earlier. (idempotence-kafka runs before the lanes: it is a cargo test of
-# the installed release, and the lanes' `make build SLURM_VERSION=...` would
-# rebuild target/release under it for another release.)
+# Apache Kafka as sites run it: a replicated cluster under faults, and
+# secured Kafka (TLS, SASL, Kerberos, OIDC, ACLs). (idempotence-kafka runs
+# before the lanes: it is a cargo test of the installed release, and the
+# lanes' `make build SLURM_VERSION=...` would rebuild target/release under it
+# for another release.)
 test-lane-kafka:
 	$(MAKE) e2e-cluster
-	$(MAKE) rig-selftest
-	$(MAKE) e2e-kafka
-	$(MAKE) demo
+	$(MAKE) e2e-secured
 
 # One release of each jobcomp API family: 22.05 (set_location(loc)),
 # 23.02-24.11 without and with the job's identity (23.11+), 25.05+
