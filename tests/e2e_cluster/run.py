@@ -342,7 +342,7 @@ class Ctx:
         if self.reader.errors:
             r.problems.append(f"consumer: {self.reader.errors}")
 
-    def after_crash(self, snapshot_s=15, check_s=2):
+    def after_crash(self, t_restart, snapshot_s=15, check_s=2):
         """From the slurmctld restart to close(): every snapshot_s seconds,
         what Slurm says about its jobs and its node (squeue with state,
         reason and begin time; scontrol show node; sdiag) appended to
@@ -351,7 +351,6 @@ class Ctx:
         Slurm administrator does after a controller crash (undo_dup_jobid_drain)."""
         path = self.runner.out / f"slurm-watch-{self.runner.run_index}-s{self.n}.log"
         stop = threading.Event()
-        t_restart = time.time()
         state = {"drained": False}
 
         def snap():
@@ -417,6 +416,7 @@ class Ctx:
             self.cluster.scontrol("update", "NodeName=localhost", "State=RESUME")
             self.row.admin.append(f"node drained (Reason={reason.split(' [')[0]}) "
                                   f"{time.time() - t_restart:.0f} s after the restart, resumed")
+        self.requeue_ghosts(state, t_restart)
         if not state["drained"]:
             return
         held = sorted(s.jobid for s in self.cluster.show_jobs().values()
@@ -425,6 +425,41 @@ class Ctx:
             log(f"releasing {len(held)} job(s) held for the refused launch: {held}")
             self.cluster.scontrol("release", ",".join(map(str, held)))
             self.row.admin.append(f"{len(held)} job(s) held 'launch failed requeued held' released")
+
+    GHOST_AFTER_S = 240
+
+    def requeue_ghosts(self, state, t_restart):
+        """Jobs that ended while slurmctld was down, or after its last state
+        save, are RUNNING again after the restart although slurmd no longer
+        has them. Slurm requeues them itself when slurmd next registers (it
+        asks every 21st ping: 194 s after the restart here, SlurmdTimeout=30),
+        but not always every one: in one run a job stayed RUNNING for 10
+        minutes, through two registrations, its batch step long gone from
+        the node. Once Slurm's own pass is over (GHOST_AFTER_S after the
+        restart), the rig does what the administrator does with a job the
+        node does not have: checks on the node (scontrol listpids: the job's
+        steps on this node) and requeues it (scontrol requeue), as Slurm
+        itself does with the others; it runs again and ends with a second,
+        different record (Slurm's own, as for the others)."""
+        if time.time() - t_restart < self.GHOST_AFTER_S:
+            return
+        for s in self.cluster.show_jobs().values():
+            if s.state != "RUNNING" or s.jobid in state.setdefault("requeued", set()):
+                continue
+            started = jk.scontrol_time_utc(s.get("StartTime"))
+            restart = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t_restart))
+            if started is None or started >= restart:
+                continue
+            p = self.cluster.scontrol("listpids", str(s.jobid), "localhost", check=False)
+            out = (p.stdout + p.stderr).decode(errors="replace").strip()
+            if p.returncode == 0 or "does not exist" not in out:
+                continue
+            log(f"job {s.jobid} RUNNING since {started} (before the restart) but not on the node "
+                f"({out.splitlines()[-1][:120]}): scontrol requeue")
+            state["requeued"].add(s.jobid)  # once: a refusal is logged, not retried
+            self.cluster.scontrol("requeue", str(s.jobid))
+            self.row.admin.append(f"job {s.jobid} RUNNING per slurmctld since {started} UTC, before the restart, "
+                                  f"but unknown to slurmd {time.time() - t_restart:.0f} s after the restart: requeued")
 
     def close(self):
         if self.watcher is not None:
@@ -472,8 +507,9 @@ def s1_leader_killed(ctx, crash_slurmctld=False):
             ctx.row.slurm_crashed = True
             ctx.cluster.rig("kill9-ctld", ctx.cluster.dir, timeout=60)
             time.sleep(2)
+            t_restart = time.time()
             ctx.cluster.start_ctld()
-            ctx.after_crash()
+            ctx.after_crash(t_restart)
 
     ctx.jobs_window(during)
     leader.start(wait=True)
@@ -699,8 +735,11 @@ def slurm_own(r):
         parts.append(f"{r.reruns} ended again")
     if r.forgotten:
         parts.append(f"{r.forgotten} forgotten")
-    if r.admin:
+    if any(a.startswith("node drained") for a in r.admin):
         parts.append("node drained for a duplicate job id, resumed")
+    ghosts = sum(1 for a in r.admin if a.startswith("job "))
+    if ghosts:
+        parts.append(f"{ghosts} job(s) slurmd did not have requeued")
     return ", ".join(parts) or "-"
 
 
