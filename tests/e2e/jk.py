@@ -1052,7 +1052,11 @@ class Cluster:
                     pending.discard(jid)
             return not pending
 
-        wait_for(check, timeout, f"jobs {sorted(pending)} to end on {self.name}", interval=0.3)
+        try:
+            wait_for(check, timeout, f"jobs {sorted(pending)} to end on {self.name}", interval=0.3)
+        except RigError as exc:
+            # The message above lists what was pending at the start; say what still is.
+            raise RigError(f"{exc}; still not ended: {sorted(pending)}") from None
 
     def run_jobs(self, n, timeout=60, prefix="j"):
         ids = [self.sbatch("-J", f"{prefix}{i}", "--wrap", f"echo {prefix}{i}") for i in range(n)]

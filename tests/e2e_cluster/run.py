@@ -82,6 +82,7 @@ class Row:
     wall_s: float = 0.0
     restore_s: float = 0.0
     notes: list = field(default_factory=list)
+    admin: list = field(default_factory=list)  # what the rig did to Slurm as its administrator (after a crash)
     problems: list = field(default_factory=list)
     failed: str | None = None  # the rig itself failed (exception)
 
@@ -216,6 +217,7 @@ class Ctx:
         self.job_lengths = (0, 0.2, 0.5)  # seconds a job sleeps, one chosen per sbatch
         self.t_fault = None
         self.t_recover = None
+        self.watcher = None
 
     @property
     def topic(self):
@@ -340,7 +342,130 @@ class Ctx:
         if self.reader.errors:
             r.problems.append(f"consumer: {self.reader.errors}")
 
+    def after_crash(self, t_restart, snapshot_s=15, check_s=2):
+        """From the slurmctld restart to close(): every snapshot_s seconds,
+        what Slurm says about its jobs and its node (squeue with state,
+        reason and begin time; scontrol show node; sdiag) appended to
+        OUT/slurm-watch-<run>-s<N>.log, so that a run in which Slurm stops
+        scheduling leaves the evidence; and every check_s seconds, what a
+        Slurm administrator does after a controller crash (undo_dup_jobid_drain)."""
+        path = self.runner.out / f"slurm-watch-{self.runner.run_index}-s{self.n}.log"
+        stop = threading.Event()
+        state = {"drained": False}
+
+        def snap():
+            parts = [f"===== {time.strftime('%H:%M:%S', time.gmtime())} UTC"]
+            for argv in (("squeue", "-h", "-o", "%i %T %r %S"), ("scontrol", "show", "node"), ("sdiag",)):
+                try:
+                    p = self.cluster.cmd(argv[0], *argv[1:], check=False, timeout=30)
+                    out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+                except Exception as exc:  # noqa: BLE001 - a snapshot that fails says so
+                    out = f"{type(exc).__name__}: {exc}"
+                if argv[0] == "squeue":
+                    lines = out.splitlines()
+                    kinds = {}
+                    for ln in lines:
+                        f = ln.split(" ", 3)
+                        key = " ".join(f[1:3]) if len(f) >= 3 else ln
+                        kinds[key] = kinds.get(key, 0) + 1
+                    out = "\n".join(lines[:60])
+                    parts.append(f"--- squeue: {len(lines)} jobs {kinds}\n{out}")
+                else:
+                    parts.append(f"--- {' '.join(argv)}\n{out}")
+            with open(path, "a") as fh:
+                fh.write("\n".join(parts) + "\n")
+
+        def loop():
+            last_snap = 0.0
+            while True:
+                try:
+                    self.undo_dup_jobid_drain(state, t_restart)
+                except Exception as exc:  # noqa: BLE001 - the next check tries again
+                    log(f"checking the node after the crash: {type(exc).__name__}: {exc}")
+                if time.time() - last_snap >= snapshot_s:
+                    last_snap = time.time()
+                    snap()
+                if stop.wait(check_s):
+                    return
+
+        t = threading.Thread(target=loop, name="after-crash", daemon=True)
+        t.start()
+        self.watcher = (stop, t)
+        self.row.notes.append(f"Slurm's view every {snapshot_s} s after the slurmctld restart: {path}")
+
+    def undo_dup_jobid_drain(self, state, t_restart):
+        """After the crash slurmctld hands out again the ids of jobs it had
+        started after its last state save. slurmd still holds such an id as
+        launched (it forgets one only when the controller tells it the job
+        is over, which the killed controller never did; it keeps the last
+        64), refuses the new launch ("Job N already running, do not launch
+        second copy"), and slurmctld then drains the node (Reason "Duplicate
+        jobid") and holds the job ("launch failed requeued held"). Neither
+        ends by itself (ReturnToService does not undo a DRAIN): the rig
+        does what the administrator does, and only for that cause: resumes
+        the node (scontrol update State=RESUME) and releases the jobs held
+        for the failed launch (scontrol release). The requeue made slurmd
+        forget the id, so the second launch runs the job once."""
+        p = self.cluster.scontrol("show", "node", "localhost", "-o", check=False)
+        node = jk.parse_scontrol_job(p.stdout.decode(errors="replace"))
+        st = (node.get("State") or [""])[0]
+        reason = (node.get("Reason") or [""])[0]
+        if "DRAIN" in st and reason.startswith("Duplicate jobid"):
+            state["drained"] = True
+            log(f"Slurm drained the node after the crash ({st}, Reason={reason}): resuming it")
+            self.cluster.scontrol("update", "NodeName=localhost", "State=RESUME")
+            self.row.admin.append(f"node drained (Reason={reason.split(' [')[0]}) "
+                                  f"{time.time() - t_restart:.0f} s after the restart, resumed")
+        self.requeue_ghosts(state, t_restart)
+        if not state["drained"]:
+            return
+        held = sorted(s.jobid for s in self.cluster.show_jobs().values()
+                      if s.state == "PENDING" and s.get("Reason") == "launch_failed_requeued_held")
+        if held:
+            log(f"releasing {len(held)} job(s) held for the refused launch: {held}")
+            self.cluster.scontrol("release", ",".join(map(str, held)))
+            self.row.admin.append(f"{len(held)} job(s) held 'launch failed requeued held' released")
+
+    GHOST_AFTER_S = 240
+
+    def requeue_ghosts(self, state, t_restart):
+        """Jobs that ended while slurmctld was down, or after its last state
+        save, are RUNNING again after the restart although slurmd no longer
+        has them. Slurm requeues them itself when slurmd next registers (it
+        asks every 21st ping: 194 s after the restart here, SlurmdTimeout=30),
+        but not always every one: in one run a job stayed RUNNING for 10
+        minutes, through two registrations, its batch step long gone from
+        the node. Once Slurm's own pass is over (GHOST_AFTER_S after the
+        restart), the rig does what the administrator does with a job the
+        node does not have: checks on the node (scontrol listpids: the job's
+        steps on this node) and requeues it (scontrol requeue), as Slurm
+        itself does with the others; it runs again and ends with a second,
+        different record (Slurm's own, as for the others)."""
+        if time.time() - t_restart < self.GHOST_AFTER_S:
+            return
+        for s in self.cluster.show_jobs().values():
+            if s.state != "RUNNING" or s.jobid in state.setdefault("requeued", set()):
+                continue
+            started = jk.scontrol_time_utc(s.get("StartTime"))
+            restart = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t_restart))
+            if started is None or started >= restart:
+                continue
+            p = self.cluster.scontrol("listpids", str(s.jobid), "localhost", check=False)
+            out = (p.stdout + p.stderr).decode(errors="replace").strip()
+            if p.returncode == 0 or "does not exist" not in out:
+                continue
+            log(f"job {s.jobid} RUNNING since {started} (before the restart) but not on the node "
+                f"({out.splitlines()[-1][:120]}): scontrol requeue")
+            state["requeued"].add(s.jobid)  # once: a refusal is logged, not retried
+            self.cluster.scontrol("requeue", str(s.jobid))
+            self.row.admin.append(f"job {s.jobid} RUNNING per slurmctld since {started} UTC, before the restart, "
+                                  f"but unknown to slurmd {time.time() - t_restart:.0f} s after the restart: requeued")
+
     def close(self):
+        if self.watcher is not None:
+            stop, t = self.watcher
+            stop.set()
+            t.join(60)
         if self.reader is not None:
             self.reader.stop()
         if self.cluster is not None:
@@ -382,7 +507,9 @@ def s1_leader_killed(ctx, crash_slurmctld=False):
             ctx.row.slurm_crashed = True
             ctx.cluster.rig("kill9-ctld", ctx.cluster.dir, timeout=60)
             time.sleep(2)
+            t_restart = time.time()
             ctx.cluster.start_ctld()
+            ctx.after_crash(t_restart)
 
     ctx.jobs_window(during)
     leader.start(wait=True)
@@ -608,6 +735,11 @@ def slurm_own(r):
         parts.append(f"{r.reruns} ended again")
     if r.forgotten:
         parts.append(f"{r.forgotten} forgotten")
+    if any(a.startswith("node drained") for a in r.admin):
+        parts.append("node drained for a duplicate job id, resumed")
+    ghosts = sum(1 for a in r.admin if a.startswith("job "))
+    if ghosts:
+        parts.append(f"{ghosts} job(s) slurmd did not have requeued")
     return ", ".join(parts) or "-"
 
 
@@ -634,6 +766,8 @@ def details(rows):
         out.append(f"scenario {r.scenario} ({r.plugin}, {r.release}): {r.title}")
         for n in r.notes:
             out.append(f"  - {n}")
+        for a in r.admin:
+            out.append(f"  - as Slurm's administrator: {a}")
         for cause, k in sorted(r.error_causes.items(), key=lambda x: -x[1]):
             out.append(f"  log x{k}: {cause[:300]}")
         for p in r.problems[:15]:
