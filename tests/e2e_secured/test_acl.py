@@ -120,7 +120,7 @@ def test_acl_none_at_all_fatal_producer_renewed_without_restart(release, session
     docs' ACL is added, every record delivered once, without a restart (the
     first producer can deliver nothing more: the new one does)."""
     user = "slurm-noacl"
-    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-none", user, "no-acl-anywhere-password")
+    local = _own_scram_user(kafka, session_dir, certs, examples, "acl-none", user, "no-acl-anywhere-password", numbers)
     since_broker = kafka.log_size()
     c = start_cluster(stack, release, session_dir, "acl-none", local, kafka=kafka, principal=None)
     topic = c.finish_topic
