@@ -246,7 +246,10 @@ def test_oversized_record_is_set_aside_and_resent(cluster, kafka, release, numbe
 
 @pytest.mark.releases("24.11.5")
 def test_schedmd_missing_topic(cluster, kafka, release, numbers):
-    """What SchedMD's plugin does with a topic that does not exist: measured."""
+    """What SchedMD's plugin does with a topic that does not exist: every
+    record of a job that ends while it is missing is dropped, with one error
+    line each. (How many of the records of jobs that end after the topic is
+    created arrive within 60 s is reported, not asserted.)"""
     topic = f"jk-rules-missing-schedmd-{os.getpid()}"
     c = cluster("jkrulesmisss", 2, "schedmd", topic=topic, kafka_props=KAFKA_PROPS)
     ids = c.run_jobs(4, timeout=90, prefix="miss-")
@@ -254,19 +257,21 @@ def test_schedmd_missing_topic(cluster, kafka, release, numbers):
     wait_for(lambda: len(plugin_errors(c)) >= len(ids), 120, "SchedMD's plugin to give up on the records",
              interval=1)
     errors = plugin_errors(c)
+    offset = c.log_path.stat().st_size
     kafka.create_topic(topic)
     more = c.run_jobs(2, timeout=90, prefix="miss2-")
-    # SchedMD's librdkafka learns of the new topic at its next metadata
-    # refresh: under load (a rehearsal with four lanes) 60 s were not enough
-    # on 3.9.2. Returns as soon as both records are in.
-    got = kafka.consume(topic, expect=len(more), timeout=180, linger=10)
+    # Reported, not asserted: measured both ways under load, the two later
+    # records delivered within seconds (3.9.2, 4.4.0), and both still missing
+    # after 180 s (a CI run on 4.4.0: the plugin's librdkafka still took the
+    # topic for missing until its next metadata refresh).
+    got = kafka.consume(topic, expect=len(more), timeout=60, linger=3)
     by_id, _ = messages_by_job(got.messages)
     lost = [j for j in ids if j not in by_id]
     numbers(f"SchedMD, missing topic: {len(ids)} jobs while it was missing, {len(lost)} lost; "
             f"{len(errors)} error line(s), e.g. {errors[:1]}; the {len(more)} after it was created: "
-            f"{sum(1 for j in more if j in by_id)} delivered")
+            f"{sum(1 for j in more if j in by_id)} delivered within 60 s; error lines since: "
+            f"{plugin_errors(c, offset)[:2]}")
     assert lost == ids, "SchedMD's plugin drops the records of a missing topic"
-    assert sorted(j for j in by_id if j in more) == sorted(more)
     # One line per record, none naming the remedy (measured: "Message delivery
     # for JobId=3 failed: Broker: Unknown topic or partition. Message discarded.").
     assert len(errors) == len(ids), errors
