@@ -78,51 +78,53 @@ test: deps
 	$(MAKE) idempotence-kafka
 	$(MAKE) test-alerts
 	$(MAKE) check-headers
-	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 	$(MAKE) -j4 -Oline test-lane-slurm test-lane-site test-lane-kafka test-lane-secured
 	$(MAKE) memcheck
 
-# The lanes are balanced on the last full rehearsal (quiet machine): test-
-# packages 812 s, e2e-cluster 585 s, e2e-secured 442 s (before its 4 newer
-# tests: some 100 s more on a loaded machine), e2e 359 s, e2e26 181 s,
-# test-consumers 158 s, e2e-kafka 123 s (before the 3.9 rules and the
-# offline start: some 50 s more); demo about 60 s; scenario 9 of
-# e2e-cluster, new in make test, 180-380 s. With it no split into three
-# lanes stays under about 20 minutes, hence four (they mostly wait on
-# daemons, so the 2 cores are not four times as busy).
+# The lanes are balanced on a full rehearsal of four lanes (quiet machine,
+# lanes started 16.7 min into the run; each target's time there):
+# e2e-cluster 16.2 min (its nine scenarios), test-packages 15.4,
+# e2e-secured 11.6, e2e 6.2, fuzz-check 6, rig-selftest 4.4, e2e-kafka
+# about 4.5, layout-guard26 3, e2e26 2.8, test-consumers 2.6, demo 1; and
+# the build matrix, then before the lanes, 3 (14 builds of this
+# crate). Three lanes cannot keep e2e-cluster, test-packages and e2e-secured
+# apart under 20 minutes, hence four (they mostly wait on daemons, so the 2
+# cores are not four times as busy). memcheck runs after the lanes: under
+# valgrind the host tests are some 20 times slower, and they are not made to
+# share the machine on top of that. idempotence-kafka runs before them: it is
+# a cargo test of the installed release, and the lanes' builds for other
+# releases would rebuild target/release under it.
 
 # Real slurmctld 22.05.8/24.11.5/26.05.5 end to end on Apache Kafka 4.x, the
-# layout guard, the fuzz targets over their corpus, the consumers (schemas,
-# jobcomp-wait, jobcomp-sink), and Apache Kafka's own rules on both lines
-# (4.x, 3.9) with the rig's offline start. (memcheck runs after the lanes:
-# under valgrind the host tests are some 20 times slower, and they are not
-# made to share the machine on top of that.)
+# layout guard, the fuzz targets over their corpus, and `make demo` as
+# README.md's "Two commands" gives it (it fails when a record does not
+# arrive).
 test-lane-slurm:
 	$(MAKE) e2e
 	$(MAKE) e2e26
 	$(MAKE) layout-guard26
 	$(MAKE) fuzz-check
-	$(MAKE) test-consumers
-	$(MAKE) e2e-kafka
-
-# What a site installs (the packages), and `make demo` as README.md's "Two
-# commands" gives it (it fails when a record does not arrive).
-test-lane-site:
-	$(MAKE) test-packages
 	$(MAKE) demo
 
-# A replicated Apache Kafka cluster under faults (all nine scenarios).
-# (idempotence-kafka runs before the lanes: it is a cargo test of the
-# installed release, and the lanes' `make build SLURM_VERSION=...` would
-# rebuild target/release under it for another release.)
+# What a site installs (the packages), and the rigs' own self-check.
+test-lane-site:
+	$(MAKE) test-packages
+	$(MAKE) rig-selftest
+
+# A replicated Apache Kafka cluster under faults (all nine scenarios), and the
+# build matrix: the matrix builds into the shared target/ (its dependencies
+# are built there already), each build under the lock the lanes' builds hold.
 test-lane-kafka:
 	$(MAKE) e2e-cluster
+	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 
-# Secured Kafka (TLS, SASL, Kerberos, OIDC, ACLs), and the rigs' own
-# self-check.
+# Secured Kafka (TLS, SASL, Kerberos, OIDC, ACLs), Apache Kafka's own rules on
+# both lines (4.x, 3.9) with the rig's offline start, and what consumers use
+# (schemas, jobcomp-wait, jobcomp-sink).
 test-lane-secured:
 	$(MAKE) e2e-secured
-	$(MAKE) rig-selftest
+	$(MAKE) e2e-kafka
+	$(MAKE) test-consumers
 
 # One release of each jobcomp API family: 22.05 (set_location(loc)),
 # 23.02-24.11 without and with the job's identity (23.11+), 25.05+

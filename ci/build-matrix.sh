@@ -4,9 +4,13 @@
 # plugin_version equal to that release's SLURM_VERSION_NUMBER.
 # Usage: ci/build-matrix.sh [release ...]     (default: one release per layout,
 #        and 26.05.4, whose layout is not known, must be refused)
-# Uses its own target directory so that it never disturbs other builds.
+# Uses its own target directory unless CARGO_TARGET_DIR_MATRIX names another
+# (make test: the shared target/, whose dependencies are built already); each
+# build and its copy hold that directory's build lock, as ci/build-plugin.sh
+# does, so that a suite building next to it never copies a matrix build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. ci/lib/common.sh
 releases=("$@")
 [ ${#releases[@]} -gt 0 ] || releases=(22.05.8 23.02.2 23.02.7 23.11.10 24.05.8 24.11.0 24.11.3 24.11.7 25.05.8 25.11.7 26.05.3 26.05.5)
 # Releases whose layout is not known: the build must refuse them, not guess.
@@ -18,6 +22,19 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR_MATRIX:-target/matrix}
 out=build/matrix
 mkdir -p "$out"
 failures=0
+lock=$(build_lock "$CARGO_TARGET_DIR/release")
+
+build_lib() { # RELEASE [CARGO ARGS...]
+  SLURM_VERSION=$1 cargo build --release --lib "${@:2}"
+}
+build_and_copy() { # RELEASE SO
+  build_lib "$1" --quiet
+  cp "$CARGO_TARGET_DIR/release/libjobcomp_kafka.so" "$2"
+}
+rebuild_with_warnings() { # RELEASE: cargo prints a build script's warnings only when it runs
+  touch build.rs
+  build_lib "$1"
+}
 
 expected_symbols() {   # the exports of the API of release $1
   local major=${1%%.*} rest=${1#*.}; local minor=${rest%%.*}
@@ -29,9 +46,8 @@ expected_symbols() {   # the exports of the API of release $1
 }
 
 for release in "${releases[@]}"; do
-  SLURM_VERSION=$release cargo build --release --lib --quiet
   so="$out/jobcomp_kafka-$release.so"
-  cp "$CARGO_TARGET_DIR/release/libjobcomp_kafka.so" "$so"
+  with_lock "$lock" build_and_copy "$release" "$so"
   exported=$(nm -D --defined-only "$so" | awk '{print $3}' | sort)
   if [ "$exported" != "$(expected_symbols "$release")" ]; then
     echo "FAIL $release: exports differ from its API:"; diff <(expected_symbols "$release") <(echo "$exported") || true
@@ -49,7 +65,7 @@ for release in "${releases[@]}"; do
 done
 if [ $# -eq 0 ]; then
   for release in "${refused[@]}"; do
-    if text=$(SLURM_VERSION=$release cargo build --release --lib --quiet 2>&1); then
+    if text=$(with_lock "$lock" build_lib "$release" --quiet 2>&1); then
       echo "FAIL $release: built, but its struct layout is not known"; failures=$((failures + 1))
     elif ! grep -q "layout of Slurm $release is not known" <<<"$text"; then
       echo "FAIL $release: refused without saying why:"; tail -n 5 <<<"$text"; failures=$((failures + 1))
@@ -58,8 +74,7 @@ if [ $# -eq 0 ]; then
     fi
   done
   for release in "${assumed[@]}"; do
-    touch build.rs   # cargo prints a build script's warnings only when it runs
-    if ! text=$(SLURM_VERSION=$release cargo build --release --lib 2>&1); then
+    if ! text=$(with_lock "$lock" rebuild_with_warnings "$release" 2>&1); then
       echo "FAIL $release: not built:"; tail -n 5 <<<"$text"; failures=$((failures + 1))
     elif ! grep -q "warning: .*Slurm $release is newer than .*layout guard checks it" <<<"$text"; then
       echo "FAIL $release: built without the assumed-layout warning"; failures=$((failures + 1))
