@@ -58,6 +58,11 @@ pub fn foreign_format(head: &[u8]) -> Option<char> {
 pub const FORMAT_VERSION: char = '1';
 const HEADER: usize = 32;
 const ALIGN: usize = 8;
+/// What a payload entry takes in the spool beyond its text, as the spool's
+/// size accounting (spool_max_mb) counts it: the entry header, the topic's
+/// length and the padding to ALIGN. (The topic's own bytes are not counted:
+/// a rough figure, kept the same wherever a payload entry is accounted.)
+pub const PAYLOAD_ENTRY_OVERHEAD: u64 = (HEADER + ALIGN) as u64;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

@@ -12,6 +12,7 @@ use crate::metrics::FailureKind;
 use crate::record::{self, RecordOptions};
 use crate::slurm::log;
 use crate::snapshot::{Event, JobSnapshot};
+use crate::spool;
 use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -76,13 +77,13 @@ impl Delivery {
         // while the spool has room: past the limit it stays in memory, as the
         // limit's error line says, rather than growing the spool (and
         // StateSaveLocation's disk) without bound during an outage.
-        let room = |hot: &super::super::hot_spool::HotSpool| !new_record || hot.has_room(payload.len() as u64 + 40);
+        let room = |hot: &super::super::hot_spool::HotSpool| !new_record || hot.has_room(payload.len() as u64 + spool::PAYLOAD_ENTRY_OVERHEAD);
         if let (Some(log), Some(hot)) = (self.log.as_mut(), self.hot.as_ref().filter(|hot| room(hot))) {
             log.follow(hot.segment());
             match log.append_payload(id, job_id, event as u8, topic.to_bytes(), &payload, new_record, compress) {
                 Ok(at) => {
                     hot.wrote(super::super::hot_spool::TEXTS);
-                    hot.bytes.fetch_add(u64::from(at.len) + 40, Ordering::Relaxed);
+                    hot.bytes.fetch_add(u64::from(at.len) + spool::PAYLOAD_ENTRY_OVERHEAD, Ordering::Relaxed);
                     payload_at = Some(at);
                     if let (Some(snapshot_segment), false) = (owner, new_record) {
                         *self.built.entry(snapshot_segment).or_default() += 1;
