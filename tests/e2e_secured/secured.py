@@ -15,6 +15,7 @@ next to the other end-to-end suites.
 
 import os
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -97,20 +98,20 @@ def acl_operations():
     return ops
 
 
-def make_scram_user_as_documented(kafka, user, password):
-    """docs/apache-kafka-security.md's kafka-configs block (a SCRAM user made
-    on a running cluster), run verbatim with Kafka's own tool: its bootstrap
-    and directory replaced as localize_doc does, and `user` and `password` in
-    place of the doc's slurm-jobcomp and change-me. Returns the tool's output."""
-    import shlex
-    command = localize_doc(doc_blocks("kafka-configs")["scram-user"], kafka.conf)
-    for old, new in ((" --entity-name slurm-jobcomp ", f" --entity-name {user} "),
-                     ("[password=change-me]", f"[password={password}]")):
+def run_doc_tool_block(kafka, kind, name, replace=(), topic=None):
+    """docs/apache-kafka-security.md's `kind` block `name` (kind: kafka-acls
+    or kafka-configs), run verbatim with Kafka's own tool: its bootstrap,
+    directory (and topic) replaced as localize_doc does, then each (old, new)
+    of `replace`, each of which must be in the command. Returns (argv, the
+    tool's output)."""
+    command = localize_doc(doc_blocks(kind)[name], kafka.conf, topic=topic)
+    for old, new in replace:
         assert old in command, command
         command = command.replace(old, new)
     argv = shlex.split(command.replace("\\\n", " "))
-    assert argv[0] == "kafka-configs.sh", argv
-    return run([RIG / "kafka.sh", "tool", kafka.version, "configs", *argv[1:]], timeout=300).stdout.decode()
+    assert argv[0] == f"{kind}.sh", argv
+    tool = kind.removeprefix("kafka-")
+    return argv, run([RIG / "kafka.sh", "tool", kafka.version, tool, *argv[1:]], timeout=300).stdout.decode()
 
 
 def readme_examples():

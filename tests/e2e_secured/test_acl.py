@@ -29,7 +29,6 @@ write; every record delivered once, no error line.
 """
 
 import re
-import shlex
 import time
 
 import secured
@@ -40,15 +39,10 @@ N_JOBS = 5
 
 def _run_doc_acls(kafka, block, topic, numbers, principal=None):
     """docs/apache-kafka-security.md's kafka-acls block `block`, run verbatim
-    with Kafka's own tool (its bootstrap, directory and topic replaced, and
-    with `principal` the doc's User:slurm-jobcomp)."""
-    command = secured.localize_doc(secured.doc_blocks("kafka-acls")[block], kafka.conf, topic=topic)
-    if principal:
-        assert " --allow-principal User:slurm-jobcomp " in command, command
-        command = command.replace(" --allow-principal User:slurm-jobcomp ", f" --allow-principal {principal} ")
-    argv = shlex.split(command.replace("\\\n", " "))
-    assert argv[0] == "kafka-acls.sh", argv
-    out = jk.run([jk.RIG / "kafka.sh", "tool", kafka.version, "acls", *argv[1:]], timeout=300).stdout.decode()
+    (secured.run_doc_tool_block), with `principal` in place of the doc's
+    User:slurm-jobcomp."""
+    replace = [(" --allow-principal User:slurm-jobcomp ", f" --allow-principal {principal} ")] if principal else []
+    argv, out = secured.run_doc_tool_block(kafka, "kafka-acls", block, replace, topic=topic)
     numbers(f"kafka-acls {' '.join(argv[1:])}: {out.strip().splitlines()[-1][:160] if out.strip() else ''}")
     return argv
 
@@ -57,7 +51,10 @@ def _own_scram_user(kafka, session_dir, certs, examples, name, user, password, n
     """A SCRAM-SHA-512 user of its own, made on the running broker with no
     ACL by the docs' kafka-configs command ("scram-user"); returns the docs'
     SCRAM example with its name and password."""
-    out = secured.make_scram_user_as_documented(kafka, user, password)
+    # docs/apache-kafka-security.md's kafka-configs block, verbatim.
+    _, out = secured.run_doc_tool_block(kafka, "kafka-configs", "scram-user", [
+        (" --entity-name slurm-jobcomp ", f" --entity-name {user} "),
+        ("[password=change-me]", f"[password={password}]")])
     numbers(f"kafka-configs (the docs' scram-user block) for {user}: {out.strip().splitlines()[-1][:160] if out.strip() else ''}")
     text = examples["scram"]
     conf_dir = session_dir / f"etc-{name}"
