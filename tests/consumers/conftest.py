@@ -18,7 +18,6 @@ from the source tree (python -m jobcomp_kafka.wait).
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -64,15 +63,8 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def session_dir(request):
-    d = Path(os.environ.get("JK_CONSUMERS_DIR") or f"/tmp/jk-consumers-{os.getpid()}")
-    shutil.rmtree(d, ignore_errors=True)  # a fresh broker and database: the tests count rows
-    d.mkdir(parents=True)
-    os.chmod(d, 0o755)
-    yield d
-    if jk.remove_dirs(request):
-        shutil.rmtree(d, ignore_errors=True)
-    else:
-        log(f"kept {d} for inspection")
+    # Emptied first: a fresh broker and database, the tests count rows.
+    yield from jk.session_dir_at(request, os.environ.get("JK_CONSUMERS_DIR") or f"/tmp/jk-consumers-{os.getpid()}")
 
 
 @pytest.fixture(scope="session")

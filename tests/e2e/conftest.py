@@ -24,14 +24,14 @@ session, kept after a failure (or with JK_E2E_KEEP=1).
 """
 
 import os
-import shutil
 import signal
 
 import pytest
 
 import jk
+from session_fixtures import broker, kafka_node, tag  # noqa: E402,F401 (fixtures)
 from contract_fixture import record_contract  # noqa: E402,F401 (autouse fixture)
-from jk import KAFKA_PROPS, PORTS, Broker, Cluster, log, series
+from jk import KAFKA_PROPS, PORTS, Cluster, log, series
 from mix import MIX_EXTRA_CONF, MixRun
 
 def pytest_addoption(parser):
@@ -128,61 +128,24 @@ def release(pytestconfig):
 
 
 @pytest.fixture(scope="session")
-def tag():
-    return os.environ.get("JK_E2E_TAG") or str(os.getpid())
-
-
-@pytest.fixture(scope="session")
 def session_dir(release, tag, request):
-    d = f"/tmp/jk-e2e-{tag}-{series(release).replace('.', '')}"
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    yield jk.Path(d)
-    if jk.remove_dirs(request):
-        shutil.rmtree(d, ignore_errors=True)
-    else:
-        log(f"kept {d} for inspection")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def kafka_node(pytestconfig, session_dir):
-    """The Apache Kafka node every Broker of the session leads to."""
-    node = jk.session_kafka(pytestconfig, session_dir / "kafka-node")
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="session")
-def broker(pytestconfig, session_dir, kafka_node):
-    b = Broker(session_dir / "kafka", jk.port(pytestconfig.getoption("--broker-port")))
-    b.start()
-    yield b
-    b.stop()
+    yield from jk.session_dir_at(request, f"/tmp/jk-e2e-{tag}-{series(release).replace('.', '')}")
 
 
 @pytest.fixture(scope="session")
 def make_cluster(release, tag, session_dir, request, pytestconfig):
     """Factory: a started cluster of this session's release, stopped at the
     end of the session (and its directory removed when nothing failed)."""
-    made = []
+    clusters = jk.StartedClusters(request)
     offset = pytestconfig.getoption("--cluster-port-offset")
 
     def make(name, role, **kw):
         ports = [p + offset for p in PORTS[series(release)][role]]
-        c = Cluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
-                    ctld_port=ports[0], slurmd_port=ports[1], **kw)
-        made.append(c)
-        c.start()
-        return c
+        return clusters.start(Cluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
+                                      ctld_port=ports[0], slurmd_port=ports[1], **kw))
 
     yield make
-    for c in made:
-        c.stop()
-    for c in made:
-        if jk.remove_dirs(request):
-            c.remove()
-        else:
-            log(f"kept {c.dir} for inspection")
+    clusters.stop_all()
 
 
 @pytest.fixture(scope="session")

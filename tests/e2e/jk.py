@@ -1311,3 +1311,42 @@ def remove_dirs(request):
     """Whether a session's directories go at its end: only when nothing failed
     (they are what one inspects after a failure) and JK_E2E_KEEP is unset."""
     return request.session.testsfailed == 0 and not os.environ.get("JK_E2E_KEEP")
+
+
+def session_dir_at(request, path):
+    """For a session fixture, `yield from` it: `path` emptied and made anew
+    (mode 0755: the rigs' Slurm users cross it), yielded as a Path; at the
+    session's end removed when remove_dirs says so, else logged as kept."""
+    d = Path(path)
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    os.chmod(d, 0o755)
+    yield d
+    if remove_dirs(request):
+        shutil.rmtree(d, ignore_errors=True)
+    else:
+        log(f"kept {d} for inspection")
+
+
+class StartedClusters:
+    """The clusters a factory fixture makes: each started as it is added; at
+    the fixture's end all stopped, then their directories removed when
+    remove_dirs says so, else logged as kept."""
+
+    def __init__(self, request):
+        self.request = request
+        self.made = []
+
+    def start(self, cluster):
+        self.made.append(cluster)
+        cluster.start()
+        return cluster
+
+    def stop_all(self):
+        for c in self.made:
+            c.stop()
+        for c in self.made:
+            if remove_dirs(self.request):
+                c.remove()
+            else:
+                log(f"kept {c.dir} for inspection")

@@ -74,22 +74,16 @@ def own_broker(release, session_dir):
 
 @pytest.fixture
 def bad_cluster(release, tag, session_dir, own_broker, request):
-    made = []
+    clusters = jk.StartedClusters(request)
 
     def make(name, ctld_port):
-        c = ReminderCluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
-                            ctld_port=ctld_port,
-                            slurmd_port=ctld_port + 1, plugin="ours", bootstrap=own_broker.bootstrap,
-                            params="flush_timeout=500", kafka_props=MISSPELT)
-        made.append(c)
-        c.start()
-        return c
+        return clusters.start(ReminderCluster(release=release, name=name,
+                                              dir=jk.cluster_dir(release, tag, session_dir, name), ctld_port=ctld_port,
+                                              slurmd_port=ctld_port + 1, plugin="ours", bootstrap=own_broker.bootstrap,
+                                              params="flush_timeout=500", kafka_props=MISSPELT))
 
     yield make
-    for c in made:
-        c.stop()
-        if jk.remove_dirs(request):
-            c.remove()
+    clusters.stop_all()
 
 
 def _log_lines(c, pattern, offset=0):

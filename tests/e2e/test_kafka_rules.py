@@ -85,23 +85,17 @@ def cluster(release, tag, session_dir, kafka, pytestconfig, request):
     ports (4 slots of 2 per node, the node's own), stopped (and removed when
     the test passed) afterwards. The cluster's name ends with the node's
     index, so a cluster kept after a failure is not in the next one's way."""
-    made = []
+    clusters = jk.StartedClusters(request)
     base = pytestconfig.getoption("--rules-port-base") + 8 * kafka.index
 
     def make(name, slot, plugin, **kw):
         name = f"{name}{kafka.index}"
-        c = Cluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
-                    ctld_port=base + 2 * slot, slurmd_port=base + 2 * slot + 1, plugin=plugin,
-                    bootstrap=kafka.bootstrap, **kw)
-        made.append(c)
-        c.start()
-        return c
+        return clusters.start(Cluster(release=release, name=name, dir=jk.cluster_dir(release, tag, session_dir, name),
+                                      ctld_port=base + 2 * slot, slurmd_port=base + 2 * slot + 1, plugin=plugin,
+                                      bootstrap=kafka.bootstrap, **kw))
 
     yield make
-    for c in made:
-        c.stop()
-        if jk.remove_dirs(request):
-            c.remove()
+    clusters.stop_all()
 
 
 def plugin_errors(c, offset=0):

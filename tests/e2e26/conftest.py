@@ -19,16 +19,15 @@ Directories: /tmp/jk-26-e2e-<tag>/ (broker) and
 session, kept after a failure (or with JK_E2E_KEEP=1).
 """
 
-import os
-import shutil
 import traceback
 
 import pytest
 
 from mix26 import MIX_EXTRA_CONF, Mix
 import jk
+from session_fixtures import broker, kafka_node, tag  # noqa: E402,F401 (fixtures)
 from contract_fixture import record_contract  # noqa: E402,F401 (autouse fixture)
-from rig26 import CHROOT_ROOT, KAFKA_PROPS, RELEASE, Broker, RigError, log
+from rig26 import CHROOT_ROOT, KAFKA_PROPS, RELEASE, RigError, log
 
 # Every record consumed is checked against 26.05's schema (jk.check_contract).
 jk.CONTRACT_RELEASE = RELEASE
@@ -51,35 +50,8 @@ def pytest_addoption(parser):
 
 
 @pytest.fixture(scope="session")
-def tag():
-    return os.environ.get("JK_E2E_TAG") or str(os.getpid())
-
-
-@pytest.fixture(scope="session")
 def session_dir(tag, request):
-    d = f"/tmp/jk-26-e2e-{tag}"
-    shutil.rmtree(d, ignore_errors=True)
-    os.makedirs(d)
-    yield d
-    if jk.remove_dirs(request):
-        shutil.rmtree(d, ignore_errors=True)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def kafka_node(pytestconfig, session_dir):
-    """The Apache Kafka node every Broker of the session leads to."""
-    node = jk.session_kafka(pytestconfig, jk.Path(session_dir) / "kafka-node")
-    yield node
-    node.stop()
-
-
-@pytest.fixture(scope="session")
-def broker(pytestconfig, session_dir, kafka_node):
-    d = session_dir
-    b = Broker(os.path.join(d, "kafka"), jk.port(pytestconfig.getoption("--broker-port")))
-    b.start()
-    yield b
-    b.stop()
+    yield from jk.session_dir_at(request, f"/tmp/jk-26-e2e-{tag}")
 
 
 class Run:

@@ -12,7 +12,6 @@ passing session, kept after a failure (or with JK_E2E_KEEP=1).
 """
 
 import os
-import shutil
 import signal
 
 import pytest
@@ -48,16 +47,7 @@ def release():
 
 @pytest.fixture(scope="session")
 def session_dir(request):
-    tag = os.environ.get("JK_E2E_TAG") or str(os.getpid())
-    d = jk.Path(f"/tmp/jk-sec-{tag}")
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
-    os.chmod(d, 0o755)
-    yield d
-    if jk.remove_dirs(request):
-        shutil.rmtree(d, ignore_errors=True)
-    else:
-        log(f"kept {d} for inspection")
+    yield from jk.session_dir_at(request, f"/tmp/jk-sec-{os.environ.get('JK_E2E_TAG') or os.getpid()}")
 
 
 @pytest.fixture(scope="session")
