@@ -46,6 +46,22 @@ GHOST_CONF = ("NodeName=ghost CPUs=1 State=FUTURE\n"
 MIX_EXTRA_CONF = (GHOST_CONF,)
 
 
+def job_label(jobs, final, jobid):
+    """The label of the mix's job `jobid` (an array task: of its array),
+    from `jobs` {label: job with .jobid} and `final` {jobid: scontrol's last
+    view}; None for a job the mix did not make."""
+    for j in jobs.values():
+        if j.jobid == jobid:
+            return j.label
+    s = final.get(jobid)
+    if s is not None and s.get("ArrayJobId"):
+        array = int(s["ArrayJobId"])
+        for j in jobs.values():
+            if j.jobid == array:
+                return j.label
+    return None
+
+
 @dataclass
 class MixJob:
     label: str
@@ -84,16 +100,7 @@ class MixRun:
         return sum(j.records for j in self.jobs.values())
 
     def label_of(self, jobid):
-        for j in self.jobs.values():
-            if j.jobid == jobid:
-                return j.label
-        s = self.final.get(jobid)
-        if s is not None and s.get("ArrayJobId"):
-            arr = int(s["ArrayJobId"])
-            for j in self.jobs.values():
-                if j.jobid == arr:
-                    return j.label
-        return None
+        return job_label(self.jobs, self.final, jobid)
 
     def all_jobids(self):
         """Every job id the mix created (array tasks included)."""

@@ -7,7 +7,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from rig26 import RigError, log, wrap_script
+from rig26 import RigError, log, wrap_script  # first: it puts tests/e2e on sys.path
+from mix import job_label  # noqa: E402 (tests/e2e/mix.py)
 
 # Names and paths with quotes, a backslash, slashes, a tab, control
 # characters, a newline and UTF-8 (never " Capital=", see parse_scontrol_jobs).
@@ -64,15 +65,7 @@ class Mix:
         return sum(j.records for j in self.jobs.values() if j.ran)
 
     def label_of(self, jobid):
-        for j in self.jobs.values():
-            if j.jobid == jobid:
-                return j.label
-        s = self.final.get(jobid)
-        if s is not None and s.get("ArrayJobId"):
-            for j in self.jobs.values():
-                if j.jobid == int(s["ArrayJobId"]):
-                    return j.label
-        return None
+        return job_label(self.jobs, self.final, jobid)
 
     def jobids(self, ran_only=False):
         """Every job id the mix created (array tasks included)."""
