@@ -47,17 +47,9 @@ KAFKA_DIR=$OUT/kafka
 KAFKA39_DIR=$OUT/kafka39
 BG_PIDS=()
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	e2e_stop_children TERM "${BG_PIDS[@]}"
-	shopt -s nullglob
-	e2e_stop_leftovers "$ROOT" /tmp/jk-e2e-"$TAG"*-*/*/ "$ROOT"/rig/jk-e2e-"$TAG"*-*/ "$KAFKA_DIR" "$KAFKA39_DIR"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Stop what is still running: pytest (SIGTERM: its fixtures stop the clusters
+# and the nodes), then any rig left in this run's directories.
+e2e_trap_cleanup TERM "$ROOT" "/tmp/jk-e2e-$TAG*-*/*/" "$ROOT/rig/jk-e2e-$TAG*-*/" "$KAFKA_DIR" "$KAFKA39_DIR"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

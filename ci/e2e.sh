@@ -43,17 +43,7 @@ BG_PIDS=()
 # Stop what is still running: our background jobs (pytest takes SIGTERM like
 # Ctrl-C and its fixtures stop the clusters and brokers), then any rig left in
 # this run's directories.
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	e2e_stop_children TERM "${BG_PIDS[@]}"
-	shopt -s nullglob
-	e2e_stop_leftovers "$ROOT" /tmp/jk-e2e-"$JK_E2E_TAG"-*/*/ "$ROOT"/rig/jk-e2e-"$JK_E2E_TAG"-*/ "$KAFKA_DIR"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+e2e_trap_cleanup TERM "$ROOT" "/tmp/jk-e2e-$JK_E2E_TAG-*/*/" "$ROOT/rig/jk-e2e-$JK_E2E_TAG-*/" "$KAFKA_DIR"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -38,17 +38,7 @@ BG_PIDS=()
 
 # Stop what is still running: pytest (SIGINT first, so that its fixtures stop
 # the clusters and the broker), then any rig left in this run's directories.
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	e2e_stop_children INT "${BG_PIDS[@]}"
-	shopt -s nullglob
-	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-26-e2e-"$JK_E2E_TAG"-*/ /tmp/jk-26-e2e-"$JK_E2E_TAG"/kafka* "$KAFKA_DIR"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+e2e_trap_cleanup INT "$ROOT" "$ROOT/rig/jk-26-e2e-$JK_E2E_TAG-*/" "/tmp/jk-26-e2e-$JK_E2E_TAG/kafka*" "$KAFKA_DIR"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -30,17 +30,9 @@ export SUITE=forky JK_CHROOT_SUITE=forky
 T0=$(now_ms)
 BG_PIDS=()
 
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	e2e_stop_children INT "${BG_PIDS[@]}"
-	shopt -s nullglob
-	e2e_stop_leftovers "$ROOT" "$ROOT"/rig/jk-guard26-"$JK_E2E_TAG"-*/ /tmp/jk-guard26-"$JK_E2E_TAG"/kafka
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# Stop what is still running: pytest (SIGINT first, so that its fixtures stop
+# the clusters and the broker), then any rig left in this run's directories.
+e2e_trap_cleanup INT "$ROOT" "$ROOT/rig/jk-guard26-$JK_E2E_TAG-*/" "/tmp/jk-guard26-$JK_E2E_TAG/kafka"
 
 phase "prerequisites"
 ci/install-deps.sh

@@ -49,6 +49,33 @@ e2e_stop_children() {
 	done
 }
 
+# e2e_trap_cleanup SIGNAL CHROOT_ROOT PATTERN...: on exit (INT and TERM exit
+# 130 and 143), e2e_stop_children SIGNAL on the script's BG_PIDS, then
+# e2e_stop_leftovers CHROOT_ROOT on the directories the glob PATTERNs match
+# by then; the script's exit status is kept.
+e2e_trap_cleanup() {
+	E2E_CLEANUP_SIGNAL=$1 E2E_CLEANUP_ROOT=$2
+	shift 2
+	E2E_CLEANUP_PATTERNS=("$@")
+	trap _e2e_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+}
+
+_e2e_cleanup() {
+	local rc=$? pattern
+	local -a dirs=()
+	trap - EXIT INT TERM
+	e2e_stop_children "$E2E_CLEANUP_SIGNAL" "${BG_PIDS[@]}"
+	shopt -s nullglob
+	for pattern in "${E2E_CLEANUP_PATTERNS[@]}"; do
+		# shellcheck disable=SC2206 # expanded here, when the directories exist
+		dirs+=($pattern)
+	done
+	e2e_stop_leftovers "$E2E_CLEANUP_ROOT" "${dirs[@]}"
+	exit "$rc"
+}
+
 # e2e_stop_leftovers CHROOT_ROOT DIR...: stop any cluster or broker still
 # running from one of these test directories (a cluster under CHROOT_ROOT
 # runs in the chroot, any other on the host), then unmount the chroot's bind
