@@ -18,16 +18,23 @@
 #
 # Corpora: tests/fuzz/corpus/<target> (committed: seeds and a minimized set of
 # inputs earlier runs found) is read; new inputs go to target/fuzz/corpus/<target>.
-# A crash leaves its input in target/fuzz/artifacts/<target>/ and fails the run;
-# `target/fuzz/x86_64-unknown-linux-gnu/release/<target> <input>` replays it.
-# Every run's execution count is appended to target/fuzz/runs.log.
+# A crash leaves its input in target/fuzz/artifacts/<target>/ and fails the run,
+# naming the binary that replays it. Every run's execution count is appended to
+# target/fuzz/runs.log.
+#
+# The instrumented build (librdkafka's C sources included: some 6 min on 2
+# cores) is kept in the machine's cache, one directory per checkout
+# (JK_FUZZ_BUILD_DIR overrides it), so that a fresh clone at the same path,
+# as CI's, rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 crate=$root/tests/fuzz
-export CARGO_TARGET_DIR=$root/target/fuzz
+work_dir=$root/target/fuzz
+export CARGO_TARGET_DIR=${JK_FUZZ_BUILD_DIR:-${RIG_CACHE:-/var/tmp/jobcomp-kafka}/target-fuzz-$(printf %s "$root" | sha256sum | cut -c1-12)}
 triple=x86_64-unknown-linux-gnu
 bin=$CARGO_TARGET_DIR/$triple/release
+mkdir -p "$work_dir"
 all_targets=(state_file spool config_properties config_params snapshot_codec record)
 [ -e "$crate/fuzz_targets/job_reader.rs" ] && all_targets+=(job_reader)
 
@@ -49,7 +56,7 @@ export JK_FUZZ_SCRATCH=$scratch
 # fuzz TARGET SECONDS: one run; prints and logs its execution count.
 fuzz() {
   local target=$1 seconds=$2 log=$scratch/$1.log
-  local work=$CARGO_TARGET_DIR/corpus/$target artifacts=$CARGO_TARGET_DIR/artifacts/$target
+  local work=$work_dir/corpus/$target artifacts=$work_dir/artifacts/$target
   mkdir -p "$work" "$artifacts" "$crate/corpus/$target"
   local status=0
   "$bin/$target" -max_total_time="$seconds" -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 \
@@ -57,7 +64,7 @@ fuzz() {
   local runs
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   printf '%s %-18s %4ss %10s executions  %s\n' "$(date -u +%FT%TZ)" "$target" "$seconds" "${runs:-?}" \
-    "$([ $status -eq 0 ] && echo ok || echo FAILED)" | tee -a "$CARGO_TARGET_DIR/runs.log"
+    "$([ $status -eq 0 ] && echo ok || echo FAILED)" | tee -a "$work_dir/runs.log"
   if [ $status -ne 0 ]; then
     grep -E -A15 "panicked|ERROR: libFuzzer|SUMMARY" "$log" | head -40 >&2
     echo "fuzz target $target failed; its input is in $artifacts/ (replay: $bin/$target <input>)" >&2
@@ -112,7 +119,7 @@ case $command in
     build
     for t in "${targets[@]}"; do
       # Adds to the committed corpus only the inputs that reach new coverage.
-      "$bin/$t" -merge=1 -rss_limit_mb=1024 -timeout=10 "$crate/corpus/$t" "$CARGO_TARGET_DIR/corpus/$t" \
+      "$bin/$t" -merge=1 -rss_limit_mb=1024 -timeout=10 "$crate/corpus/$t" "$work_dir/corpus/$t" \
         >"$scratch/$t.merge.log" 2>&1
       echo "$t: $(find "$crate/corpus/$t" -type f | wc -l) committed inputs"
     done
