@@ -40,11 +40,14 @@ none=$(rpmspec -P --define '_includedir /nonexistent' "$topdir/jobcomp-kafka.spe
 grep -qx "Release:        1.slurmunknown" <<<"$none" || die "without slurm_version.h the release must be 'unknown' (and %prep stops)"
 log "spec parses: release $slurm from slurm_version.h, --define slurm_version honoured"
 
-# 2. rpmbuild -tb, offline; the same build directory and CARGO_TARGET_DIR as
-# test-dist.sh's offline build (only this crate is rebuilt). Debian's rpm
-# leaves %_licensedir undefined; it is given RHEL's value.
+# 2. rpmbuild -tb, offline; the same build directory as test-dist.sh's
+# offline build, but a kept CARGO_TARGET_DIR of its own: sharing test-dist's,
+# the -sys crates (librdkafka, OpenSSL, Cyrus SASL, curl, zlib) were compiled
+# again by each of the two in turn, rpmbuild's environment not being the
+# plain build's (5-6 min each in make test; a warm build rebuilds this crate
+# only). Debian's rpm leaves %_licensedir undefined; it is given RHEL's value.
 cargo_bin=$(rustup which cargo 2>/dev/null || command -v cargo)
-export CARGO_TARGET_DIR=$PKG_CACHE/target-dist
+export CARGO_TARGET_DIR=$PKG_CACHE/target-rpm
 mkdir -p "$PKG_CACHE/release" "$PKG_CACHE/cargo-home-empty"
 CARGO_HOME=$PKG_CACHE/cargo-home-empty PATH=$(dirname "$cargo_bin"):$PATH unshare -n \
 	rpmbuild -tb --nodeps --define "_topdir $topdir" --define "_builddir $PKG_CACHE/release" \
