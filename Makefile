@@ -25,7 +25,7 @@ ifdef SLURM_SRC_DIR
 export SLURM_SRC_DIR
 endif
 
-.PHONY: help build install deps test test-lane-slurm test-lane-site test-lane-kafka test-lane-secured unit wakeups e2e e2e26 e2e-cluster e2e-cluster-all e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck host-tests rig-selftest test-alerts clean
+.PHONY: help build install deps test test-lane-slurm test-lane-site test-lane-kafka test-lane-secured test-lane-families unit unit-release host-families wakeups e2e e2e26 e2e-cluster e2e-cluster-all e2e-secured e2e-kafka idempotence-kafka layout-guard26 kafka-selftest test-consumers check-headers matrix demo bench fuzz fuzz-check memcheck host-tests rig-selftest test-alerts clean
 
 help:
 	@echo "make build [SLURM_VERSION=X.Y.Z]  build $(OUT)/jobcomp_kafka.so"
@@ -74,22 +74,25 @@ deps:
 # docs/apache-kafka.md's "Running it"); tests/docs_blocks.rs fails when one
 # of them is no longer reached from here.
 test: deps
-	$(MAKE) unit
+	$(MAKE) unit-release
 	$(MAKE) idempotence-kafka
 	$(MAKE) test-alerts
 	$(MAKE) check-headers
-	$(MAKE) -j4 -Oline test-lane-slurm test-lane-site test-lane-kafka test-lane-secured
+	$(MAKE) -j5 -Oline test-lane-slurm test-lane-site test-lane-kafka test-lane-secured test-lane-families
 	$(MAKE) memcheck
 
-# The lanes are balanced on a full rehearsal of four lanes (quiet machine,
-# lanes started 16.7 min into the run; each target's time there):
-# e2e-cluster 16.2 min (its nine scenarios), test-packages 15.4,
-# e2e-secured 11.6, e2e 6.2, fuzz-check 6, rig-selftest 4.4, e2e-kafka
-# about 4.5, layout-guard26 3, e2e26 2.8, test-consumers 2.6, demo 1; and
-# the build matrix, then before the lanes, 3 (14 builds of this
-# crate). Three lanes cannot keep e2e-cluster, test-packages and e2e-secured
-# apart under 20 minutes, hence four (they mostly wait on daemons, so the 2
-# cores are not four times as busy). memcheck runs after the lanes: under
+# The lanes are balanced on full rehearsals (quiet machine, 2 cores). With
+# four lanes started 15.6 min into the run (ca95fca, 44.4 min in all), each
+# target's time: test-packages 19.7 min (its offline builds 5.8 and 5.2),
+# e2e-cluster 17.4 (nine scenarios), e2e-secured 12.3, fuzz-check about 8
+# (6.5 of them its instrumented build), e2e 7, e2e-kafka 6, rig-selftest
+# about 4.5, consumers 4.2, matrix about 4, layout-guard26 3, e2e26 3.2,
+# demo 1; the lanes ended within a minute of each other, 23 min in. Since
+# then the host tests of the other families (6 min before the lanes) run in
+# a fifth lane, and the fuzz build and the families' build are kept in the
+# machine's cache. The lanes mostly wait on daemons, so the 2 cores are not
+# five times as busy; what they do compute (builds, JVMs) is what makes them
+# slower side by side than alone. memcheck runs after the lanes: under
 # valgrind the host tests are some 20 times slower, and they are not made to
 # share the machine on top of that. idempotence-kafka runs before them: it is
 # a cargo test of the installed release, and the lanes' builds for other
@@ -118,6 +121,15 @@ test-lane-kafka:
 	$(MAKE) e2e-cluster
 	CARGO_TARGET_DIR_MATRIX=target $(MAKE) matrix
 
+# The host tests of the other API families (host-families; 6 min when they
+# ran before the lanes), in a target directory of their own since the lanes'
+# builds flip target/release between releases: kept in the machine's cache,
+# one per checkout, so that only a cold machine compiles the dependencies
+# there once more.
+FAMILIES_TARGET_DIR ?= /var/tmp/jobcomp-kafka/target-families-$(shell printf %s "$(CURDIR)" | sha256sum | cut -c1-12)
+test-lane-families:
+	CARGO_TARGET_DIR=$(FAMILIES_TARGET_DIR) $(MAKE) host-families
+
 # Secured Kafka (TLS, SASL, Kerberos, OIDC, ACLs), Apache Kafka's own rules on
 # both lines (4.x, 3.9) with the rig's offline start, and what consumers use
 # (schemas, jobcomp-wait, jobcomp-sink).
@@ -132,16 +144,24 @@ test-lane-secured:
 # the state-file format follow the release the crate is built for.
 HOST_FAMILIES := 22.05.8 23.02.7 24.11.5 26.05.5
 
-# Unit tests for the installed release, then the tests that load the plugin in
-# the C host against librdkafka's mock cluster (HOST_TESTS) for every other
-# family: same target directory, so only this crate is rebuilt.
+# Unit tests for the installed release (with the host scenarios once more
+# with a payload budget of 0), then the tests that load the plugin in the C
+# host against librdkafka's mock cluster (FAMILY_TESTS) for every other
+# family (host-families). One target directory: only this crate is rebuilt
+# per family. `make test` runs the two apart: host-families in a lane of its
+# own, with its own target directory.
 HOST_TESTS := plugin_host spool_faults startup_without_kafka metrics_host jobcomploc_secrets layout_guard
 FAMILY_TESTS := $(HOST_TESTS) wakeups
-unit:
+unit: unit-release host-families
+
+unit-release:
 	ci/check-build-deps.sh
 	$(CARGO) test --release
 	@echo "== the host scenarios again, every spooled record waiting as a 32-byte entry (payload budget 0)"
 	JOBCOMP_KAFKA_TEST_PAYLOAD_BUDGET=0 $(CARGO) test --release --test plugin_host --test spool_faults --test metrics_host --test startup_without_kafka
+
+host-families:
+	ci/check-build-deps.sh
 	@set -e; for release in $(filter-out $(SLURM_VERSION),$(HOST_FAMILIES)); do \
 	  echo "== $(FAMILY_TESTS) on a Slurm $$release build"; \
 	  SLURM_VERSION=$$release $(CARGO) test --release $(addprefix --test ,$(FAMILY_TESTS)); \
