@@ -98,12 +98,18 @@ def acl_operations():
     return ops
 
 
+# The docs' blocks of Kafka's own tools that the suite runs verbatim
+# (run_doc_tool_block), by their marker kind.
+DOC_TOOL_KINDS = ("kafka-acls", "kafka-configs")
+
+
 def run_doc_tool_block(kafka, kind, name, replace=(), topic=None):
     """docs/apache-kafka-security.md's `kind` block `name` (kind: kafka-acls
     or kafka-configs), run verbatim with Kafka's own tool: its bootstrap,
     directory (and topic) replaced as localize_doc does, then each (old, new)
     of `replace`, each of which must be in the command. Returns (argv, the
     tool's output)."""
+    assert kind in DOC_TOOL_KINDS, kind
     command = localize_doc(doc_blocks(kind)[name], kafka.conf, topic=topic)
     for old, new in replace:
         assert old in command, command
