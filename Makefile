@@ -92,9 +92,10 @@ test: deps
 # a fifth lane, and the fuzz build and the families' build are kept in the
 # machine's cache. The rehearsal of that (1dbf6d5, those caches cold): 41.2
 # min in all, 5.8 before the lanes, 29.6 in them (test-packages 26.4 with
-# its rpm build's cold 15.4, the families' first build 16), memcheck 5.8. The lanes mostly wait on daemons, so the 2 cores are not
-# five times as busy; what they do compute (builds, JVMs) is what makes them
-# slower side by side than alone. memcheck runs after the lanes: under
+# its rpm build's cold 15.4, the families' first build 16), memcheck 5.8.
+# The lanes mostly wait on daemons, so the 2 cores are not five times as
+# busy; what they do compute (builds, JVMs) is what makes them slower side by
+# side than alone. memcheck runs after the lanes: under
 # valgrind the host tests are some 20 times slower, and they are not made to
 # share the machine on top of that. idempotence-kafka runs before them: it is
 # a cargo test of the installed release, and the lanes' builds for other
@@ -154,7 +155,12 @@ HOST_FAMILIES := 22.05.8 23.02.7 24.11.5 26.05.5
 # own, with its own target directory.
 HOST_TESTS := plugin_host spool_faults startup_without_kafka metrics_host jobcomploc_secrets layout_guard
 FAMILY_TESTS := $(HOST_TESTS) wakeups
-unit: unit-release host-families
+# One after the other, never as prerequisites (make -j would build the
+# families into target/release while unit-release's host tests load the
+# plugin from it).
+unit:
+	$(MAKE) unit-release
+	$(MAKE) host-families
 
 unit-release:
 	ci/check-build-deps.sh
